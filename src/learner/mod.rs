@@ -1,0 +1,3 @@
+//! Per-container learners: the key, what they observe, and their state machine.
+pub mod key;
+pub mod observation;

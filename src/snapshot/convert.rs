@@ -1,0 +1,64 @@
+//! Pure conversions from Tetragon's process messages to snapshot entries.
+use std::collections::BTreeMap;
+
+use crate::tetragon::proto;
+use crate::time::rfc3339_from_parts;
+
+use super::model::{ContainerInfo, PodInfo, SnapshotProcess};
+
+/// Converts one Tetragon `Process` (from the process cache, an exec event or an
+/// export-log line). Never fails: missing parts become empty values, and a
+/// process without pod info is a host process (`pod`/`container` = `None`).
+pub fn process_to_snapshot(p: &proto::Process, node_name: &str) -> SnapshotProcess {
+    let (container, pod) = match &p.pod {
+        Some(pod) => pod_parts(pod),
+        None => (None, None),
+    };
+    SnapshotProcess {
+        pid: p.pid.as_ref().map(|w| w.value).unwrap_or(0),
+        exec_id: p.exec_id.clone(),
+        parent_exec_id: p.parent_exec_id.clone(),
+        binary: p.binary.clone(),
+        arguments: p.arguments.clone(),
+        flags: p.flags.clone(),
+        start_time: p
+            .start_time
+            .as_ref()
+            .and_then(|t| rfc3339_from_parts(t.seconds, t.nanos)),
+        // Tetragon leaves the wrapper unset when it does not know; treat that as
+        // "in the init tree" so only a positive `false` marks an exec session.
+        in_init_tree: p.in_init_tree.as_ref().map(|w| w.value).unwrap_or(true),
+        node_name: node_name.to_string(),
+        container,
+        pod,
+    }
+}
+
+fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
+    let labels: BTreeMap<String, String> = pod
+        .pod_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let container = pod.container.as_ref().map(|c| ContainerInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        image: c.image.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+        maybe_exec_probe: c.maybe_exec_probe,
+    });
+    let info = PodInfo {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        workload: pod.workload.clone(),
+        workload_kind: pod.workload_kind.clone(),
+        labels,
+    };
+    (container, Some(info))
+}
+
+/// Kernel threads (`[kworker/0:1]`) and the `<kernel>` pseudo-process fill
+/// Tetragon's process cache but are never executables a policy could name.
+pub fn is_kernel_pseudo_binary(binary: &str) -> bool {
+    binary == "<kernel>" || (binary.starts_with('[') && binary.ends_with(']'))
+}

@@ -1,0 +1,70 @@
+//! Opening a gRPC channel to Tetragon over TCP or a unix socket.
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+
+use super::address::TetragonAddress;
+use super::proto::fine_guidance_sensors_client::FineGuidanceSensorsClient;
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot connect to Tetragon at {address}: {source}; check that Tetragon runs and that --tetragon-address points at its gRPC server")]
+    Transport {
+        address: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("invalid Tetragon address {address}: {source}")]
+    InvalidUri {
+        address: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Connects eagerly, so a wrong address fails here with a clear error instead of at
+/// the first call.
+pub async fn connect(
+    address: &TetragonAddress,
+    connect_timeout: Duration,
+) -> Result<Channel, ConnectError> {
+    let shown = address.to_string();
+    let endpoint = match address {
+        TetragonAddress::Tcp(hostport) => Endpoint::from_shared(format!("http://{hostport}")),
+        // The authority is ignored by the unix connector below.
+        TetragonAddress::Unix(_) => Endpoint::from_shared("http://tetragon.local".to_string()),
+    }
+    .map_err(|source| ConnectError::InvalidUri {
+        address: shown.clone(),
+        source,
+    })?
+    .connect_timeout(connect_timeout)
+    .tcp_nodelay(true);
+
+    let result = match address {
+        TetragonAddress::Tcp(_) => endpoint.connect().await,
+        TetragonAddress::Unix(path) => {
+            let path = path.clone();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+    };
+    result.map_err(|source| ConnectError::Transport {
+        address: shown,
+        source,
+    })
+}
+
+/// A client with the receive limit raised: a busy node's process cache is large.
+pub fn client(channel: Channel, max_message_size: usize) -> FineGuidanceSensorsClient<Channel> {
+    FineGuidanceSensorsClient::new(channel).max_decoding_message_size(max_message_size)
+}

@@ -1,0 +1,6 @@
+//! Everything that speaks Tetragon's gRPC API: generated types, addresses,
+//! connecting, and the length-delimited capture format.
+pub mod address;
+pub mod client;
+pub mod framing;
+pub mod proto;
