@@ -28,7 +28,11 @@ pub fn process_to_snapshot(p: &proto::Process, node_name: &str) -> SnapshotProce
         // Tetragon leaves the wrapper unset when it does not know; treat that as
         // "in the init tree" so only a positive `false` marks an exec session.
         in_init_tree: p.in_init_tree.as_ref().map(|w| w.value).unwrap_or(true),
-        node_name: node_name.to_string(),
+        node_name: if node_name.is_empty() {
+            node_from_exec_id(&p.exec_id).unwrap_or_default()
+        } else {
+            node_name.to_string()
+        },
         container,
         pod,
     }
@@ -57,8 +61,46 @@ fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
     (container, Some(info))
 }
 
+/// Tetragon's exec_id is base64 of `<node>:<ktime>:<pid>`: the process-cache dump
+/// carries no node name, but every exec_id does.
+pub fn node_from_exec_id(exec_id: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(exec_id).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut parts = text.rsplitn(3, ':');
+    let (_pid, _ktime, node) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(node.to_string())
+}
+
 /// Kernel threads (`[kworker/0:1]`) and the `<kernel>` pseudo-process fill
 /// Tetragon's process cache but are never executables a policy could name.
 pub fn is_kernel_pseudo_binary(binary: &str) -> bool {
     binary == "<kernel>" || (binary.starts_with('[') && binary.ends_with(']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_name_comes_from_exec_id() {
+        assert_eq!(node_from_exec_id("dm06MTow").as_deref(), Some("vm"));
+        assert_eq!(node_from_exec_id("not base64!"), None);
+    }
+
+    #[test]
+    fn kernel_threads_and_kernel_are_pseudo_binaries() {
+        assert!(is_kernel_pseudo_binary("<kernel>"));
+        assert!(is_kernel_pseudo_binary("[kworker/0:1]"));
+        assert!(!is_kernel_pseudo_binary("/usr/bin/sleep"));
+    }
+
+    #[test]
+    fn host_process_has_no_pod() {
+        let p = proto::Process { exec_id: "dm06MTow".into(), binary: "/bin/x".into(), ..Default::default() };
+        let s = process_to_snapshot(&p, "");
+        assert!(s.is_host_process());
+        assert_eq!(s.node_name, "vm");
+        assert!(s.in_init_tree);
+    }
 }

@@ -2,5 +2,6 @@
 //! connecting, and the length-delimited capture format.
 pub mod address;
 pub mod client;
+pub mod connection;
 pub mod framing;
 pub mod proto;

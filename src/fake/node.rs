@@ -1,0 +1,325 @@
+//! The fake node: a process cache shaped like Tetragon's (with `<kernel>`, kernel
+//! threads and host processes) and builders for the events Tetragon would send.
+//! Plain data; time is passed in.
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine;
+use pbjson_types::{BoolValue, Timestamp, UInt32Value};
+
+use crate::tetragon::proto::{
+    get_events_response::Event, Container, GetEventsResponse, Image, Pod, Process, ProcessExec,
+    ProcessExit, ProcessInternal,
+};
+use crate::time::UnixMillis;
+
+use super::scenario::{ContainerSpec, ExecSpec, Scenario};
+
+/// A process of the fake node, with what Tetragon's cache keeps about it.
+#[derive(Debug, Clone)]
+struct CachedProcess {
+    process: Process,
+    parent_exec_id: String,
+}
+
+#[derive(Debug)]
+pub struct FakeNode {
+    node_name: String,
+    /// Keyed by exec_id; a BTreeMap keeps dumps in a stable order.
+    cache: BTreeMap<String, CachedProcess>,
+    /// Per container (scenario index): the exec_id of its first running process,
+    /// the parent of whatever the container execs later.
+    container_parent: Vec<Option<String>>,
+    containers: Vec<ContainerSpec>,
+    next_pid: u32,
+    boot_ms: UnixMillis,
+}
+
+/// Tetragon's exec_id: base64 of `<node>:<ktime ns>:<pid>`.
+pub fn exec_id(node: &str, ktime_ns: u64, pid: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{node}:{ktime_ns}:{pid}"))
+}
+
+/// A stable 64-hex container id from the pod and container names.
+fn container_hex_id(spec: &ContainerSpec) -> String {
+    let mut out = String::with_capacity(64);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for round in 0u8..4 {
+        for b in spec.namespace.bytes().chain(spec.pod.bytes()).chain(spec.container.bytes()).chain([round]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out
+}
+
+fn ts(ms: UnixMillis) -> Timestamp {
+    Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+impl FakeNode {
+    pub fn new(s: &Scenario, boot_ms: UnixMillis) -> Self {
+        let mut node = Self {
+            node_name: s.node_name.clone(),
+            cache: BTreeMap::new(),
+            container_parent: vec![None; s.containers.len()],
+            containers: s.containers.clone(),
+            next_pid: 100,
+            boot_ms,
+        };
+        let kernel_id = exec_id(&node.node_name, 1, 0);
+        node.insert_plain(0, "<kernel>", "", "procFS", &kernel_id, &kernel_id, None);
+        let kthreadd = node.insert_plain(2, "[kthreadd]", "", "procFS", &kernel_id, &kernel_id, None);
+        for i in 0..s.kernel_threads {
+            let pid = 10 + i;
+            let name = format!("[kworker/{i}:0]");
+            let id = exec_id(&node.node_name, u64::from(pid) * 10_000_000, pid);
+            node.insert_plain(pid, &name, "", "procFS", &id, &kthreadd, None);
+        }
+        let init = node.insert_plain(1, "/sbin/init", "", "procFS", &exec_id(&node.node_name, 250_000_000, 1), &kernel_id, None);
+        for binary in &s.host_processes {
+            node.spawn(binary, "", "procFS", &init, None);
+        }
+        for i in 0..s.faults.extra_host_processes {
+            node.spawn("/usr/bin/sleep", &format!("{}", 3600 + i), "procFS", &init, None);
+        }
+        for (ci, c) in s.containers.iter().enumerate() {
+            let mut parent = init.clone();
+            for (ri, e) in c.running.iter().enumerate() {
+                let id = node.spawn(&e.binary, &e.arguments, "procFS", &parent, Some((ci, e)));
+                if ri == 0 {
+                    node.container_parent[ci] = Some(id.clone());
+                    parent = id;
+                }
+            }
+        }
+        node
+    }
+
+    /// A node whose cache is filled by replayed events (see `apply`).
+    pub fn empty(node_name: &str, boot_ms: UnixMillis) -> Self {
+        Self {
+            node_name: node_name.to_string(),
+            cache: BTreeMap::new(),
+            container_parent: Vec::new(),
+            containers: Vec::new(),
+            next_pid: 100,
+            boot_ms,
+        }
+    }
+
+    /// Keeps the cache in step with a replayed event: an exec adds its process,
+    /// an exit removes it.
+    pub fn apply(&mut self, ev: &GetEventsResponse) {
+        match ev.event.as_ref() {
+            Some(Event::ProcessExec(e)) => {
+                if let Some(p) = &e.process {
+                    let cached = CachedProcess { process: p.clone(), parent_exec_id: p.parent_exec_id.clone() };
+                    self.cache.insert(p.exec_id.clone(), cached);
+                }
+            }
+            Some(Event::ProcessExit(e)) => {
+                if let Some(p) = &e.process {
+                    self.cache.remove(&p.exec_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    fn insert_plain(
+        &mut self,
+        pid: u32,
+        binary: &str,
+        arguments: &str,
+        flags: &str,
+        id: &str,
+        parent: &str,
+        pod: Option<Pod>,
+    ) -> String {
+        let docker = pod
+            .as_ref()
+            .and_then(|p| p.container.as_ref())
+            .and_then(|c| c.id.rsplit("://").next())
+            .map(|hex| hex.chars().take(31).collect())
+            .unwrap_or_default();
+        let process = Process {
+            exec_id: id.to_string(),
+            pid: Some(UInt32Value { value: pid }),
+            uid: Some(UInt32Value { value: 0 }),
+            cwd: "/".to_string(),
+            binary: binary.to_string(),
+            arguments: arguments.to_string(),
+            flags: flags.to_string(),
+            start_time: Some(ts(self.boot_ms)),
+            auid: Some(UInt32Value { value: u32::MAX }),
+            pod,
+            docker,
+            parent_exec_id: parent.to_string(),
+            refcnt: 0,
+            tid: Some(UInt32Value { value: pid }),
+            in_init_tree: None,
+            environment_variables: Vec::new(),
+        };
+        self.cache.insert(id.to_string(), CachedProcess { process, parent_exec_id: parent.to_string() });
+        id.to_string()
+    }
+
+    fn pod_for(&self, ci: usize, e: &ExecSpec) -> Pod {
+        let c = &self.containers[ci];
+        Pod {
+            namespace: c.namespace.clone(),
+            name: c.pod.clone(),
+            uid: format!("uid-{}", &container_hex_id(c)[..12]),
+            container: Some(Container {
+                id: format!("containerd://{}", container_hex_id(c)),
+                name: c.container.clone(),
+                image: Some(Image { id: String::new(), name: c.image.clone() }),
+                start_time: Some(ts(self.boot_ms)),
+                pid: Some(UInt32Value { value: 1 }),
+                maybe_exec_probe: e.probe,
+                security_context: None,
+            }),
+            pod_labels: c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
+            workload: c.workload.clone(),
+            workload_kind: c.workload_kind.clone(),
+            pod_annotations: HashMap::new(),
+        }
+    }
+
+    fn spawn(&mut self, binary: &str, args: &str, flags: &str, parent: &str, pod: Option<(usize, &ExecSpec)>) -> String {
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let id = exec_id(&self.node_name, u64::from(pid) * 10_000_000, pid);
+        let pod_info = pod.map(|(ci, e)| self.pod_for(ci, e));
+        self.insert_plain(pid, binary, args, flags, &id, parent, pod_info);
+        if let Some((_, e)) = pod {
+            if e.session {
+                if let Some(p) = self.cache.get_mut(&id) {
+                    p.process.in_init_tree = Some(BoolValue { value: false });
+                }
+            }
+        }
+        id
+    }
+
+    /// A new process in container `ci` runs `e`: it enters the cache, and the
+    /// `process_exec` event Tetragon would send is returned.
+    pub fn exec(&mut self, ci: usize, e: &ExecSpec, now: UnixMillis) -> GetEventsResponse {
+        let parent = self.container_parent[ci].clone().unwrap_or_else(|| exec_id(&self.node_name, 250_000_000, 1));
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let id = exec_id(&self.node_name, now.saturating_mul(1_000_000) + u64::from(pid), pid);
+        let pod = self.pod_for(ci, e);
+        self.insert_plain(pid, &e.binary, &e.arguments, "execve clone", &id, &parent, Some(pod));
+        if let Some(p) = self.cache.get_mut(&id) {
+            p.process.start_time = Some(ts(now));
+            p.process.in_init_tree = Some(BoolValue { value: !e.session });
+        }
+        let process = self.cache.get(&id).map(|p| p.process.clone()).unwrap_or_default();
+        let parent_proc = self.cache.get(&parent).map(|p| p.process.clone());
+        self.event(Event::ProcessExec(ProcessExec { process: Some(process), parent: parent_proc, ancestors: vec![] }), now)
+    }
+
+    /// The process leaves the cache; its `process_exit` event is returned.
+    pub fn exit(&mut self, id: &str, now: UnixMillis) -> Option<GetEventsResponse> {
+        let gone = self.cache.remove(id)?;
+        let parent = self.cache.get(&gone.parent_exec_id).map(|p| p.process.clone());
+        Some(self.event(
+            Event::ProcessExit(ProcessExit {
+                process: Some(gone.process),
+                parent,
+                signal: String::new(),
+                status: 0,
+                time: Some(ts(now)),
+                ancestors: vec![],
+            }),
+            now,
+        ))
+    }
+
+    fn event(&self, event: Event, now: UnixMillis) -> GetEventsResponse {
+        GetEventsResponse { node_name: self.node_name.clone(), time: Some(ts(now)), event: Some(event), ..Default::default() }
+    }
+
+    /// The process cache as GetDebug returns it (`skip_zero_refcnt` keeps all:
+    /// every cached process here is alive).
+    pub fn dump(&self) -> Vec<ProcessInternal> {
+        self.cache
+            .values()
+            .map(|p| ProcessInternal {
+                process: Some(p.process.clone()),
+                color: "inUse".to_string(),
+                refcnt: Some(UInt32Value { value: 1 }),
+                refcnt_ops: HashMap::from([("process++".to_string(), 1)]),
+            })
+            .collect()
+    }
+
+    /// What Tetragon's startup /proc scan writes to its export log: a procFS
+    /// `process_exec` per cached process except kernel threads, `<kernel>` first.
+    pub fn startup_events(&self, now: UnixMillis) -> Vec<GetEventsResponse> {
+        let mut procs: Vec<&CachedProcess> = self
+            .cache
+            .values()
+            .filter(|p| !(p.process.binary.starts_with('[') && p.process.binary.ends_with(']')))
+            .collect();
+        procs.sort_by_key(|p| p.process.pid.as_ref().map(|w| w.value).unwrap_or(0));
+        procs
+            .into_iter()
+            .map(|p| {
+                let parent = self.cache.get(&p.parent_exec_id).map(|pp| pp.process.clone());
+                self.event(Event::ProcessExec(ProcessExec { process: Some(p.process.clone()), parent, ancestors: vec![] }), now)
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_holds_kernel_threads_host_and_container_processes() {
+        let s = Scenario::demo();
+        let node = FakeNode::new(&s, 1_000);
+        let dump = node.dump();
+        let binaries: Vec<&str> = dump.iter().filter_map(|p| p.process.as_ref()).map(|p| p.binary.as_str()).collect();
+        assert!(binaries.contains(&"<kernel>"));
+        assert!(binaries.iter().any(|b| b.starts_with("[kworker/")));
+        assert!(binaries.contains(&"/usr/bin/kubelet"));
+        assert!(binaries.contains(&"/usr/sbin/nginx"));
+    }
+
+    #[test]
+    fn exec_then_exit_leaves_cache_unchanged() {
+        let s = Scenario::demo();
+        let mut node = FakeNode::new(&s, 1_000);
+        let before = node.len();
+        let ev = node.exec(0, &s.containers[0].execs[0], 2_000);
+        let Some(Event::ProcessExec(exec)) = ev.event else { panic!("not an exec") };
+        let p = exec.process.unwrap();
+        assert_eq!(p.pod.as_ref().unwrap().container.as_ref().unwrap().name, "nginx");
+        assert_eq!(p.docker.len(), 31);
+        assert_eq!(node.len(), before + 1);
+        assert!(node.exit(&p.exec_id, 2_001).is_some());
+        assert_eq!(node.len(), before);
+    }
+
+    #[test]
+    fn exec_id_is_base64_of_node_ktime_pid() {
+        assert_eq!(exec_id("vm", 1, 0), "dm06MTow");
+    }
+}

@@ -1,0 +1,273 @@
+//! Scenario files for the fake Tetragon: the node's processes, what its containers
+//! run while the agent watches, and the faults to inject.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::learner::key::{workload_of, LearnerKey};
+
+/// The scenario `demo` runs when no file is given.
+pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.yaml");
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scenario {origin} is not valid: {source}; see the scenario format in the README")]
+    Parse {
+        origin: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("scenario {origin} is not valid: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default = "default_node")]
+    pub node_name: String,
+    /// Kernel threads (`[kworker/N]`) in the process cache, as a real node has.
+    #[serde(default = "default_kernel_threads")]
+    pub kernel_threads: u32,
+    /// Executables running on the host, outside any pod.
+    #[serde(default)]
+    pub host_processes: Vec<String>,
+    #[serde(default)]
+    pub containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    pub activity: Activity,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    pub namespace: String,
+    pub pod: String,
+    /// Left empty to imitate Tetragon versions that do not send workload fields.
+    #[serde(default)]
+    pub workload: String,
+    #[serde(default)]
+    pub workload_kind: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub container: String,
+    #[serde(default)]
+    pub image: String,
+    /// Already running when the fake starts: only a snapshot can see these.
+    #[serde(default)]
+    pub running: Vec<ExecSpec>,
+    /// Executed while the fake runs, round robin across all containers.
+    #[serde(default)]
+    pub execs: Vec<ExecSpec>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    pub binary: String,
+    #[serde(default)]
+    pub arguments: String,
+    /// Tetragon's `maybe_exec_probe` hint.
+    #[serde(default)]
+    pub probe: bool,
+    /// Outside the container's init tree, like a `kubectl exec` session.
+    #[serde(default)]
+    pub session: bool,
+}
+
+/// When the activity starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartMode {
+    /// When the first GetEvents client connects (deterministic tests and demos).
+    #[default]
+    OnFirstClient,
+    /// At once, whether or not anybody listens (a live node).
+    Immediately,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activity {
+    /// Exec events per second (0 = as fast as possible).
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: u32,
+    /// How many execs to perform in all; 0 = forever.
+    #[serde(default)]
+    pub total_execs: u64,
+    /// Each exec'd process exits right after it started (an exit event follows).
+    #[serde(default = "default_true")]
+    pub exit_after_exec: bool,
+    #[serde(default)]
+    pub start: StartMode,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { rate_per_sec: default_rate(), total_execs: 0, exit_after_exec: true, start: StartMode::default() }
+    }
+}
+
+/// What GetDebug does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DebugFault {
+    #[default]
+    Ok,
+    /// Like Tetragon older than v1.3, which has no process-cache dump.
+    Unimplemented,
+    /// An internal error.
+    Error,
+    /// An empty cache, like Tetragon run with `--disable-process-cache`.
+    Empty,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// End each GetEvents stream normally after this many events.
+    #[serde(default)]
+    pub end_stream_after: Option<u64>,
+    /// Abort each GetEvents stream with UNAVAILABLE after this many events.
+    #[serde(default)]
+    pub abort_stream_after: Option<u64>,
+    #[serde(default)]
+    pub getdebug: DebugFault,
+    /// Delay every GetDebug answer by this many milliseconds.
+    #[serde(default)]
+    pub getdebug_delay_ms: u64,
+    /// Extra host processes in the cache (`/usr/bin/sleep`), to make huge dumps.
+    #[serde(default)]
+    pub extra_host_processes: u32,
+}
+
+fn default_node() -> String {
+    "fake-node".to_string()
+}
+fn default_kernel_threads() -> u32 {
+    4
+}
+fn default_rate() -> u32 {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Scenario {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = serde_yaml::from_str(text)
+            .map_err(|source| ScenarioError::Parse { origin: origin.to_string(), source })?;
+        s.validate(origin)?;
+        Ok(s)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    pub fn demo() -> Self {
+        // The embedded scenario is tested; a failure here is a build defect.
+        Self::from_yaml(DEMO_SCENARIO, "built-in demo").expect("built-in demo scenario is valid")
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ScenarioError> {
+        let invalid = |reason: String| ScenarioError::Invalid { origin: origin.to_string(), reason };
+        for c in &self.containers {
+            if c.namespace.is_empty() || c.pod.is_empty() || c.container.is_empty() {
+                return Err(invalid(format!(
+                    "container {:?} of pod {:?} needs namespace, pod and container",
+                    c.container, c.pod
+                )));
+            }
+        }
+        if self.activity.total_execs > 0 && self.exec_plan_len() == 0 {
+            return Err(invalid("activity.total_execs > 0 but no container has execs".into()));
+        }
+        Ok(())
+    }
+
+    /// The round-robin order of execs: (container index, exec index).
+    pub fn exec_plan(&self) -> Vec<(usize, usize)> {
+        let longest = self.containers.iter().map(|c| c.execs.len()).max().unwrap_or(0);
+        let mut plan = Vec::new();
+        for round in 0..longest {
+            for (ci, c) in self.containers.iter().enumerate() {
+                if round < c.execs.len() {
+                    plan.push((ci, round));
+                }
+            }
+        }
+        plan
+    }
+
+    fn exec_plan_len(&self) -> usize {
+        self.containers.iter().map(|c| c.execs.len()).sum()
+    }
+
+    /// The learner key the agent must derive for a container.
+    pub fn key_of(&self, c: &ContainerSpec) -> LearnerKey {
+        let (kind, workload) = workload_of(&c.pod, &c.workload, &c.workload_kind, &c.labels);
+        LearnerKey { namespace: c.namespace.clone(), workload_kind: kind, workload, container: c.container.clone() }
+    }
+
+    /// The oracle: what an agent that saw the snapshot and every event must have
+    /// learned per key, once `execs_done` execs happened (pod processes only).
+    pub fn expected_profiles(&self, execs_done: u64) -> BTreeMap<LearnerKey, BTreeSet<String>> {
+        let mut out: BTreeMap<LearnerKey, BTreeSet<String>> = BTreeMap::new();
+        for c in &self.containers {
+            let set = out.entry(self.key_of(c)).or_default();
+            set.extend(c.running.iter().map(|e| e.binary.clone()).filter(|b| !b.is_empty()));
+        }
+        let plan = self.exec_plan();
+        if !plan.is_empty() {
+            for step in 0..execs_done {
+                let (ci, ei) = plan[(step % plan.len() as u64) as usize];
+                let c = &self.containers[ci];
+                out.entry(self.key_of(c)).or_default().insert(c.execs[ei].binary.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_scenario_parses_and_has_an_oracle() {
+        let s = Scenario::demo();
+        assert!(!s.containers.is_empty());
+        let expected = s.expected_profiles(s.activity.total_execs);
+        assert!(expected.values().all(|set| !set.is_empty()));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = Scenario::from_yaml("node_name: x\nbogus: 1\n", "test").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn exec_plan_is_round_robin() {
+        let s = Scenario::from_yaml(
+            "containers:\n- {namespace: a, pod: p, container: c, execs: [{binary: /x}, {binary: /y}]}\n- {namespace: a, pod: q, container: c, execs: [{binary: /z}]}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.exec_plan(), vec![(0, 0), (1, 0), (0, 1)]);
+    }
+}

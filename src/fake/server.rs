@@ -1,0 +1,162 @@
+//! Starting and stopping the fake Tetragon on a TCP port or a unix socket.
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+
+use crate::tetragon::address::TetragonAddress;
+use crate::tetragon::proto::fine_guidance_sensors_server::FineGuidanceSensorsServer;
+use crate::time::now_ms;
+
+use super::export_writer::{ExportWriteError, ExportWriter};
+use super::feed;
+use super::node::FakeNode;
+use super::replay::Replay;
+use super::scenario::{Faults, Scenario};
+use super::service::FakeService;
+use super::state::FakeState;
+
+#[derive(Debug, Error)]
+pub enum FakeError {
+    #[error("fake tetragon cannot listen on {address}: {source}; pick a free port or a writable socket path")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Export(#[from] ExportWriteError),
+}
+
+/// What the fake serves.
+pub enum FakeSource {
+    Scenario(Scenario),
+    Replay { replay: Replay, rate_per_sec: u32, faults: Faults },
+}
+
+/// A running fake Tetragon. Dropping it does not stop it; call `stop`.
+pub struct FakeTetragon {
+    pub address: TetragonAddress,
+    pub state: Arc<FakeState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    feed: JoinHandle<()>,
+}
+
+impl FakeTetragon {
+    pub async fn start(listen: &TetragonAddress, source: FakeSource, export_log: Option<&Path>) -> Result<Self, FakeError> {
+        let mut export = export_log.map(ExportWriter::open).transpose()?;
+        let boot = now_ms();
+        let (node, faults) = match &source {
+            FakeSource::Scenario(s) => (FakeNode::new(s, boot), s.faults.clone()),
+            FakeSource::Replay { replay, faults, .. } => {
+                let mut node = FakeNode::empty(&replay.node_name, boot);
+                replay.startup.iter().for_each(|ev| node.apply(ev));
+                (node, faults.clone())
+            }
+        };
+        if let Some(w) = export.as_mut() {
+            // Tetragon writes its /proc scan to the export log when it starts.
+            let startup = match &source {
+                FakeSource::Scenario(_) => node.startup_events(boot),
+                FakeSource::Replay { replay, .. } => replay.startup.clone(),
+            };
+            for ev in &startup {
+                w.write(ev)?;
+            }
+            w.flush()?;
+        }
+        let state = Arc::new(FakeState::new(node, faults, export));
+        let (tx, rx) = oneshot::channel::<()>();
+        let (address, server) = serve(listen, state.clone(), rx).await?;
+        let feed = match source {
+            FakeSource::Scenario(s) => tokio::spawn(feed::run_scenario(state.clone(), s)),
+            FakeSource::Replay { replay, rate_per_sec, .. } => tokio::spawn(feed::run_replay(state.clone(), replay, rate_per_sec)),
+        };
+        tracing::info!(%address, "fake tetragon listening");
+        Ok(Self { address, state, shutdown: Some(tx), server, feed })
+    }
+
+    pub fn execs_done(&self) -> u64 {
+        self.state.counters.execs_done.load(Ordering::Relaxed)
+    }
+
+    pub fn streams_opened(&self) -> u64 {
+        self.state.counters.streams_opened.load(Ordering::Relaxed)
+    }
+
+    pub fn debug_calls(&self) -> u64 {
+        self.state.counters.debug_calls.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the scenario's activity is over (never, for endless ones).
+    pub async fn activity_done(&mut self) {
+        let _ = (&mut self.feed).await;
+    }
+
+    /// Stops serving: open streams end, like a Tetragon that goes away.
+    pub async fn stop(mut self) {
+        self.feed.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Streams still open keep the graceful shutdown waiting; cut them.
+        self.server.abort();
+        let _ = self.server.await;
+        if let TetragonAddress::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn serve(
+    listen: &TetragonAddress,
+    state: Arc<FakeState>,
+    shutdown: oneshot::Receiver<()>,
+) -> Result<(TetragonAddress, JoinHandle<()>), FakeError> {
+    let bind_err = |source| FakeError::Bind { address: listen.to_string(), source };
+    let service = FineGuidanceSensorsServer::new(FakeService { state })
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let router = Server::builder().add_service(service);
+    let signal = async {
+        let _ = shutdown.await;
+    };
+    match listen {
+        TetragonAddress::Tcp(hostport) => {
+            let addr: SocketAddr = tokio::net::lookup_host(hostport)
+                .await
+                .map_err(bind_err)?
+                .next()
+                .ok_or_else(|| bind_err(std::io::Error::other("host name resolved to no address")))?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
+            let local = listener.local_addr().map_err(bind_err)?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal).await {
+                    tracing::error!(error = %e, "fake tetragon server failed");
+                }
+            });
+            Ok((TetragonAddress::Tcp(local.to_string()), task))
+        }
+        TetragonAddress::Unix(path) => {
+            if path.exists() {
+                // A stale socket from an earlier run; a live server would still hold it
+                // open, and then binding fails below with a clear error anyway.
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal).await {
+                    tracing::error!(error = %e, "fake tetragon server failed");
+                }
+            });
+            Ok((TetragonAddress::Unix(path.clone()), task))
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The fake's implementation of `tetragon.FineGuidanceSensors`.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::tetragon::proto::{
+    fine_guidance_sensors_server::FineGuidanceSensors, get_debug_response, ConfigFlag,
+    DumpProcessCacheResArgs, GetDebugRequest, GetDebugResponse, GetEventsRequest, GetEventsResponse,
+    GetHealthStatusRequest, GetHealthStatusResponse, GetVersionRequest, GetVersionResponse,
+    HealthStatus, HealthStatusResult, HealthStatusType, LogLevel,
+};
+
+use super::filter::passes;
+use super::scenario::DebugFault;
+use super::state::FakeState;
+
+/// What the fake reports as its Tetragon version.
+pub const FAKE_VERSION: &str = "v1.8.0-fake";
+
+pub struct FakeService {
+    pub state: Arc<FakeState>,
+}
+
+type EventResult = Result<GetEventsResponse, Status>;
+
+/// Forwards the live feed to one client until a fault or the client ends it.
+async fn forward(
+    state: Arc<FakeState>,
+    req: GetEventsRequest,
+    mut rx: broadcast::Receiver<GetEventsResponse>,
+    tx: mpsc::Sender<EventResult>,
+) {
+    let end_after = state.faults.end_stream_after;
+    let abort_after = state.faults.abort_stream_after;
+    let mut sent: u64 = 0;
+    loop {
+        if abort_after.is_some_and(|n| sent >= n) {
+            let _ = tx.send(Err(Status::unavailable("fake tetragon: stream aborted by fault injection"))).await;
+            return;
+        }
+        if end_after.is_some_and(|n| sent >= n) {
+            return;
+        }
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // Tetragon drops silently for a slow listener; so does the fake.
+                state.counters.dropped_for_slow_clients.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !passes(&req, &ev) {
+            continue;
+        }
+        if tx.send(Ok(ev)).await.is_err() {
+            return; // client went away
+        }
+        sent += 1;
+    }
+}
+
+#[tonic::async_trait]
+impl FineGuidanceSensors for FakeService {
+    type GetEventsStream = ReceiverStream<EventResult>;
+
+    async fn get_events(&self, request: Request<GetEventsRequest>) -> Result<Response<Self::GetEventsStream>, Status> {
+        let req = request.into_inner();
+        // Subscribe before anything can be published for this client.
+        let rx = self.state.events.subscribe();
+        self.state.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.state.first_client.notify_one();
+        let (tx, out) = mpsc::channel(1024);
+        tokio::spawn(forward(self.state.clone(), req, rx, tx));
+        Ok(Response::new(ReceiverStream::new(out)))
+    }
+
+    async fn get_health(&self, _: Request<GetHealthStatusRequest>) -> Result<Response<GetHealthStatusResponse>, Status> {
+        Ok(Response::new(GetHealthStatusResponse {
+            health_status: vec![HealthStatus {
+                event: HealthStatusType::Status as i32,
+                status: HealthStatusResult::HealthStatusRunning as i32,
+                details: "running".to_string(),
+            }],
+        }))
+    }
+
+    async fn get_version(&self, _: Request<GetVersionRequest>) -> Result<Response<GetVersionResponse>, Status> {
+        Ok(Response::new(GetVersionResponse { version: FAKE_VERSION.to_string() }))
+    }
+
+    async fn get_debug(&self, request: Request<GetDebugRequest>) -> Result<Response<GetDebugResponse>, Status> {
+        self.state.counters.debug_calls.fetch_add(1, Ordering::Relaxed);
+        let req = request.into_inner();
+        let faults = &self.state.faults;
+        if faults.getdebug_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.getdebug_delay_ms)).await;
+        }
+        match faults.getdebug {
+            DebugFault::Unimplemented => return Err(Status::unimplemented("unknown flag")),
+            DebugFault::Error => return Err(Status::internal("fake tetragon: GetDebug failed by fault injection")),
+            DebugFault::Ok | DebugFault::Empty => {}
+        }
+        match ConfigFlag::try_from(req.flag) {
+            Ok(ConfigFlag::DumpProcessCache) => {
+                let processes = if faults.getdebug == DebugFault::Empty { Vec::new() } else { self.state.node.lock().dump() };
+                Ok(Response::new(GetDebugResponse {
+                    flag: ConfigFlag::DumpProcessCache as i32,
+                    arg: Some(get_debug_response::Arg::Processes(DumpProcessCacheResArgs { processes })),
+                }))
+            }
+            Ok(ConfigFlag::LogLevel) => Ok(Response::new(GetDebugResponse {
+                flag: ConfigFlag::LogLevel as i32,
+                arg: Some(get_debug_response::Arg::Level(LogLevel::Info as i32)),
+            })),
+            Err(_) => Err(Status::invalid_argument(format!("unknown debug flag {}", req.flag))),
+        }
+    }
+}

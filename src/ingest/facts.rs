@@ -1,0 +1,200 @@
+//! Pure conversion of Tetragon events and snapshot entries into facts for the
+//! learners. Snapshot entries and exec events go through the same rules.
+use serde::Serialize;
+
+use crate::learner::key::{workload_of, LearnerKey};
+use crate::learner::observation::{FactSource, Observation};
+use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
+use crate::snapshot::model::SnapshotProcess;
+use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
+use crate::time::UnixMillis;
+
+/// What is learned, and from where.
+#[derive(Debug, Clone, Default)]
+pub struct IngestConfig {
+    /// Learn processes outside pods, as one learner per node (kind `Host`).
+    pub learn_host_processes: bool,
+    /// When non-empty, only these namespaces are learned.
+    pub include_namespaces: Vec<String>,
+    /// These namespaces are never learned.
+    pub exclude_namespaces: Vec<String>,
+}
+
+/// Why an event or snapshot entry taught nothing. Counted and logged, per reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// An event of a kind the agent does not use, or with no event at all.
+    OtherKind,
+    NoProcess,
+    PodWithoutContainer,
+    EmptyBinary,
+    KernelThread,
+    HostProcess,
+    NamespaceFiltered,
+}
+
+impl SkipReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OtherKind => "other_kind",
+            Self::NoProcess => "no_process",
+            Self::PodWithoutContainer => "pod_without_container",
+            Self::EmptyBinary => "empty_binary",
+            Self::KernelThread => "kernel_thread",
+            Self::HostProcess => "host_process",
+            Self::NamespaceFiltered => "namespace_filtered",
+        }
+    }
+}
+
+/// A process that teaches its learner one executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learnable {
+    pub key: LearnerKey,
+    pub exec_id: String,
+    pub observation: Observation,
+}
+
+/// What one event means to the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Exec(Learnable),
+    /// A process ended: it leaves the live process table. Teaches nothing.
+    Exit { exec_id: String },
+    /// Tetragon says it dropped this many events: learners may be partial.
+    Dropped { count: u64 },
+    Skip(SkipReason),
+}
+
+/// Applies the learning rules to one process (from a snapshot or an exec event).
+pub fn learnable(p: &SnapshotProcess, source: FactSource, at: UnixMillis, cfg: &IngestConfig) -> Result<Learnable, SkipReason> {
+    if p.binary.is_empty() {
+        return Err(SkipReason::EmptyBinary);
+    }
+    if is_kernel_pseudo_binary(&p.binary) {
+        return Err(SkipReason::KernelThread);
+    }
+    let key = match (&p.pod, &p.container) {
+        (None, _) if cfg.learn_host_processes => LearnerKey::host(&p.node_name),
+        (None, _) => return Err(SkipReason::HostProcess),
+        (Some(_), None) => return Err(SkipReason::PodWithoutContainer),
+        (Some(_), Some(c)) if c.name.is_empty() => return Err(SkipReason::PodWithoutContainer),
+        (Some(pod), Some(c)) => {
+            let (kind, workload) = workload_of(&pod.name, &pod.workload, &pod.workload_kind, &pod.labels);
+            LearnerKey { namespace: pod.namespace.clone(), workload_kind: kind, workload, container: c.name.clone() }
+        }
+    };
+    if let Some(pod) = &p.pod {
+        let ns = &pod.namespace;
+        if cfg.exclude_namespaces.iter().any(|n| n == ns)
+            || (!cfg.include_namespaces.is_empty() && !cfg.include_namespaces.iter().any(|n| n == ns))
+        {
+            return Err(SkipReason::NamespaceFiltered);
+        }
+    }
+    Ok(Learnable {
+        key,
+        exec_id: p.exec_id.clone(),
+        observation: Observation {
+            path: p.binary.clone(),
+            at,
+            source,
+            exec_probe: p.container.as_ref().is_some_and(|c| c.maybe_exec_probe),
+            exec_session: !p.in_init_tree,
+        },
+    })
+}
+
+/// Classifies one streamed event. `process_exit` and other kinds teach nothing.
+pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfig) -> Fact {
+    match &ev.event {
+        Some(Event::ProcessExec(exec)) => match &exec.process {
+            None => Fact::Skip(SkipReason::NoProcess),
+            Some(p) => {
+                let snap = process_to_snapshot(p, &ev.node_name);
+                match learnable(&snap, FactSource::Event, at, cfg) {
+                    Ok(l) => Fact::Exec(l),
+                    Err(reason) => Fact::Skip(reason),
+                }
+            }
+        },
+        Some(Event::ProcessExit(exit)) => match &exit.process {
+            Some(p) => Fact::Exit { exec_id: p.exec_id.clone() },
+            None => Fact::Skip(SkipReason::NoProcess),
+        },
+        Some(Event::RateLimitInfo(info)) => Fact::Dropped { count: info.number_of_dropped_process_events },
+        None => Fact::Skip(SkipReason::OtherKind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::model::{ContainerInfo, PodInfo};
+
+    fn pod_process(binary: &str) -> SnapshotProcess {
+        SnapshotProcess {
+            pid: 7,
+            exec_id: "e1".into(),
+            parent_exec_id: String::new(),
+            binary: binary.into(),
+            arguments: String::new(),
+            flags: "execve clone".into(),
+            start_time: None,
+            in_init_tree: true,
+            node_name: "n1".into(),
+            container: Some(ContainerInfo { id: "c".into(), name: "app".into(), image: "i".into(), maybe_exec_probe: false }),
+            pod: Some(PodInfo {
+                namespace: "ns".into(),
+                name: "web-5d8f7c6b9d-abcde".into(),
+                uid: String::new(),
+                workload: String::new(),
+                workload_kind: String::new(),
+                labels: [("pod-template-hash".to_string(), "5d8f7c6b9d".to_string())].into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn legacy_pod_is_learned_under_its_deployment() {
+        let l = learnable(&pod_process("/bin/app"), FactSource::Event, 5, &IngestConfig::default()).unwrap();
+        assert_eq!(l.key, LearnerKey::new("ns", "Deployment", "web", "app"));
+        assert_eq!(l.observation.path, "/bin/app");
+    }
+
+    #[test]
+    fn skips_are_classified() {
+        let cfg = IngestConfig::default();
+        assert_eq!(learnable(&pod_process(""), FactSource::Event, 0, &cfg), Err(SkipReason::EmptyBinary));
+        assert_eq!(learnable(&pod_process("[kworker/0:1]"), FactSource::Event, 0, &cfg), Err(SkipReason::KernelThread));
+        let mut host = pod_process("/usr/bin/kubelet");
+        host.pod = None;
+        host.container = None;
+        assert_eq!(learnable(&host, FactSource::Event, 0, &cfg), Err(SkipReason::HostProcess));
+        let with_host = IngestConfig { learn_host_processes: true, ..Default::default() };
+        assert_eq!(learnable(&host, FactSource::Event, 0, &with_host).unwrap().key, LearnerKey::host("n1"));
+        let mut no_container = pod_process("/bin/app");
+        no_container.container = None;
+        assert_eq!(learnable(&no_container, FactSource::Event, 0, &cfg), Err(SkipReason::PodWithoutContainer));
+        let excl = IngestConfig { exclude_namespaces: vec!["ns".into()], ..Default::default() };
+        assert_eq!(learnable(&pod_process("/bin/app"), FactSource::Event, 0, &excl), Err(SkipReason::NamespaceFiltered));
+    }
+
+    #[test]
+    fn probe_and_session_marks() {
+        let mut p = pod_process("/bin/sh");
+        p.in_init_tree = false;
+        if let Some(c) = p.container.as_mut() {
+            c.maybe_exec_probe = true;
+        }
+        let l = learnable(&p, FactSource::Snapshot, 0, &IngestConfig::default()).unwrap();
+        assert!(l.observation.exec_probe && l.observation.exec_session);
+    }
+
+    #[test]
+    fn events_without_content_are_skipped() {
+        let cfg = IngestConfig::default();
+        assert_eq!(fact_from_event(&GetEventsResponse::default(), 0, &cfg), Fact::Skip(SkipReason::OtherKind));
+    }
+}

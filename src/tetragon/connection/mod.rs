@@ -1,0 +1,2 @@
+//! The Tetragon connection: a pure state machine and the actor that drives it.
+pub mod machine;
