@@ -1,3 +1,8 @@
 //! Per-container learners: the key, what they observe, and their state machine.
+pub mod config;
 pub mod key;
+pub mod machine;
 pub mod observation;
+pub mod profile;
+pub mod state;
+pub mod view;

@@ -1,0 +1,203 @@
+//! The learner's step function: one input, the profile, the config in; the
+//! updated profile and what the shell must make durable out. Pure: no I/O, no
+//! clock (time arrives inside inputs), so it is tested without actors or sleeps.
+//!
+//! `step` first classifies the input into a table event and asks the table
+//! (`LearnerState::on`) where it leads; only then does it touch the profile, so a
+//! refused input changes nothing.
+use serde::{Deserialize, Serialize};
+
+use super::config::LearnerConfig;
+use super::observation::Observation;
+use super::profile::{ExecutableRecord, PartialReason, Profile};
+use super::state::{InvalidTransition, LearnerEvent, LearnerState};
+use crate::time::UnixMillis;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LearnerInput {
+    /// An executable was seen running in this key's container.
+    Observe(Observation),
+    /// Time passed; lets `Learning` become `Stable` without new observations.
+    Tick { now: UnixMillis },
+    /// Operator: freeze the profile; new executables become deviations.
+    Lock { now: UnixMillis },
+    /// Operator: resume learning; a new learning period starts at `now`.
+    Unlock { now: UnixMillis },
+    /// The shell learned that this profile may miss executables.
+    MarkPartial(PartialReason),
+    /// Operator: forget executables, deviations and drift count and learn again
+    /// from `now`. Valid in every state (an operator must always be able to
+    /// start over). `partial_reasons` and `created_at` are kept: forgetting what
+    /// was learned does not make earlier missed events seen.
+    Reset { now: UnixMillis },
+}
+
+/// What changed, for the shell: anything but `Touched`/`Nothing` must be durable
+/// before it is reported (as learned, as a deviation, as a new state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    NewExecutable {
+        path: String,
+    },
+    NewDeviation {
+        path: String,
+    },
+    StateChanged {
+        from: LearnerState,
+        to: LearnerState,
+        reason: LearnerEvent,
+    },
+    MarkedPartial {
+        reason: PartialReason,
+    },
+    /// The profile was wiped by `Reset`; the numbers are what was forgotten.
+    Reset {
+        executables: usize,
+        deviations: usize,
+    },
+    /// Only counters / last-seen / flags changed: may be checkpointed lazily.
+    Touched,
+    /// The input changed nothing.
+    Nothing,
+}
+
+/// How urgently the effects of a step must reach disk. Ordered, so the urgency
+/// of a batch is its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    None,
+    Lazy,
+    Flush,
+}
+
+impl Effect {
+    pub fn durability(&self) -> Durability {
+        match self {
+            Self::Nothing => Durability::None,
+            Self::Touched => Durability::Lazy,
+            Self::NewExecutable { .. }
+            | Self::NewDeviation { .. }
+            | Self::StateChanged { .. }
+            | Self::MarkedPartial { .. }
+            | Self::Reset { .. } => Durability::Flush,
+        }
+    }
+}
+
+/// The most urgent durability among `effects`.
+pub fn durability_of(effects: &[Effect]) -> Durability {
+    effects
+        .iter()
+        .map(Effect::durability)
+        .max()
+        .unwrap_or(Durability::None)
+}
+
+/// What `input` means to the transition table, given the profile.
+pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) -> LearnerEvent {
+    match input {
+        LearnerInput::Observe(obs) if profile.knows(&obs.path) => LearnerEvent::KnownExecutable,
+        LearnerInput::Observe(_) => LearnerEvent::NewExecutable,
+        LearnerInput::Tick { now } if profile.is_quiet_at(*now, cfg) => LearnerEvent::Quiet,
+        LearnerInput::Tick { .. } => LearnerEvent::Tick,
+        LearnerInput::Lock { .. } => LearnerEvent::Lock,
+        LearnerInput::Unlock { .. } => LearnerEvent::Unlock,
+        LearnerInput::MarkPartial(_) => LearnerEvent::MarkPartial,
+        LearnerInput::Reset { .. } => LearnerEvent::Reset,
+    }
+}
+
+/// Applies one input. Returns a non-empty list of effects (`[Nothing]` when
+/// nothing changed), or `InvalidTransition` with the profile untouched.
+///
+/// Timestamps that open a window (`learning_since`, `last_new_at`) only move
+/// forward (except on `Reset`), so a clock stepping back can delay `Stable` but
+/// never hasten it, and nothing here can overflow or panic.
+pub fn step(
+    profile: &mut Profile,
+    input: LearnerInput,
+    cfg: &LearnerConfig,
+) -> Result<Vec<Effect>, InvalidTransition> {
+    let event = classify(profile, &input, cfg);
+    let from = profile.state;
+    let to = from.on(event)?;
+    let mut effects = Vec::new();
+    match input {
+        LearnerInput::Observe(obs) => observe(profile, obs, from, &mut effects),
+        LearnerInput::Tick { .. } | LearnerInput::Lock { .. } => {}
+        LearnerInput::Unlock { now } => {
+            profile.learning_since = profile.learning_since.max(now);
+        }
+        LearnerInput::MarkPartial(reason) => {
+            if profile.partial_reasons.insert(reason) {
+                effects.push(Effect::MarkedPartial { reason });
+            }
+        }
+        LearnerInput::Reset { now } => {
+            effects.push(Effect::Reset {
+                executables: profile.executables.len(),
+                deviations: profile.deviations.len(),
+            });
+            profile.executables.clear();
+            profile.deviations.clear();
+            profile.drift_count = 0;
+            profile.learning_since = now;
+            profile.last_new_at = now;
+        }
+    }
+    profile.state = to;
+    if from != to {
+        effects.push(Effect::StateChanged {
+            from,
+            to,
+            reason: event,
+        });
+    }
+    if effects.is_empty() {
+        effects.push(Effect::Nothing);
+    }
+    Ok(effects)
+}
+
+/// Routes one sighting: a known executable is touched in every state; a new one
+/// is learned, except while `Locked`, where it becomes (or touches) a deviation.
+fn observe(profile: &mut Profile, obs: Observation, from: LearnerState, effects: &mut Vec<Effect>) {
+    if let Some(rec) = profile.executables.get_mut(&obs.path) {
+        rec.observe(&obs);
+        effects.push(Effect::Touched);
+        return;
+    }
+    if from == LearnerState::Locked {
+        if let Some(rec) = profile.deviations.get_mut(&obs.path) {
+            rec.observe(&obs);
+            effects.push(Effect::Touched);
+        } else {
+            effects.push(Effect::NewDeviation {
+                path: obs.path.clone(),
+            });
+            profile
+                .deviations
+                .insert(obs.path.clone(), ExecutableRecord::first(&obs));
+        }
+        return;
+    }
+    if from == LearnerState::Stable {
+        profile.drift_count = profile.drift_count.saturating_add(1);
+        profile.learning_since = profile.learning_since.max(obs.at);
+    }
+    profile.last_new_at = profile.last_new_at.max(obs.at);
+    effects.push(Effect::NewExecutable {
+        path: obs.path.clone(),
+    });
+    profile
+        .executables
+        .insert(obs.path.clone(), ExecutableRecord::first(&obs));
+}
+
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! One test per rule of the learner machine.
+use super::*;
+use crate::learner::key::LearnerKey;
+use crate::learner::observation::FactSource;
+
+const MIN: u64 = 60_000;
+
+fn cfg() -> LearnerConfig {
+    LearnerConfig {
+        stability_window_ms: 30 * MIN,
+        min_learning_ms: 60 * MIN,
+    }
+}
+
+fn profile() -> Profile {
+    Profile::new(LearnerKey::new("ns", "Deployment", "web", "nginx"), 0)
+}
+
+fn seen(path: &str, at: UnixMillis) -> LearnerInput {
+    LearnerInput::Observe(Observation {
+        path: path.into(),
+        at,
+        source: FactSource::Event,
+        exec_probe: false,
+        exec_session: false,
+    })
+}
+
+fn run(p: &mut Profile, input: LearnerInput) -> Vec<Effect> {
+    match step(p, input, &cfg()) {
+        Ok(effects) => effects,
+        Err(e) => panic!("unexpected refusal: {e}"),
+    }
+}
+
+fn changed(from: LearnerState, to: LearnerState, reason: LearnerEvent) -> Effect {
+    Effect::StateChanged { from, to, reason }
+}
+
+/// A profile that learned `/bin/app` at 0 and became stable at 60 min.
+fn stable() -> Profile {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 0));
+    run(&mut p, LearnerInput::Tick { now: 60 * MIN });
+    assert_eq!(p.state, LearnerState::Stable);
+    p
+}
+
+#[test]
+fn new_profile_is_learning_and_complete() {
+    let p = profile();
+    assert_eq!(p.state, LearnerState::Learning);
+    assert_eq!(p.completeness().as_str(), "complete");
+}
+
+#[test]
+fn learning_adds_new_executables() {
+    let mut p = profile();
+    let effects = run(&mut p, seen("/bin/app", 5));
+    assert_eq!(
+        effects,
+        vec![Effect::NewExecutable {
+            path: "/bin/app".into()
+        }]
+    );
+    assert_eq!(p.last_new_at, 5);
+    assert_eq!(p.executables["/bin/app"].count, 1);
+    assert_eq!(durability_of(&effects), Durability::Flush);
+}
+
+#[test]
+fn known_executable_only_touches_counters() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 5));
+    let effects = run(&mut p, seen("/bin/app", 9));
+    assert_eq!(effects, vec![Effect::Touched]);
+    assert_eq!(durability_of(&effects), Durability::Lazy);
+    let rec = &p.executables["/bin/app"];
+    assert_eq!((rec.first_seen, rec.last_seen, rec.count), (5, 9, 2));
+    assert_eq!(p.last_new_at, 5, "a known executable is not new");
+}
+
+#[test]
+fn stable_needs_quiet_window() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 50 * MIN));
+    // min_learning done at 60 min, but something new came 10 min before.
+    assert_eq!(
+        run(&mut p, LearnerInput::Tick { now: 60 * MIN }),
+        vec![Effect::Nothing]
+    );
+    assert_eq!(p.state, LearnerState::Learning);
+    let effects = run(&mut p, LearnerInput::Tick { now: 80 * MIN });
+    let quiet = LearnerEvent::Quiet;
+    assert_eq!(
+        effects,
+        vec![changed(LearnerState::Learning, LearnerState::Stable, quiet)]
+    );
+}
+
+#[test]
+fn stable_needs_min_learning() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 0));
+    // Quiet for 30 min, but learning only lasted 30 min of the 60 required.
+    run(&mut p, LearnerInput::Tick { now: 30 * MIN });
+    assert_eq!(p.state, LearnerState::Learning);
+    run(&mut p, LearnerInput::Tick { now: 60 * MIN - 1 });
+    assert_eq!(p.state, LearnerState::Learning);
+    run(&mut p, LearnerInput::Tick { now: 60 * MIN });
+    assert_eq!(p.state, LearnerState::Stable);
+}
+
+#[test]
+fn stable_plus_new_executable_is_drift() {
+    let mut p = stable();
+    let at = 70 * MIN;
+    let effects = run(&mut p, seen("/bin/curl", at));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::NewExecutable {
+                path: "/bin/curl".into()
+            },
+            changed(
+                LearnerState::Stable,
+                LearnerState::Learning,
+                LearnerEvent::NewExecutable
+            ),
+        ]
+    );
+    assert_eq!(
+        (p.drift_count, p.learning_since, p.last_new_at),
+        (1, at, at)
+    );
+    assert!(p.knows("/bin/curl"));
+}
+
+#[test]
+fn stable_plus_known_executable_stays_stable() {
+    let mut p = stable();
+    assert_eq!(
+        run(&mut p, seen("/bin/app", 70 * MIN)),
+        vec![Effect::Touched]
+    );
+    assert_eq!((p.state, p.drift_count), (LearnerState::Stable, 0));
+}
+
+#[test]
+fn lock_from_learning_and_stable() {
+    for mut p in [profile(), stable()] {
+        let from = p.state;
+        let effects = run(&mut p, LearnerInput::Lock { now: 99 * MIN });
+        assert_eq!(
+            effects,
+            vec![changed(from, LearnerState::Locked, LearnerEvent::Lock)]
+        );
+    }
+}
+
+#[test]
+fn locked_records_deviations_and_never_grows() {
+    let mut p = stable();
+    run(&mut p, LearnerInput::Lock { now: 61 * MIN });
+    let before = p.executables.clone();
+    let effects = run(&mut p, seen("/tmp/x", 62 * MIN));
+    assert_eq!(
+        effects,
+        vec![Effect::NewDeviation {
+            path: "/tmp/x".into()
+        }]
+    );
+    assert_eq!(run(&mut p, seen("/tmp/x", 61 * MIN)), vec![Effect::Touched]);
+    assert_eq!(run(&mut p, seen("/tmp/x", 63 * MIN)), vec![Effect::Touched]);
+    let dev = &p.deviations["/tmp/x"];
+    assert_eq!(
+        (dev.first_seen, dev.last_seen, dev.count),
+        (61 * MIN, 63 * MIN, 3)
+    );
+    assert_eq!(p.executables, before);
+    assert_eq!(p.state, LearnerState::Locked);
+}
+
+#[test]
+fn locked_still_counts_known_executables() {
+    let mut p = stable();
+    run(&mut p, LearnerInput::Lock { now: 61 * MIN });
+    assert_eq!(
+        run(&mut p, seen("/bin/app", 62 * MIN)),
+        vec![Effect::Touched]
+    );
+    assert_eq!(p.executables["/bin/app"].count, 2);
+    assert!(p.deviations.is_empty());
+}
+
+#[test]
+fn unlock_starts_a_new_learning_period() {
+    let mut p = stable();
+    run(&mut p, LearnerInput::Lock { now: 61 * MIN });
+    run(&mut p, seen("/tmp/x", 62 * MIN));
+    let effects = run(&mut p, LearnerInput::Unlock { now: 70 * MIN });
+    assert_eq!(
+        effects,
+        vec![changed(
+            LearnerState::Locked,
+            LearnerState::Learning,
+            LearnerEvent::Unlock
+        )]
+    );
+    assert_eq!(p.learning_since, 70 * MIN);
+    assert!(
+        p.deviations.contains_key("/tmp/x"),
+        "deviations are an audit trail"
+    );
+    // Quiet since long ago, but the new period needs its own min_learning.
+    run(&mut p, LearnerInput::Tick { now: 129 * MIN });
+    assert_eq!(p.state, LearnerState::Learning);
+    run(&mut p, LearnerInput::Tick { now: 130 * MIN });
+    assert_eq!(p.state, LearnerState::Stable);
+}
+
+#[test]
+fn lock_twice_and_unlock_unlocked_are_refused_untouched() {
+    let mut p = stable();
+    let err = step(&mut p.clone(), LearnerInput::Unlock { now: 1 }, &cfg()).unwrap_err();
+    assert_eq!(err.to_string(), "learner cannot unlock while stable");
+    run(&mut p, LearnerInput::Lock { now: 61 * MIN });
+    let before = p.clone();
+    let err = step(&mut p, LearnerInput::Lock { now: 62 * MIN }, &cfg()).unwrap_err();
+    assert_eq!(
+        err,
+        InvalidTransition {
+            state: LearnerState::Locked,
+            event: LearnerEvent::Lock
+        }
+    );
+    assert_eq!(p, before);
+    let mut learning = profile();
+    assert!(step(&mut learning, LearnerInput::Unlock { now: 1 }, &cfg()).is_err());
+    assert_eq!(learning, profile());
+}
+
+#[test]
+fn mark_partial_is_idempotent() {
+    let mut p = profile();
+    let reason = PartialReason::EventsDropped;
+    let effects = run(&mut p, LearnerInput::MarkPartial(reason));
+    assert_eq!(effects, vec![Effect::MarkedPartial { reason }]);
+    assert_eq!(
+        run(&mut p, LearnerInput::MarkPartial(reason)),
+        vec![Effect::Nothing]
+    );
+    assert_eq!(p.completeness().as_str(), "partial");
+}
+
+#[test]
+fn reset_forgets_everything_learned_but_not_partiality() {
+    let mut p = stable();
+    run(&mut p, seen("/bin/curl", 70 * MIN)); // drift
+    run(&mut p, LearnerInput::Lock { now: 71 * MIN });
+    run(&mut p, seen("/tmp/x", 72 * MIN));
+    run(
+        &mut p,
+        LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+    );
+    let effects = run(&mut p, LearnerInput::Reset { now: 80 * MIN });
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Reset {
+                executables: 2,
+                deviations: 1
+            },
+            changed(
+                LearnerState::Locked,
+                LearnerState::Learning,
+                LearnerEvent::Reset
+            ),
+        ]
+    );
+    assert!(p.executables.is_empty() && p.deviations.is_empty());
+    assert_eq!(
+        (p.drift_count, p.learning_since, p.last_new_at),
+        (0, 80 * MIN, 80 * MIN)
+    );
+    assert_eq!((p.created_at, p.completeness().as_str()), (0, "partial"));
+}
+
+#[test]
+fn reset_while_learning_stays_learning() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 1));
+    let effects = run(&mut p, LearnerInput::Reset { now: 2 });
+    assert_eq!(
+        effects,
+        vec![Effect::Reset {
+            executables: 1,
+            deviations: 0
+        }]
+    );
+    assert_eq!(p.state, LearnerState::Learning);
+}
+
+#[test]
+fn late_observations_never_narrow_times() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 10 * MIN));
+    run(&mut p, seen("/bin/app", 2 * MIN));
+    run(&mut p, seen("/bin/new", 1 * MIN));
+    let rec = &p.executables["/bin/app"];
+    assert_eq!((rec.first_seen, rec.last_seen), (2 * MIN, 10 * MIN));
+    assert_eq!(p.last_new_at, 10 * MIN, "last_new_at never moves back");
+}
+
+#[test]
+fn clock_going_backwards_delays_but_does_not_panic() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", u64::MAX));
+    assert_eq!(
+        run(&mut p, LearnerInput::Tick { now: 0 }),
+        vec![Effect::Nothing]
+    );
+    run(&mut p, LearnerInput::Lock { now: 100 });
+    run(&mut p, LearnerInput::Unlock { now: 100 });
+    run(&mut p, LearnerInput::Lock { now: 60 });
+    run(&mut p, LearnerInput::Unlock { now: 50 });
+    assert_eq!(
+        p.learning_since, 100,
+        "unlock never moves learning_since back"
+    );
+    run(&mut p, seen("/bin/app", 0));
+    assert_eq!(p.executables["/bin/app"].count, 2);
+    assert_eq!(p.executables["/bin/app"].first_seen, 0);
+    assert_eq!(p.executables["/bin/app"].last_seen, u64::MAX);
+}

@@ -1,0 +1,147 @@
+//! The documented JSON shape of a profile (`debug dump`, `export --format json`):
+//! executables as an array sorted by path, times as RFC 3339 strings. Separate
+//! from `Profile` so the stored form (milliseconds, maps) can change without
+//! breaking scripts that read the output.
+use serde::{Deserialize, Serialize};
+
+use super::key::LearnerKey;
+use super::observation::FactSource;
+use super::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
+use super::state::LearnerState;
+use crate::time::rfc3339_ms;
+
+/// Field order is the contract's: `key, state, executables, deviations`, then
+/// additions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileView {
+    pub key: LearnerKey,
+    pub state: LearnerState,
+    pub executables: Vec<ExecutableView>,
+    pub deviations: Vec<ExecutableView>,
+    pub completeness: Completeness,
+    pub partial_reasons: Vec<PartialReason>,
+    pub drift_count: u64,
+    pub created_at: String,
+    pub learning_since: String,
+    pub last_new_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutableView {
+    pub path: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub source: FactSource,
+    pub sources: Vec<FactSource>,
+    pub exec_probe: bool,
+    pub exec_session: bool,
+}
+
+impl From<&ExecutableRecord> for ExecutableView {
+    fn from(rec: &ExecutableRecord) -> Self {
+        Self {
+            path: rec.path.clone(),
+            first_seen: rfc3339_ms(rec.first_seen),
+            last_seen: rfc3339_ms(rec.last_seen),
+            count: rec.count,
+            source: rec.source,
+            sources: rec.sources.iter().copied().collect(),
+            exec_probe: rec.exec_probe,
+            exec_session: rec.exec_session,
+        }
+    }
+}
+
+impl From<&Profile> for ProfileView {
+    fn from(p: &Profile) -> Self {
+        // BTreeMap iteration is already sorted by path (byte order).
+        Self {
+            key: p.key.clone(),
+            state: p.state,
+            executables: p.executables.values().map(ExecutableView::from).collect(),
+            deviations: p.deviations.values().map(ExecutableView::from).collect(),
+            completeness: p.completeness(),
+            partial_reasons: p.partial_reasons.iter().copied().collect(),
+            drift_count: p.drift_count,
+            created_at: rfc3339_ms(p.created_at),
+            learning_since: rfc3339_ms(p.learning_since),
+            last_new_at: rfc3339_ms(p.last_new_at),
+        }
+    }
+}
+
+impl Profile {
+    pub fn to_view(&self) -> ProfileView {
+        ProfileView::from(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::learner::config::LearnerConfig;
+    use crate::learner::machine::{step, LearnerInput};
+    use crate::learner::observation::Observation;
+
+    fn seen(path: &str, at: u64, source: FactSource) -> LearnerInput {
+        LearnerInput::Observe(Observation {
+            path: path.into(),
+            at,
+            source,
+            exec_probe: false,
+            exec_session: false,
+        })
+    }
+
+    #[test]
+    fn view_has_the_documented_shape() {
+        let cfg = LearnerConfig::default();
+        let mut p = Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 0);
+        let hostile = "/tmp/a\"b\n{{ x }}";
+        for input in [
+            seen("/usr/sbin/nginx", 1_000, FactSource::Snapshot),
+            seen(hostile, 2_000, FactSource::Event),
+            seen("/usr/sbin/nginx", 3_500, FactSource::Event),
+            LearnerInput::Lock { now: 4_000 },
+            seen("/bin/sh", 5_000, FactSource::Event),
+            LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+        ] {
+            assert!(step(&mut p, input, &cfg).is_ok());
+        }
+        let got = serde_json::to_value(p.to_view()).unwrap();
+        let want = json!({
+            "key": {"namespace": "shop", "workload_kind": "Deployment",
+                    "workload": "web", "container": "nginx"},
+            "state": "locked",
+            "executables": [
+                {"path": hostile, "first_seen": "1970-01-01T00:00:02.000Z",
+                 "last_seen": "1970-01-01T00:00:02.000Z", "count": 1, "source": "event",
+                 "sources": ["event"], "exec_probe": false, "exec_session": false},
+                {"path": "/usr/sbin/nginx", "first_seen": "1970-01-01T00:00:01.000Z",
+                 "last_seen": "1970-01-01T00:00:03.500Z", "count": 2, "source": "snapshot",
+                 "sources": ["snapshot", "event"], "exec_probe": false, "exec_session": false},
+            ],
+            "deviations": [
+                {"path": "/bin/sh", "first_seen": "1970-01-01T00:00:05.000Z",
+                 "last_seen": "1970-01-01T00:00:05.000Z", "count": 1, "source": "event",
+                 "sources": ["event"], "exec_probe": false, "exec_session": false},
+            ],
+            "completeness": "partial",
+            "partial_reasons": ["started-before-agent"],
+            "drift_count": 0,
+            "created_at": "1970-01-01T00:00:00.000Z",
+            "learning_since": "1970-01-01T00:00:00.000Z",
+            "last_new_at": "1970-01-01T00:00:02.000Z",
+        });
+        assert_eq!(got, want);
+        // The contract's leading fields come first in the text too.
+        let text = serde_json::to_string(&p.to_view()).unwrap();
+        assert!(text.starts_with(r#"{"key":{"namespace":"shop","#));
+        assert!(text.find("\"executables\"") < text.find("\"deviations\""));
+        let back: ProfileView = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, p.to_view());
+    }
+}
