@@ -6,5 +6,6 @@ pub mod fake;
 pub mod ingest;
 pub mod learner;
 pub mod snapshot;
+pub mod store;
 pub mod tetragon;
 pub mod time;

@@ -1,0 +1,8 @@
+//! Durable learner state in sled: the store interface, its value encoding and
+//! errors, and the Checkpointer actor, the only writer.
+pub mod codec;
+pub mod error;
+pub mod sled_store;
+
+pub use error::StoreError;
+pub use sled_store::{quarantine, Store, SCHEMA_VERSION};

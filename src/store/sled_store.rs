@@ -1,0 +1,162 @@
+//! The sled database behind a small interface: open (with schema checks), load
+//! every profile, write a batch durably. Only the Checkpointer writes.
+use std::path::{Path, PathBuf};
+
+use crate::learner::key::LearnerKey;
+use crate::learner::profile::Profile;
+
+use super::codec::{decode_profile, encode_profile};
+use super::error::StoreError;
+
+/// Bumped when the layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+const META_TREE: &str = "meta";
+const PROFILES_TREE: &str = "profiles";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const APP_KEY: &[u8] = b"application";
+const APP_NAME: &[u8] = b"tetragon-learner";
+
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    profiles: sled::Tree,
+}
+
+/// What `open` found in the directory.
+fn classify_open_error(path: &Path, e: sled::Error) -> StoreError {
+    let reason = e.to_string();
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || reason.contains("lock") => {
+            StoreError::Locked { path: path.to_path_buf() }
+        }
+        sled::Error::Io(io) => StoreError::Io { path: path.to_path_buf(), reason: io.to_string() },
+        _ => StoreError::Corrupt { path: path.to_path_buf(), reason },
+    }
+}
+
+/// A directory holding files but no sled `conf`/`db` is someone else's data.
+fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(path) else { return Ok(()) };
+    let names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db") {
+        return Ok(());
+    }
+    Err(StoreError::Foreign { path: path.to_path_buf(), reason: format!("it holds {} other files and no sled database", names.len()) })
+}
+
+impl Store {
+    /// Opens or creates the database. Never resets anything: a database that
+    /// fails to open is an error naming the path.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        check_not_foreign(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|e| classify_open_error(path, e))?;
+        let io = |e: sled::Error| StoreError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let meta = db.open_tree(META_TREE).map_err(io)?;
+        let profiles = db.open_tree(PROFILES_TREE).map_err(io)?;
+        match (meta.get(APP_KEY).map_err(io)?, meta.get(SCHEMA_KEY).map_err(io)?) {
+            (None, None) if profiles.is_empty() && db.is_empty() => {
+                meta.insert(APP_KEY, APP_NAME).map_err(io)?;
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                db.flush().map_err(io)?;
+            }
+            (Some(app), Some(v)) if app.as_ref() == APP_NAME => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt { path: path.to_path_buf(), reason: "schema version record is malformed".into() })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+                }
+            }
+            _ => {
+                return Err(StoreError::Foreign {
+                    path: path.to_path_buf(),
+                    reason: "a sled database without tetragon-learner's schema record".into(),
+                })
+            }
+        }
+        Ok(Self { path: path.to_path_buf(), db, profiles })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, e: sled::Error) -> StoreError {
+        StoreError::Io { path: self.path.clone(), reason: e.to_string() }
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        SCHEMA_VERSION
+    }
+
+    /// Every stored profile; a record that does not decode is an error.
+    pub fn load_all(&self) -> Result<Vec<Profile>, StoreError> {
+        let (good, bad) = self.scan()?;
+        match bad.into_iter().next() {
+            Some((key, reason)) => Err(StoreError::BadRecord { path: self.path.clone(), key, reason }),
+            None => Ok(good),
+        }
+    }
+
+    /// Decodes every record, returning the good ones and the problems.
+    pub fn scan(&self) -> Result<(Vec<Profile>, Vec<(String, String)>), StoreError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for item in self.profiles.iter() {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            match decode_profile(&v) {
+                Ok(p) if p.key.to_string() == key => good.push(p),
+                Ok(p) => bad.push((key, format!("record holds key {}", p.key))),
+                Err(reason) => bad.push((key, reason)),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    pub fn get(&self, key: &LearnerKey) -> Result<Option<Profile>, StoreError> {
+        let Some(v) = self.profiles.get(key.to_string().as_bytes()).map_err(|e| self.io(e))? else { return Ok(None) };
+        decode_profile(&v)
+            .map(Some)
+            .map_err(|reason| StoreError::BadRecord { path: self.path.clone(), key: key.to_string(), reason })
+    }
+
+    /// Writes the profiles in one batch and flushes: durable on return.
+    /// Blocking: call it off the async workers.
+    pub fn write_durably(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for p in profiles {
+            batch.insert(p.key.to_string().as_bytes(), encode_profile(p));
+        }
+        self.profiles.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+}
+
+/// Moves a database that failed to open aside (`<dir>.corrupt-<unix ms>`), so a
+/// fresh one can be created; the old files are kept for inspection.
+pub fn quarantine(path: &Path, now_ms: u64) -> Result<PathBuf, StoreError> {
+    let mut to = path.as_os_str().to_owned();
+    to.push(format!(".corrupt-{now_ms}"));
+    let to = PathBuf::from(to);
+    std::fs::rename(path, &to).map_err(|e| StoreError::Quarantine { path: path.to_path_buf(), to: to.clone(), reason: e.to_string() })?;
+    Ok(to)
+}
