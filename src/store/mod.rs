@@ -1,5 +1,6 @@
 //! Durable learner state in sled: the store interface, its value encoding and
 //! errors, and the Checkpointer actor, the only writer.
+pub mod checkpointer;
 pub mod codec;
 pub mod error;
 pub mod sled_store;

@@ -1,0 +1,155 @@
+//! The Checkpointer: the only writer of sled. Learners send whole profiles; the
+//! newest per key wins. Changes that must be durable before they are reported
+//! (new executables, deviations, state changes) are written in group commits: all
+//! that arrived while the previous flush ran go to disk in one batch and one
+//! flush, off the actix arbiter. Counters and last-seen times are written lazily.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use tokio::sync::oneshot;
+
+use crate::api::metrics::Metrics;
+use crate::learner::key::LearnerKey;
+use crate::learner::machine::Durability;
+use crate::learner::profile::Profile;
+use crate::time::{now_ms, UnixMillis};
+
+use super::sled_store::Store;
+
+/// What is on disk: the agent reports (API, debug, logs of new learning) only
+/// from here, so whatever it reports as learned survives a crash.
+pub type DurableView = Arc<RwLock<BTreeMap<LearnerKey, Profile>>>;
+
+/// Persist this profile. Resolves once it is durable (`Flush`) or accepted (`Lazy`).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Persist {
+    pub profile: Profile,
+    pub durability: Durability,
+}
+
+/// Write everything pending now (shutdown); resolves when durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct FlushAll;
+
+pub struct Checkpointer {
+    store: Store,
+    durable: DurableView,
+    metrics: Arc<Metrics>,
+    pending: BTreeMap<LearnerKey, Profile>,
+    /// Pending entries that must not wait for the lazy interval.
+    urgent: bool,
+    oldest_pending: Option<UnixMillis>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    flushing: bool,
+    lazy_interval: Duration,
+}
+
+impl Checkpointer {
+    pub fn new(store: Store, durable: DurableView, metrics: Arc<Metrics>, lazy_interval: Duration) -> Self {
+        Self {
+            store,
+            durable,
+            metrics,
+            pending: BTreeMap::new(),
+            urgent: false,
+            oldest_pending: None,
+            waiters: Vec::new(),
+            flushing: false,
+            lazy_interval,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || (self.pending.is_empty() && self.waiters.is_empty()) {
+            return;
+        }
+        self.flushing = true;
+        let batch: Vec<Profile> = std::mem::take(&mut self.pending).into_values().collect();
+        let waiters = std::mem::take(&mut self.waiters);
+        self.urgent = false;
+        self.oldest_pending = None;
+        let store = self.store.clone();
+        let to_write = batch.clone();
+        let write = tokio::task::spawn_blocking(move || store.write_durably(&to_write));
+        ctx.spawn(write.into_actor(self).map(move |res, act, ctx| {
+            act.flushing = false;
+            let res = match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("checkpoint writer stopped: {e}")),
+            };
+            match &res {
+                Ok(()) => {
+                    act.metrics.checkpoint_flushes.inc();
+                    let mut view = act.durable.write();
+                    for p in batch {
+                        view.insert(p.key.clone(), p);
+                    }
+                }
+                Err(e) => {
+                    act.metrics.checkpoint_errors.inc();
+                    tracing::error!(error = %e, profiles = batch.len(), "checkpoint failed; will retry");
+                    // Keep what failed, unless a newer version arrived meanwhile.
+                    for p in batch {
+                        act.pending.entry(p.key.clone()).or_insert(p);
+                    }
+                    act.urgent = true;
+                    act.oldest_pending.get_or_insert(now_ms());
+                }
+            }
+            for w in waiters {
+                let _ = w.send(res.clone());
+            }
+            if act.urgent && res.is_ok() {
+                act.flush(ctx);
+            }
+        }));
+    }
+}
+
+impl Actor for Checkpointer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(self.lazy_interval, |act, ctx| {
+            let lag = act.oldest_pending.map(|t| now_ms().saturating_sub(t)).unwrap_or(0);
+            act.metrics.checkpoint_lag_ms.set(i64::try_from(lag).unwrap_or(i64::MAX));
+            act.flush(ctx);
+        });
+    }
+}
+
+impl Handler<Persist> for Checkpointer {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
+        self.oldest_pending.get_or_insert(now_ms());
+        self.pending.insert(msg.profile.key.clone(), msg.profile);
+        if msg.durability < Durability::Flush {
+            return Box::pin(async { Ok(()) });
+        }
+        self.urgent = true;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("checkpointer stopped".to_string())) })
+    }
+}
+
+impl Handler<FlushAll> for Checkpointer {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: FlushAll, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        self.urgent = true;
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("checkpointer stopped".to_string())) })
+    }
+}
