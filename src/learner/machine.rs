@@ -175,12 +175,11 @@ fn observe(profile: &mut Profile, obs: Observation, from: LearnerState, effects:
             rec.observe(&obs);
             effects.push(Effect::Touched);
         } else {
+            let rec = ExecutableRecord::first(&obs);
             effects.push(Effect::NewDeviation {
                 path: obs.path.clone(),
             });
-            profile
-                .deviations
-                .insert(obs.path.clone(), ExecutableRecord::first(&obs));
+            profile.deviations.insert(obs.path, rec);
         }
         return;
     }
@@ -189,12 +188,11 @@ fn observe(profile: &mut Profile, obs: Observation, from: LearnerState, effects:
         profile.learning_since = profile.learning_since.max(obs.at);
     }
     profile.last_new_at = profile.last_new_at.max(obs.at);
+    let rec = ExecutableRecord::first(&obs);
     effects.push(Effect::NewExecutable {
         path: obs.path.clone(),
     });
-    profile
-        .executables
-        .insert(obs.path.clone(), ExecutableRecord::first(&obs));
+    profile.executables.insert(obs.path, rec);
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ fn late_observations_never_narrow_times() {
     let mut p = profile();
     run(&mut p, seen("/bin/app", 10 * MIN));
     run(&mut p, seen("/bin/app", 2 * MIN));
-    run(&mut p, seen("/bin/new", 1 * MIN));
+    run(&mut p, seen("/bin/new", MIN));
     let rec = &p.executables["/bin/app"];
     assert_eq!((rec.first_seen, rec.last_seen), (2 * MIN, 10 * MIN));
     assert_eq!(p.last_new_at, 10 * MIN, "last_new_at never moves back");

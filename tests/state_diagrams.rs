@@ -1,0 +1,46 @@
+//! The pictures in `state-diagrams/` must be exactly the transition tables in
+//! code. Each machine gets one test function calling `check_diagram`; adding the
+//! connection diagram is one more such function.
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use tetragon_learner::diagram::{self, Edge};
+use tetragon_learner::learner::state::{self, LearnerState};
+
+fn read(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Fails when the file's arrows differ from the table (listing what is missing
+/// and extra), when its text differs from the rendering (printing the text to
+/// paste), or when the README does not show it.
+fn check_diagram(file: &str, expected_edges: BTreeSet<Edge>, rendered: &str) {
+    let text = read(&format!("state-diagrams/{file}"));
+    let parsed = diagram::parse_transitions(&text);
+    let missing: Vec<_> = expected_edges.difference(&parsed).collect();
+    let extra: Vec<_> = parsed.difference(&expected_edges).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "state-diagrams/{file} drifted from the code.\nmissing: {missing:?}\nextra: {extra:?}\n\
+         expected text:\n{rendered}"
+    );
+    assert_eq!(
+        text, rendered,
+        "state-diagrams/{file} is not the rendered text; replace it with:\n{rendered}"
+    );
+    let readme = read("state-diagrams/README.md");
+    assert!(
+        readme.contains(&format!("```mermaid\n{rendered}```")),
+        "state-diagrams/README.md must show {file} verbatim in a ```mermaid block"
+    );
+}
+
+#[test]
+fn learner_diagram_matches_code() {
+    let edges = state::diagram_edges();
+    let expected = diagram::edge_set(LearnerState::INITIAL.diagram_name(), &edges);
+    // The table and the state list agree with what the diagram draws.
+    assert_eq!(expected.len(), state::transitions().len() + 1);
+    check_diagram("learner.mmd", expected, &state::render_diagram());
+}
