@@ -1,2 +1,4 @@
 //! Event ingestion: events and snapshot entries become facts for the learners.
 pub mod facts;
+pub mod ingester;
+pub mod process_table;

@@ -6,3 +6,4 @@ pub mod observation;
 pub mod profile;
 pub mod state;
 pub mod view;
+pub mod actor;

@@ -1,0 +1,2 @@
+//! What the agent shows the outside: metrics, health and the admin socket.
+pub mod metrics;
