@@ -35,6 +35,17 @@ pub struct SnapshotOptions {
     pub export_log: Option<PathBuf>,
 }
 
+impl SnapshotOptions {
+    pub fn policy_name(&self) -> &'static str {
+        match self.policy {
+            SourcePolicy::Auto => "auto",
+            SourcePolicy::DebugApi => "debug-api",
+            SourcePolicy::ExportLog => "export-log",
+            SourcePolicy::None => "none",
+        }
+    }
+}
+
 /// How a snapshot was obtained, for logs, health and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotReport {

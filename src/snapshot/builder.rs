@@ -1,0 +1,90 @@
+//! The SnapshotBuilder actor: takes a snapshot when asked (after every
+//! (re)connect, periodically, on retry) and hands it to the EventIngester.
+//! Records what it used, for health and metrics.
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+
+use crate::api::metrics::Metrics;
+use crate::ingest::ingester::{EventIngester, SnapshotTaken};
+
+use super::policy::{take, SnapshotOptions, SnapshotReport};
+
+/// Take a snapshot now; resolves when the ingester has it.
+#[derive(Message)]
+#[rtype(result = "Result<SnapshotReport, String>")]
+pub struct TakeSnapshot {
+    pub reason: &'static str,
+}
+
+/// The last snapshot's outcome, shared with health and the admin API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SnapshotStatus {
+    pub last_report: Option<SnapshotReport>,
+    pub last_error: Option<String>,
+    pub taken: u64,
+    pub failed: u64,
+}
+
+pub struct SnapshotBuilder {
+    opts: SnapshotOptions,
+    ingester: Addr<EventIngester>,
+    metrics: Arc<Metrics>,
+    pub status: Arc<RwLock<SnapshotStatus>>,
+}
+
+impl SnapshotBuilder {
+    pub fn new(opts: SnapshotOptions, ingester: Addr<EventIngester>, metrics: Arc<Metrics>, status: Arc<RwLock<SnapshotStatus>>) -> Self {
+        Self { opts, ingester, metrics, status }
+    }
+}
+
+impl Actor for SnapshotBuilder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TakeSnapshot> for SnapshotBuilder {
+    // Atomic: one snapshot at a time; a request that arrives meanwhile waits.
+    type Result = AtomicResponse<Self, Result<SnapshotReport, String>>;
+
+    fn handle(&mut self, msg: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
+        let opts = self.opts.clone();
+        let ingester = self.ingester.clone();
+        let reason = msg.reason;
+        let work = async move {
+            let (snap, report) = take(&opts).await.map_err(|e| (e.label(), e.to_string()))?;
+            ingester.send(SnapshotTaken(snap)).await.map_err(|e| ("internal", e.to_string()))?;
+            Ok::<_, (&'static str, String)>(report)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
+            let mut st = act.status.write();
+            match res {
+                Ok(report) => {
+                    act.metrics.snapshot(report.source.as_str(), "ok");
+                    act.metrics.snapshot_processes.set(i64::try_from(report.processes).unwrap_or(i64::MAX));
+                    act.metrics.snapshot_duration_ms.set(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
+                    tracing::info!(
+                        reason,
+                        source = report.source.as_str(),
+                        processes = report.processes,
+                        duration_ms = report.duration_ms,
+                        fallback_reason = report.fallback_reason.as_deref().unwrap_or(""),
+                        "snapshot taken"
+                    );
+                    st.taken += 1;
+                    st.last_error = None;
+                    st.last_report = Some(report.clone());
+                    Ok(report)
+                }
+                Err((label, e)) => {
+                    act.metrics.snapshot(act.opts.policy_name(), label);
+                    tracing::warn!(reason, error = %e, "snapshot failed; learning from events goes on, it will be retried");
+                    st.failed += 1;
+                    st.last_error = Some(e.clone());
+                    Err(e)
+                }
+            }
+        })))
+    }
+}

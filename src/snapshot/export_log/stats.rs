@@ -1,0 +1,67 @@
+//! What a read of the export log saw: for health output, metrics and the one
+//! summary log line (skips are counted, never logged per line).
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Counters of one export-log read. Line counters cover every file read;
+/// `procfs_execs` .. `superseded` describe only the startup that was used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExportLogStats {
+    /// Files read, oldest first (the active file last).
+    pub files_read: Vec<PathBuf>,
+    /// Present but deliberately not read: `.gz.tmp`, `.gz` twins of a plain file.
+    pub files_ignored: Vec<PathBuf>,
+    /// Listed but gone before they could be opened (rotation pruned them).
+    pub files_vanished: Vec<PathBuf>,
+    /// Files whose reading stopped early (I/O error, corrupt gzip), with why.
+    pub files_failed: Vec<(PathBuf, String)>,
+    pub lines: u64,
+    /// Bytes of line data (decompressed), newlines included.
+    pub bytes: u64,
+    /// All `process_exec` lines.
+    pub execs: u64,
+    /// All `process_exit` lines.
+    pub exits: u64,
+    /// Startup generations found (procFS exec of pid 0).
+    pub startups: u64,
+    /// Where the used startup begins.
+    pub startup_file: Option<PathBuf>,
+    pub startup_line: Option<u64>,
+    /// procFS execs of the used startup.
+    pub procfs_execs: u64,
+    /// Live execs after the used startup began.
+    pub live_execs: u64,
+    pub exits_applied: u64,
+    /// Exits of processes the used startup never saw exec.
+    pub exits_unmatched: u64,
+    /// Entries replaced by a later exec of the same pid.
+    pub superseded: u64,
+    /// Not JSON, or JSON that is not a `GetEventsResponse`.
+    pub skipped_malformed: u64,
+    pub skipped_non_utf8: u64,
+    /// A last line without newline that does not parse (cut mid-write).
+    pub skipped_truncated: u64,
+    pub skipped_too_long: u64,
+    pub skipped_blank: u64,
+    /// Events that are neither exec nor exit.
+    pub skipped_other_kinds: u64,
+    /// Execs/exits without a process or exec_id.
+    pub skipped_incomplete: u64,
+    /// Newest top-level event `time` (RFC 3339): how fresh the log is. The max,
+    /// since procFS lines carry process start times and go backwards.
+    pub newest_event_time: Option<String>,
+}
+
+impl ExportLogStats {
+    /// Lines skipped for any reason.
+    pub fn skipped(&self) -> u64 {
+        self.skipped_malformed
+            + self.skipped_non_utf8
+            + self.skipped_truncated
+            + self.skipped_too_long
+            + self.skipped_blank
+            + self.skipped_other_kinds
+            + self.skipped_incomplete
+    }
+}
