@@ -55,6 +55,9 @@ pub struct EventIngester {
     learners: HashMap<LearnerKey, Addr<LearnerActor>>,
     table: ProcessTable,
     tick: Duration,
+    /// Keys loaded from the database: their history started before this run.
+    resumed: std::collections::HashSet<LearnerKey>,
+    first_snapshot_done: bool,
 }
 
 impl EventIngester {
@@ -66,7 +69,18 @@ impl EventIngester {
         resumed: Vec<Profile>,
         tick: Duration,
     ) -> Self {
-        let mut me = Self { cfg, learner_cfg, checkpointer, metrics, learners: HashMap::new(), table: ProcessTable::default(), tick };
+        let resumed_keys = resumed.iter().map(|p| p.key.clone()).collect();
+        let mut me = Self {
+            cfg,
+            learner_cfg,
+            checkpointer,
+            metrics,
+            learners: HashMap::new(),
+            table: ProcessTable::default(),
+            tick,
+            resumed: resumed_keys,
+            first_snapshot_done: false,
+        };
         for p in resumed {
             me.spawn_learner(p);
         }
@@ -198,8 +212,21 @@ impl Handler<SnapshotTaken> for EventIngester {
                 Err(reason) => self.metrics.skip(reason.label()),
             }
         }
-        self.table.replace(live);
         let batches = self.route(learnables);
+        if !self.first_snapshot_done {
+            // The first snapshot of this run shows containers that were running
+            // before the agent connected, even those whose learner an early event
+            // created a moment ago: their past is unknown.
+            self.first_snapshot_done = true;
+            let keys: std::collections::BTreeSet<&LearnerKey> = live.iter().map(|(_, k)| k).collect();
+            for key in keys.into_iter().filter(|k| !self.resumed.contains(*k)) {
+                if let Some(addr) = self.learners.get(key) {
+                    // Delivered before the observations below (same mailbox, FIFO).
+                    let _ = addr.try_send(MarkPartial(PartialReason::StartedBeforeAgent));
+                }
+            }
+        }
+        self.table.replace(live);
         let created = batches.iter().filter(|b| b.2).count();
         tracing::info!(source = msg.0.source.as_str(), processes = msg.0.processes.len(), learners = self.learners.len(), created, "snapshot ingested");
         AtomicResponse::new(Box::pin(deliver(batches).into_actor(self)))

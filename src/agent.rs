@@ -1,0 +1,135 @@
+//! Wiring: load learners from sled, then snapshot, then stream. Starts the
+//! actors and hands back what the shells (CLI, API, tests) need.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use thiserror::Error;
+
+use crate::api::metrics::Metrics;
+use crate::ingest::facts::IngestConfig;
+use crate::ingest::ingester::{CurrentProfiles, EventIngester};
+use crate::learner::config::LearnerConfig;
+use crate::learner::profile::Profile;
+use crate::learner::state::LearnerState;
+use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
+use crate::snapshot::policy::SnapshotOptions;
+use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll};
+use crate::store::{quarantine, Store, StoreError};
+use crate::tetragon::connection::actor::{ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection};
+use crate::time::now_ms;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub db: PathBuf,
+    pub quarantine_corrupt_db: bool,
+    pub connection: ConnectionConfig,
+    pub snapshot: SnapshotOptions,
+    pub ingest: IngestConfig,
+    pub learner: LearnerConfig,
+    /// How often learners check their timers (learning -> stable).
+    pub tick: Duration,
+    /// How often lazy changes (counters, last seen) are written.
+    pub lazy_checkpoint: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("final checkpoint failed: {0}; the last counters may be lost, learned executables were already durable")]
+    FinalFlush(String),
+}
+
+pub struct Agent {
+    pub connection: Addr<TetragonConnection>,
+    pub ingester: Addr<EventIngester>,
+    pub checkpointer: Addr<Checkpointer>,
+    pub durable: DurableView,
+    pub metrics: Arc<Metrics>,
+    pub connection_status: Arc<RwLock<ConnectionStatus>>,
+    pub snapshot_status: Arc<RwLock<SnapshotStatus>>,
+    pub resumed: usize,
+}
+
+/// Opens the store; a corrupt one is moved aside only when asked to.
+pub fn open_store(db: &std::path::Path, quarantine_corrupt: bool) -> Result<Store, StoreError> {
+    match Store::open(db) {
+        Err(StoreError::Corrupt { path, reason }) if quarantine_corrupt => {
+            let moved = quarantine(&path, now_ms())?;
+            tracing::error!(path = %path.display(), moved_to = %moved.display(), reason = %reason,
+                "CORRUPT DATABASE MOVED ASIDE: starting with an empty database; learned state is in the moved directory");
+            Store::open(db)
+        }
+        other => other,
+    }
+}
+
+impl Agent {
+    /// Must run inside an actix `System`.
+    pub async fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&cfg.db, cfg.quarantine_corrupt_db)?;
+        let loaded = {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.load_all()).await.map_err(|e| StoreError::Io { path: cfg.db.clone(), reason: e.to_string() })??
+        };
+        let resumed = loaded.len();
+        tracing::info!(db = %cfg.db.display(), learners = resumed, "resumed learners from the database");
+        let durable: DurableView = Arc::new(RwLock::new(loaded.iter().map(|p| (p.key.clone(), p.clone())).collect()));
+        let checkpointer = Checkpointer::new(store, durable.clone(), metrics.clone(), cfg.lazy_checkpoint).start();
+        let ingester = EventIngester::new(cfg.ingest.clone(), cfg.learner.clone(), checkpointer.clone(), metrics.clone(), loaded, cfg.tick).start();
+        let snapshot_status = Arc::new(RwLock::new(SnapshotStatus::default()));
+        let snapshots = SnapshotBuilder::new(cfg.snapshot.clone(), ingester.clone(), metrics.clone(), snapshot_status.clone()).start();
+        let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
+        let connection = TetragonConnection::new(cfg.connection.clone(), ingester.clone(), snapshots, metrics.clone(), connection_status.clone()).start();
+        let agent = Self { connection, ingester, checkpointer, durable, metrics, connection_status, snapshot_status, resumed };
+        agent.spawn_learner_gauges();
+        Ok(agent)
+    }
+
+    fn spawn_learner_gauges(&self) {
+        let durable = self.durable.clone();
+        let metrics = self.metrics.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let view = durable.read();
+                for state in LearnerState::ALL {
+                    let n = view.values().filter(|p| p.state == state).count();
+                    metrics.set_learners(state.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+        });
+    }
+
+    /// Profiles as they are on disk (what the agent may report as learned).
+    pub fn durable_profiles(&self) -> Vec<Profile> {
+        self.durable.read().values().cloned().collect()
+    }
+
+    pub async fn current_profiles(&self) -> Vec<Profile> {
+        self.ingester.send(CurrentProfiles).await.unwrap_or_default()
+    }
+
+    /// Drains: stops the stream, then writes everything pending.
+    pub async fn shutdown(&self) -> Result<(), AgentError> {
+        let _ = self.connection.send(Shutdown).await;
+        // Let the learners hand over their last lazy changes, then flush.
+        let profiles = self.current_profiles().await;
+        for p in profiles {
+            let _ = self
+                .checkpointer
+                .send(crate::store::checkpointer::Persist { profile: p, durability: crate::learner::machine::Durability::Lazy })
+                .await;
+        }
+        match self.checkpointer.send(FlushAll).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
+            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
+        }
+    }
+}

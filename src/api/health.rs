@@ -1,0 +1,52 @@
+//! `/healthz`, `/readyz` and `/metrics` over HTTP on TCP (for probes and Prometheus).
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use parking_lot::RwLock;
+
+use crate::api::metrics::Metrics;
+use crate::snapshot::builder::SnapshotStatus;
+use crate::tetragon::connection::actor::ConnectionStatus;
+use crate::tetragon::connection::machine::ConnState;
+
+#[derive(Clone)]
+pub struct HealthState {
+    pub metrics: Arc<Metrics>,
+    pub connection: Arc<RwLock<ConnectionStatus>>,
+    pub snapshot: Arc<RwLock<SnapshotStatus>>,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready once the stream is up; says why not otherwise.
+async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
+    let conn = s.connection.read().clone();
+    let snap = s.snapshot.read().clone();
+    let streaming = matches!(conn.state, ConnState::Streaming | ConnState::Snapshotting | ConnState::Live);
+    let body = serde_json::json!({ "connection": conn, "snapshot": snap }).to_string() + "\n";
+    if streaming {
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
+async fn metrics(State(s): State<HealthState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+}
+
+pub async fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}

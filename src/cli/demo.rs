@@ -1,0 +1,115 @@
+//! `tetragon-learner demo`: the fake Tetragon and the agent in one process, on
+//! the built-in scenario; prints what was learned per container.
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::agent::{Agent, AgentConfig};
+use crate::fake::scenario::Scenario;
+use crate::fake::{FakeSource, FakeTetragon};
+use crate::ingest::facts::IngestConfig;
+use crate::learner::config::LearnerConfig;
+use crate::learner::profile::Profile;
+use crate::snapshot::policy::{SnapshotOptions, SourcePolicy};
+use crate::tetragon::address::TetragonAddress;
+use crate::tetragon::connection::actor::ConnectionConfig;
+use crate::tetragon::connection::machine::BackoffPolicy;
+
+use super::escape::escape_for_terminal;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run this scenario instead of the built-in one.
+    #[arg(long, env = "TETRAGON_LEARNER_DEMO_SCENARIO")]
+    pub scenario: Option<std::path::PathBuf>,
+    /// Give up waiting for the scenario to be learned after this long.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> AgentConfig {
+    AgentConfig {
+        db,
+        quarantine_corrupt_db: false,
+        connection: ConnectionConfig {
+            address: address.clone(),
+            connect_timeout: Duration::from_secs(5),
+            backoff: BackoffPolicy { base: Duration::from_millis(100), cap: Duration::from_secs(2) },
+            grace: Duration::from_millis(300),
+            resnapshot_interval: None,
+            snapshot_retry: Duration::from_secs(1),
+        },
+        snapshot: SnapshotOptions { policy: SourcePolicy::Auto, address, timeout: Duration::from_secs(5), max_message_size: 64 << 20, export_log: None },
+        ingest: IngestConfig::default(),
+        learner: LearnerConfig::default(),
+        tick: Duration::from_millis(200),
+        lazy_checkpoint: Duration::from_millis(500),
+    }
+}
+
+/// True once every expected executable is durable.
+pub fn learned_all(profiles: &[Profile], scenario: &Scenario, execs_done: u64) -> bool {
+    scenario.expected_profiles(execs_done).iter().all(|(key, paths)| {
+        profiles.iter().find(|p| &p.key == key).is_some_and(|p| paths.iter().all(|path| p.executables.contains_key(path)))
+    })
+}
+
+pub fn render_profiles(profiles: &[Profile]) -> String {
+    let mut out = String::new();
+    for p in profiles {
+        let partial: Vec<String> = p.partial_reasons.iter().map(|r| format!("{r:?}")).collect();
+        out.push_str(&format!(
+            "{}  state={} {}{}\n",
+            escape_for_terminal(&p.key.to_string()),
+            p.state.as_str(),
+            p.completeness().as_str(),
+            if partial.is_empty() { String::new() } else { format!(" ({})", partial.join(", ")) }
+        ));
+        for (path, e) in &p.executables {
+            let mut marks = Vec::new();
+            if e.exec_probe {
+                marks.push("exec-probe");
+            }
+            if e.exec_session {
+                marks.push("exec-session");
+            }
+            out.push_str(&format!(
+                "    {:<40} count={:<4} source={:<10} {}\n",
+                escape_for_terminal(path),
+                e.count,
+                serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                marks.join(",")
+            ));
+        }
+    }
+    out
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        Some(p) => Scenario::from_file(p)?,
+        None => Scenario::demo(),
+    };
+    let dir = tempfile::Builder::new().prefix("tetragon-learner-demo").tempdir()?;
+    let socket = TetragonAddress::Unix(dir.path().join("tetragon.sock"));
+    let mut fake = FakeTetragon::start(&socket, FakeSource::Scenario(scenario.clone()), None).await?;
+    let agent = Agent::start(demo_agent_config(fake.address.clone(), dir.path().join("db"))).await?;
+    if scenario.activity.total_execs > 0 {
+        let _ = tokio::time::timeout(args.timeout, fake.activity_done()).await;
+    }
+    let started = Instant::now();
+    while !learned_all(&agent.durable_profiles(), &scenario, fake.execs_done()) && started.elapsed() < args.timeout {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.shutdown().await?;
+    let profiles = agent.durable_profiles();
+    let complete = learned_all(&profiles, &scenario, fake.execs_done());
+    fake.stop().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "tetragon-learner demo: fake Tetragon ({} containers, {} execs) -> agent\n", scenario.containers.len(), scenario.activity.total_execs)?;
+    out.write_all(render_profiles(&profiles).as_bytes())?;
+    writeln!(out, "\n{} learners; every executable of the scenario learned: {}", profiles.len(), if complete { "yes" } else { "NO" })?;
+    anyhow::ensure!(complete, "the agent did not learn the whole scenario within {:?}", args.timeout);
+    Ok(())
+}

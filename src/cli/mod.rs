@@ -1,0 +1,61 @@
+//! The command line (a contract: scripts and tests drive it). Every flag also
+//! has an environment variable. Exit codes: 0 ok, 2 usage, 1 runtime error.
+pub mod agent_args;
+pub mod demo;
+pub mod escape;
+pub mod fake_cmd;
+pub mod logging;
+pub mod run_cmd;
+pub mod signals;
+pub mod snapshot_cmd;
+
+use clap::{Parser, Subcommand};
+
+use logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "tetragon-learner", version, about = "Learns which executables each container runs, from Cilium Tetragon")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TETRAGON_LEARNER_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. info, debug, tetragon_learner=debug.
+    #[arg(long, global = true, env = "TETRAGON_LEARNER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: snapshot, stream, learn, checkpoint.
+    Run(run_cmd::RunArgs),
+    /// Take one process snapshot and print it.
+    Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Serve a fake Tetragon (scenario or replay, with faults).
+    FakeTetragon(fake_cmd::FakeArgs),
+    /// Fake Tetragon + agent in one process; prints what was learned.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs a parsed command. Actors need an actix System, so everything runs in
+/// one, on a multi-threaded tokio runtime.
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    // The demo's output is its report; keep routine logs out of its way.
+    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" { "warn" } else { cli.log_level.as_str() };
+    logging::init(cli.log_format, level);
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
+    });
+    system.block_on(async move {
+        match cli.command {
+            Command::Run(a) => run_cmd::run(a).await,
+            Command::Snapshot(a) => snapshot_cmd::run(a).await,
+            Command::FakeTetragon(a) => fake_cmd::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+        }
+    })
+}

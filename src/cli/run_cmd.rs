@@ -1,0 +1,117 @@
+//! `tetragon-learner run`: the agent.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::agent::{Agent, AgentConfig};
+use crate::api::health::{self, HealthState};
+use crate::ingest::facts::IngestConfig;
+use crate::learner::config::LearnerConfig;
+use crate::tetragon::connection::actor::ConnectionConfig;
+use crate::tetragon::connection::machine::BackoffPolicy;
+
+use super::agent_args::TetragonArgs;
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub tetragon: TetragonArgs,
+    /// Directory of the sled database (a hostPath or local volume in Kubernetes).
+    #[arg(long, env = "TETRAGON_LEARNER_DB")]
+    pub db: PathBuf,
+    /// Move a corrupt database aside (timestamped) and start fresh, instead of failing.
+    #[arg(long, env = "TETRAGON_LEARNER_QUARANTINE_CORRUPT_DB")]
+    pub quarantine_corrupt_db: bool,
+    /// `learning` becomes `stable` after this long without a new executable...
+    #[arg(long, env = "TETRAGON_LEARNER_STABILITY_WINDOW", default_value = "30m", value_parser = duration)]
+    pub stability_window: Duration,
+    /// ...and at least this long after learning started.
+    #[arg(long, env = "TETRAGON_LEARNER_MIN_LEARNING", default_value = "1h", value_parser = duration)]
+    pub min_learning: Duration,
+    /// Re-snapshot this often to repair events Tetragon dropped (0 disables).
+    #[arg(long, env = "TETRAGON_LEARNER_RESNAPSHOT_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub resnapshot_interval: Duration,
+    /// Snapshot this long after connecting when no event arrives (an idle node).
+    #[arg(long, env = "TETRAGON_LEARNER_SNAPSHOT_GRACE", default_value = "2s", value_parser = duration)]
+    pub snapshot_grace: Duration,
+    /// Longest wait between reconnection attempts.
+    #[arg(long, env = "TETRAGON_LEARNER_BACKOFF_CAP", default_value = "2m", value_parser = duration)]
+    pub backoff_cap: Duration,
+    /// Also learn processes outside pods, as one learner per node (kind Host).
+    #[arg(long, env = "TETRAGON_LEARNER_LEARN_HOST_PROCESSES")]
+    pub learn_host_processes: bool,
+    /// Only learn these namespaces (comma-separated; default: all).
+    #[arg(long, env = "TETRAGON_LEARNER_INCLUDE_NAMESPACES", value_delimiter = ',')]
+    pub include_namespaces: Vec<String>,
+    /// Never learn these namespaces (comma-separated).
+    #[arg(long, env = "TETRAGON_LEARNER_EXCLUDE_NAMESPACES", value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// Serve /healthz, /readyz and /metrics here (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "TETRAGON_LEARNER_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
+    /// How often counters and last-seen times are written (new executables are
+    /// always written before they are reported).
+    #[arg(long, env = "TETRAGON_LEARNER_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub checkpoint_interval: Duration,
+}
+
+impl RunArgs {
+    pub fn agent_config(&self) -> AgentConfig {
+        AgentConfig {
+            db: self.db.clone(),
+            quarantine_corrupt_db: self.quarantine_corrupt_db,
+            connection: ConnectionConfig {
+                address: self.tetragon.tetragon_address.clone(),
+                connect_timeout: self.tetragon.timeout,
+                backoff: BackoffPolicy { base: Duration::from_millis(500), cap: self.backoff_cap },
+                grace: self.snapshot_grace,
+                resnapshot_interval: (!self.resnapshot_interval.is_zero()).then_some(self.resnapshot_interval),
+                snapshot_retry: Duration::from_secs(30).min(self.resnapshot_interval.max(Duration::from_secs(1))),
+            },
+            snapshot: self.tetragon.snapshot_options(),
+            ingest: IngestConfig {
+                learn_host_processes: self.learn_host_processes,
+                include_namespaces: self.include_namespaces.clone(),
+                exclude_namespaces: self.exclude_namespaces.clone(),
+            },
+            learner: LearnerConfig {
+                stability_window_ms: u64::try_from(self.stability_window.as_millis()).unwrap_or(u64::MAX),
+                min_learning_ms: u64::try_from(self.min_learning.as_millis()).unwrap_or(u64::MAX),
+            },
+            tick: Duration::from_secs(1),
+            lazy_checkpoint: self.checkpoint_interval,
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let agent = Agent::start(args.agent_config()).await?;
+    if let Some(addr) = args.metrics_address {
+        let state = HealthState {
+            metrics: agent.metrics.clone(),
+            connection: agent.connection_status.clone(),
+            snapshot: agent.snapshot_status.clone(),
+        };
+        let listener_check = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-address {addr}; pick a free port"))?;
+        drop(listener_check);
+        tokio::spawn(async move {
+            if let Err(e) = health::serve(addr, state).await {
+                tracing::error!(error = %e, %addr, "health/metrics server stopped");
+            }
+        });
+    }
+    let signal = super::signals::wait_for_shutdown().await.context("installing signal handlers")?;
+    tracing::info!(signal, "shutting down: draining and writing the final checkpoint");
+    agent.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
