@@ -10,15 +10,17 @@ use thiserror::Error;
 
 use crate::api::metrics::Metrics;
 use crate::ingest::facts::IngestConfig;
-use crate::ingest::ingester::{CurrentProfiles, EventIngester};
+use crate::ingest::ingester::{CurrentProfiles, EventIngester, StopAll};
 use crate::learner::config::LearnerConfig;
 use crate::learner::profile::Profile;
 use crate::learner::state::LearnerState;
 use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
-use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll};
+use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
 use crate::store::{quarantine, Store, StoreError};
-use crate::tetragon::connection::actor::{ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection};
+use crate::tetragon::connection::actor::{
+    ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
+};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone)]
@@ -74,18 +76,56 @@ impl Agent {
         let store = open_store(&cfg.db, cfg.quarantine_corrupt_db)?;
         let loaded = {
             let s = store.clone();
-            tokio::task::spawn_blocking(move || s.load_all()).await.map_err(|e| StoreError::Io { path: cfg.db.clone(), reason: e.to_string() })??
+            tokio::task::spawn_blocking(move || s.load_all())
+                .await
+                .map_err(|e| StoreError::Io {
+                    path: cfg.db.clone(),
+                    reason: e.to_string(),
+                })??
         };
         let resumed = loaded.len();
         tracing::info!(db = %cfg.db.display(), learners = resumed, "resumed learners from the database");
-        let durable: DurableView = Arc::new(RwLock::new(loaded.iter().map(|p| (p.key.clone(), p.clone())).collect()));
-        let checkpointer = Checkpointer::new(store, durable.clone(), metrics.clone(), cfg.lazy_checkpoint).start();
-        let ingester = EventIngester::new(cfg.ingest.clone(), cfg.learner.clone(), checkpointer.clone(), metrics.clone(), loaded, cfg.tick).start();
+        let durable: DurableView = Arc::new(RwLock::new(
+            loaded.iter().map(|p| (p.key.clone(), p.clone())).collect(),
+        ));
+        let checkpointer =
+            Checkpointer::new(store, durable.clone(), metrics.clone(), cfg.lazy_checkpoint).start();
+        let ingester = EventIngester::new(
+            cfg.ingest.clone(),
+            cfg.learner.clone(),
+            checkpointer.clone(),
+            metrics.clone(),
+            loaded,
+            cfg.tick,
+        )
+        .start();
         let snapshot_status = Arc::new(RwLock::new(SnapshotStatus::default()));
-        let snapshots = SnapshotBuilder::new(cfg.snapshot.clone(), ingester.clone(), metrics.clone(), snapshot_status.clone()).start();
+        let snapshots = SnapshotBuilder::new(
+            cfg.snapshot.clone(),
+            ingester.clone(),
+            metrics.clone(),
+            snapshot_status.clone(),
+        )
+        .start();
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
-        let connection = TetragonConnection::new(cfg.connection.clone(), ingester.clone(), snapshots, metrics.clone(), connection_status.clone()).start();
-        let agent = Self { connection, ingester, checkpointer, durable, metrics, connection_status, snapshot_status, resumed };
+        let connection = TetragonConnection::new(
+            cfg.connection.clone(),
+            ingester.clone(),
+            snapshots,
+            metrics.clone(),
+            connection_status.clone(),
+        )
+        .start();
+        let agent = Self {
+            connection,
+            ingester,
+            checkpointer,
+            durable,
+            metrics,
+            connection_status,
+            snapshot_status,
+            resumed,
+        };
         agent.spawn_learner_gauges();
         Ok(agent)
     }
@@ -112,7 +152,10 @@ impl Agent {
     }
 
     pub async fn current_profiles(&self) -> Vec<Profile> {
-        self.ingester.send(CurrentProfiles).await.unwrap_or_default()
+        self.ingester
+            .send(CurrentProfiles)
+            .await
+            .unwrap_or_default()
     }
 
     /// Drains: stops the stream, then writes everything pending.
@@ -123,13 +166,19 @@ impl Agent {
         for p in profiles {
             let _ = self
                 .checkpointer
-                .send(crate::store::checkpointer::Persist { profile: p, durability: crate::learner::machine::Durability::Lazy })
+                .send(crate::store::checkpointer::Persist {
+                    profile: p,
+                    durability: crate::learner::machine::Durability::Lazy,
+                })
                 .await;
         }
-        match self.checkpointer.send(FlushAll).await {
+        let _ = self.ingester.send(StopAll).await;
+        let flushed = match self.checkpointer.send(FlushAll).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
             Err(e) => Err(AgentError::FinalFlush(e.to_string())),
-        }
+        };
+        let _ = self.checkpointer.send(StopCheckpointer).await;
+        flushed
     }
 }

@@ -28,7 +28,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
     let conn = s.connection.read().clone();
     let snap = s.snapshot.read().clone();
-    let streaming = matches!(conn.state, ConnState::Streaming | ConnState::Snapshotting | ConnState::Live);
+    let streaming = matches!(
+        conn.state,
+        ConnState::Streaming | ConnState::Snapshotting | ConnState::Live
+    );
     let body = serde_json::json!({ "connection": conn, "snapshot": snap }).to_string() + "\n";
     if streaming {
         (StatusCode::OK, body)
@@ -37,8 +40,16 @@ async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(State(s): State<HealthState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+async fn metrics(
+    State(s): State<HealthState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }
 
 pub async fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<()> {

@@ -55,20 +55,72 @@ impl Metrics {
             checkpoint_errors: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("events", "Tetragon events received, by kind", m.events.clone());
-        registry.register("skipped", "Events and snapshot entries that taught nothing, by reason", m.skipped.clone());
-        registry.register("tetragon_dropped_events", "Events Tetragon reported as dropped (rate_limit_info)", m.dropped_by_tetragon.clone());
-        registry.register("shed_events", "Events the agent itself shed under load", m.shed.clone());
-        registry.register("snapshots", "Snapshots taken, by source and result", m.snapshots.clone());
-        registry.register("snapshot_processes", "Processes in the last snapshot", m.snapshot_processes.clone());
-        registry.register("snapshot_duration_milliseconds", "Duration of the last snapshot", m.snapshot_duration_ms.clone());
-        registry.register("reconnects", "Connections to Tetragon re-established", m.reconnects.clone());
-        registry.register("learned_executables", "New executables made durable", m.learned_executables.clone());
-        registry.register("deviations", "Executables seen in locked profiles (made durable)", m.deviations.clone());
+        registry.register(
+            "events",
+            "Tetragon events received, by kind",
+            m.events.clone(),
+        );
+        registry.register(
+            "skipped",
+            "Events and snapshot entries that taught nothing, by reason",
+            m.skipped.clone(),
+        );
+        registry.register(
+            "tetragon_dropped_events",
+            "Events Tetragon reported as dropped (rate_limit_info)",
+            m.dropped_by_tetragon.clone(),
+        );
+        registry.register(
+            "shed_events",
+            "Events the agent itself shed under load",
+            m.shed.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "Snapshots taken, by source and result",
+            m.snapshots.clone(),
+        );
+        registry.register(
+            "snapshot_processes",
+            "Processes in the last snapshot",
+            m.snapshot_processes.clone(),
+        );
+        registry.register(
+            "snapshot_duration_milliseconds",
+            "Duration of the last snapshot",
+            m.snapshot_duration_ms.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Connections to Tetragon re-established",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "learned_executables",
+            "New executables made durable",
+            m.learned_executables.clone(),
+        );
+        registry.register(
+            "deviations",
+            "Executables seen in locked profiles (made durable)",
+            m.deviations.clone(),
+        );
         registry.register("learners", "Learners by state", m.learners.clone());
-        registry.register("checkpoint_lag_milliseconds", "Age of the oldest change not yet on disk", m.checkpoint_lag_ms.clone());
-        registry.register("checkpoint_flushes", "Group commits to sled", m.checkpoint_flushes.clone());
-        registry.register("checkpoint_errors", "Failed sled writes", m.checkpoint_errors.clone());
+        registry.register(
+            "checkpoint_lag_milliseconds",
+            "Age of the oldest change not yet on disk",
+            m.checkpoint_lag_ms.clone(),
+        );
+        registry.register(
+            "checkpoint_flushes",
+            "Group commits to sled",
+            m.checkpoint_flushes.clone(),
+        );
+        registry.register(
+            "checkpoint_errors",
+            "Failed sled writes",
+            m.checkpoint_errors.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -77,15 +129,21 @@ impl Metrics {
     }
 
     pub fn skip(&self, reason: &str) {
-        self.skipped.get_or_create(&labels(&[("reason", reason)])).inc();
+        self.skipped
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
     }
 
     pub fn snapshot(&self, source: &str, result: &str) {
-        self.snapshots.get_or_create(&labels(&[("source", source), ("result", result)])).inc();
+        self.snapshots
+            .get_or_create(&labels(&[("source", source), ("result", result)]))
+            .inc();
     }
 
     pub fn set_learners(&self, state: &str, n: i64) {
-        self.learners.get_or_create(&labels(&[("state", state)])).set(n);
+        self.learners
+            .get_or_create(&labels(&[("state", state)]))
+            .set(n);
     }
 
     /// Prometheus text exposition.
@@ -108,7 +166,13 @@ mod tests {
         m.event("process_exec");
         m.skip("kernel_thread");
         let text = m.render();
-        assert!(text.contains("tetragon_learner_events_total{kind=\"process_exec\"} 1"), "{text}");
-        assert!(text.contains("tetragon_learner_skipped_total{reason=\"kernel_thread\"} 1"), "{text}");
+        assert!(
+            text.contains("tetragon_learner_events_total{kind=\"process_exec\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tetragon_learner_skipped_total{reason=\"kernel_thread\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -1,3 +1,3 @@
 //! What the agent shows the outside: metrics, health and the admin socket.
-pub mod metrics;
 pub mod health;
+pub mod metrics;

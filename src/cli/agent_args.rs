@@ -11,10 +11,20 @@ use crate::tetragon::address::TetragonAddress;
 #[derive(Debug, Clone, Args)]
 pub struct TetragonArgs {
     /// Tetragon's gRPC server: unix:///var/run/tetragon/tetragon.sock, http://host:port or host:port.
-    #[arg(long, env = "TETRAGON_LEARNER_TETRAGON_ADDRESS", default_value = "localhost:54321")]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_TETRAGON_ADDRESS",
+        default_value = "localhost:54321"
+    )]
     pub tetragon_address: TetragonAddress,
     /// Where the process snapshot comes from.
-    #[arg(long, alias = "source", env = "TETRAGON_LEARNER_SNAPSHOT_SOURCE", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        alias = "source",
+        env = "TETRAGON_LEARNER_SNAPSHOT_SOURCE",
+        value_enum,
+        default_value = "auto"
+    )]
     pub snapshot_source: SourcePolicy,
     /// Tetragon's JSON export log (default: look in /var/run/cilium/tetragon/tetragon.log and /var/log/tetragon/tetragon.log).
     #[arg(long, env = "TETRAGON_LEARNER_EXPORT_LOG")]

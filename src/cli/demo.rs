@@ -35,12 +35,21 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
         connection: ConnectionConfig {
             address: address.clone(),
             connect_timeout: Duration::from_secs(5),
-            backoff: BackoffPolicy { base: Duration::from_millis(100), cap: Duration::from_secs(2) },
+            backoff: BackoffPolicy {
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(2),
+            },
             grace: Duration::from_millis(300),
             resnapshot_interval: None,
             snapshot_retry: Duration::from_secs(1),
         },
-        snapshot: SnapshotOptions { policy: SourcePolicy::Auto, address, timeout: Duration::from_secs(5), max_message_size: 64 << 20, export_log: None },
+        snapshot: SnapshotOptions {
+            policy: SourcePolicy::Auto,
+            address,
+            timeout: Duration::from_secs(5),
+            max_message_size: 64 << 20,
+            export_log: None,
+        },
         ingest: IngestConfig::default(),
         learner: LearnerConfig::default(),
         tick: Duration::from_millis(200),
@@ -50,9 +59,15 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
 
 /// True once every expected executable is durable.
 pub fn learned_all(profiles: &[Profile], scenario: &Scenario, execs_done: u64) -> bool {
-    scenario.expected_profiles(execs_done).iter().all(|(key, paths)| {
-        profiles.iter().find(|p| &p.key == key).is_some_and(|p| paths.iter().all(|path| p.executables.contains_key(path)))
-    })
+    scenario
+        .expected_profiles(execs_done)
+        .iter()
+        .all(|(key, paths)| {
+            profiles
+                .iter()
+                .find(|p| &p.key == key)
+                .is_some_and(|p| paths.iter().all(|path| p.executables.contains_key(path)))
+        })
 }
 
 pub fn render_profiles(profiles: &[Profile]) -> String {
@@ -64,7 +79,11 @@ pub fn render_profiles(profiles: &[Profile]) -> String {
             escape_for_terminal(&p.key.to_string()),
             p.state.as_str(),
             p.completeness().as_str(),
-            if partial.is_empty() { String::new() } else { format!(" ({})", partial.join(", ")) }
+            if partial.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", partial.join(", "))
+            }
         ));
         for (path, e) in &p.executables {
             let mut marks = Vec::new();
@@ -78,7 +97,10 @@ pub fn render_profiles(profiles: &[Profile]) -> String {
                 "    {:<40} count={:<4} source={:<10} {}\n",
                 escape_for_terminal(path),
                 e.count,
-                serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                serde_json::to_value(e.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 marks.join(",")
             ));
         }
@@ -91,15 +113,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(p) => Scenario::from_file(p)?,
         None => Scenario::demo(),
     };
-    let dir = tempfile::Builder::new().prefix("tetragon-learner-demo").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("tetragon-learner-demo")
+        .tempdir()?;
     let socket = TetragonAddress::Unix(dir.path().join("tetragon.sock"));
-    let mut fake = FakeTetragon::start(&socket, FakeSource::Scenario(scenario.clone()), None).await?;
-    let agent = Agent::start(demo_agent_config(fake.address.clone(), dir.path().join("db"))).await?;
+    let mut fake =
+        FakeTetragon::start(&socket, FakeSource::Scenario(scenario.clone()), None).await?;
+    let agent = Agent::start(demo_agent_config(
+        fake.address.clone(),
+        dir.path().join("db"),
+    ))
+    .await?;
     if scenario.activity.total_execs > 0 {
         let _ = tokio::time::timeout(args.timeout, fake.activity_done()).await;
     }
     let started = Instant::now();
-    while !learned_all(&agent.durable_profiles(), &scenario, fake.execs_done()) && started.elapsed() < args.timeout {
+    while !learned_all(&agent.durable_profiles(), &scenario, fake.execs_done())
+        && started.elapsed() < args.timeout
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.shutdown().await?;
@@ -107,9 +138,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let complete = learned_all(&profiles, &scenario, fake.execs_done());
     fake.stop().await;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "tetragon-learner demo: fake Tetragon ({} containers, {} execs) -> agent\n", scenario.containers.len(), scenario.activity.total_execs)?;
+    writeln!(
+        out,
+        "tetragon-learner demo: fake Tetragon ({} containers, {} execs) -> agent\n",
+        scenario.containers.len(),
+        scenario.activity.total_execs
+    )?;
     out.write_all(render_profiles(&profiles).as_bytes())?;
-    writeln!(out, "\n{} learners; every executable of the scenario learned: {}", profiles.len(), if complete { "yes" } else { "NO" })?;
-    anyhow::ensure!(complete, "the agent did not learn the whole scenario within {:?}", args.timeout);
+    writeln!(
+        out,
+        "\n{} learners; every executable of the scenario learned: {}",
+        profiles.len(),
+        if complete { "yes" } else { "NO" }
+    )?;
+    anyhow::ensure!(
+        complete,
+        "the agent did not learn the whole scenario within {:?}",
+        args.timeout
+    );
     Ok(())
 }

@@ -31,7 +31,10 @@ mod tests {
     #[test]
     fn escapes_controls_and_bidi_but_keeps_text() {
         assert_eq!(escape_for_terminal("/bin/ls"), "/bin/ls");
-        assert_eq!(escape_for_terminal("a\nb\u{202e}c\u{1b}"), "a\\nb\\u{202e}c\\u{1b}");
+        assert_eq!(
+            escape_for_terminal("a\nb\u{202e}c\u{1b}"),
+            "a\\nb\\u{202e}c\\u{1b}"
+        );
         assert_eq!(escape_for_terminal("{{ x }} %n \"q\""), "{{ x }} %n \"q\"");
     }
 }

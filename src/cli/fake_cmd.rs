@@ -23,14 +23,22 @@ pub struct FakeArgs {
     #[arg(long, env = "TETRAGON_LEARNER_FAKE_LISTEN")]
     pub listen: TetragonAddress,
     /// Scenario file (YAML); without it (and without --replay) the built-in demo scenario.
-    #[arg(long, env = "TETRAGON_LEARNER_FAKE_SCENARIO", conflicts_with = "replay")]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_FAKE_SCENARIO",
+        conflicts_with = "replay"
+    )]
     pub scenario: Option<PathBuf>,
     /// Replay a Tetragon JSON export file: its procFS lines fill the process cache,
     /// the rest is streamed in order.
     #[arg(long, env = "TETRAGON_LEARNER_FAKE_REPLAY")]
     pub replay: Option<PathBuf>,
     /// Replay speed in events per second (0 = as fast as possible).
-    #[arg(long, env = "TETRAGON_LEARNER_FAKE_REPLAY_RATE", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_FAKE_REPLAY_RATE",
+        default_value_t = 1000
+    )]
     pub replay_rate: u32,
     /// Also write a Tetragon-style JSON export log of what is served.
     #[arg(long, env = "TETRAGON_LEARNER_FAKE_EXPORT_LOG")]
@@ -92,17 +100,24 @@ impl FakeArgs {
         };
         self.apply_overrides(&mut scenario);
         Ok(match &self.replay {
-            Some(path) => FakeSource::Replay { replay: replay::load(path)?, rate_per_sec: self.replay_rate, faults: scenario.faults },
+            Some(path) => FakeSource::Replay {
+                replay: replay::load(path)?,
+                rate_per_sec: self.replay_rate,
+                faults: scenario.faults,
+            },
             None => FakeSource::Scenario(scenario),
         })
     }
 }
 
 pub async fn run(args: FakeArgs) -> anyhow::Result<()> {
-    let fake = FakeTetragon::start(&args.listen, args.source()?, args.export_log.as_deref()).await?;
+    let fake =
+        FakeTetragon::start(&args.listen, args.source()?, args.export_log.as_deref()).await?;
     // Scripts read this line to learn the address (port 0 picks a free one).
     println!("fake-tetragon listening on {}", fake.address);
-    super::signals::wait_for_shutdown().await.context("waiting for a shutdown signal")?;
+    super::signals::wait_for_shutdown()
+        .await
+        .context("waiting for a shutdown signal")?;
     fake.stop().await;
     Ok(())
 }

@@ -14,13 +14,28 @@ use clap::{Parser, Subcommand};
 use logging::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "tetragon-learner", version, about = "Learns which executables each container runs, from Cilium Tetragon")]
+#[command(
+    name = "tetragon-learner",
+    version,
+    about = "Learns which executables each container runs, from Cilium Tetragon"
+)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, env = "TETRAGON_LEARNER_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETRAGON_LEARNER_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
     pub log_format: LogFormat,
     /// Log filter, e.g. info, debug, tetragon_learner=debug.
-    #[arg(long, global = true, env = "TETRAGON_LEARNER_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETRAGON_LEARNER_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
@@ -42,7 +57,11 @@ pub enum Command {
 /// one, on a multi-threaded tokio runtime.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
     // The demo's output is its report; keep routine logs out of its way.
-    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" { "warn" } else { cli.log_level.as_str() };
+    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" {
+        "warn"
+    } else {
+        cli.log_level.as_str()
+    };
     logging::init(cli.log_format, level);
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()

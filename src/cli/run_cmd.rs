@@ -48,10 +48,18 @@ pub struct RunArgs {
     #[arg(long, env = "TETRAGON_LEARNER_LEARN_HOST_PROCESSES")]
     pub learn_host_processes: bool,
     /// Only learn these namespaces (comma-separated; default: all).
-    #[arg(long, env = "TETRAGON_LEARNER_INCLUDE_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_INCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub include_namespaces: Vec<String>,
     /// Never learn these namespaces (comma-separated).
-    #[arg(long, env = "TETRAGON_LEARNER_EXCLUDE_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub exclude_namespaces: Vec<String>,
     /// Serve /healthz, /readyz and /metrics here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "TETRAGON_LEARNER_METRICS_ADDRESS")]
@@ -70,10 +78,15 @@ impl RunArgs {
             connection: ConnectionConfig {
                 address: self.tetragon.tetragon_address.clone(),
                 connect_timeout: self.tetragon.timeout,
-                backoff: BackoffPolicy { base: Duration::from_millis(500), cap: self.backoff_cap },
+                backoff: BackoffPolicy {
+                    base: Duration::from_millis(500),
+                    cap: self.backoff_cap,
+                },
                 grace: self.snapshot_grace,
-                resnapshot_interval: (!self.resnapshot_interval.is_zero()).then_some(self.resnapshot_interval),
-                snapshot_retry: Duration::from_secs(30).min(self.resnapshot_interval.max(Duration::from_secs(1))),
+                resnapshot_interval: (!self.resnapshot_interval.is_zero())
+                    .then_some(self.resnapshot_interval),
+                snapshot_retry: Duration::from_secs(30)
+                    .min(self.resnapshot_interval.max(Duration::from_secs(1))),
             },
             snapshot: self.tetragon.snapshot_options(),
             ingest: IngestConfig {
@@ -82,7 +95,8 @@ impl RunArgs {
                 exclude_namespaces: self.exclude_namespaces.clone(),
             },
             learner: LearnerConfig {
-                stability_window_ms: u64::try_from(self.stability_window.as_millis()).unwrap_or(u64::MAX),
+                stability_window_ms: u64::try_from(self.stability_window.as_millis())
+                    .unwrap_or(u64::MAX),
                 min_learning_ms: u64::try_from(self.min_learning.as_millis()).unwrap_or(u64::MAX),
             },
             tick: Duration::from_secs(1),
@@ -99,9 +113,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             connection: agent.connection_status.clone(),
             snapshot: agent.snapshot_status.clone(),
         };
-        let listener_check = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on --metrics-address {addr}; pick a free port"))?;
+        let listener_check = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on --metrics-address {addr}; pick a free port")
+        })?;
         drop(listener_check);
         tokio::spawn(async move {
             if let Err(e) = health::serve(addr, state).await {
@@ -109,8 +123,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let signal = super::signals::wait_for_shutdown().await.context("installing signal handlers")?;
-    tracing::info!(signal, "shutting down: draining and writing the final checkpoint");
+    let signal = super::signals::wait_for_shutdown()
+        .await
+        .context("installing signal handlers")?;
+    tracing::info!(
+        signal,
+        "shutting down: draining and writing the final checkpoint"
+    );
     agent.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -19,15 +19,29 @@ pub enum SnapshotFormat {
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub tetragon: TetragonArgs,
-    #[arg(long, env = "TETRAGON_LEARNER_FORMAT", value_enum, default_value = "table")]
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_FORMAT",
+        value_enum,
+        default_value = "table"
+    )]
     pub format: SnapshotFormat,
 }
 
 pub fn render_table(s: &ProcessSnapshot) -> String {
-    let mut out = format!("# source={} taken_at={} processes={}\n", s.source.as_str(), s.taken_at, s.processes.len());
+    let mut out = format!(
+        "# source={} taken_at={} processes={}\n",
+        s.source.as_str(),
+        s.taken_at,
+        s.processes.len()
+    );
     out.push_str("PID\tNAMESPACE\tPOD\tCONTAINER\tBINARY\tFLAGS\n");
     for p in &s.processes {
-        let (ns, pod) = p.pod.as_ref().map(|p| (p.namespace.as_str(), p.name.as_str())).unwrap_or(("-", "-"));
+        let (ns, pod) = p
+            .pod
+            .as_ref()
+            .map(|p| (p.namespace.as_str(), p.name.as_str()))
+            .unwrap_or(("-", "-"));
         let container = p.container.as_ref().map(|c| c.name.as_str()).unwrap_or("-");
         out.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",

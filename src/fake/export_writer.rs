@@ -9,7 +9,9 @@ use thiserror::Error;
 use crate::tetragon::proto::GetEventsResponse;
 
 #[derive(Debug, Error)]
-#[error("cannot write fake export log {path}: {source}; check the directory exists and is writable")]
+#[error(
+    "cannot write fake export log {path}: {source}; check the directory exists and is writable"
+)]
 pub struct ExportWriteError {
     path: PathBuf,
     #[source]
@@ -28,17 +30,29 @@ impl ExportWriter {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| ExportWriteError { path: path.to_path_buf(), source })?;
-        Ok(Self { path: path.to_path_buf(), out: BufWriter::new(file) })
+            .map_err(|source| ExportWriteError {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
     }
 
     pub fn write(&mut self, ev: &GetEventsResponse) -> Result<(), ExportWriteError> {
-        let err = |source| ExportWriteError { path: self.path.clone(), source };
+        let err = |source| ExportWriteError {
+            path: self.path.clone(),
+            source,
+        };
         serde_json::to_writer(&mut self.out, ev).map_err(|e| err(std::io::Error::other(e)))?;
         self.out.write_all(b"\n").map_err(err)
     }
 
     pub fn flush(&mut self) -> Result<(), ExportWriteError> {
-        self.out.flush().map_err(|source| ExportWriteError { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| ExportWriteError {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! Tetragon's allow-list / deny-list semantics, for the subset of filter fields
 //! the fake understands (`event_set`, `namespace`, `pid`). A filter matches when
 //! every field it sets matches; other fields are not evaluated (documented).
-use crate::tetragon::proto::{get_events_response::Event, EventType, Filter, GetEventsRequest, GetEventsResponse, Process};
+use crate::tetragon::proto::{
+    get_events_response::Event, EventType, Filter, GetEventsRequest, GetEventsResponse, Process,
+};
 
 pub fn event_type(ev: &GetEventsResponse) -> Option<EventType> {
     match ev.event.as_ref()? {
@@ -20,13 +22,18 @@ fn process_of(ev: &GetEventsResponse) -> Option<&Process> {
 }
 
 fn filter_matches(f: &Filter, ev: &GetEventsResponse) -> bool {
-    let Some(kind) = event_type(ev) else { return false };
+    let Some(kind) = event_type(ev) else {
+        return false;
+    };
     if !f.event_set.is_empty() && !f.event_set.contains(&(kind as i32)) {
         return false;
     }
     let process = process_of(ev);
     if !f.namespace.is_empty() {
-        let ns = process.and_then(|p| p.pod.as_ref()).map(|p| p.namespace.as_str()).unwrap_or("");
+        let ns = process
+            .and_then(|p| p.pod.as_ref())
+            .map(|p| p.namespace.as_str())
+            .unwrap_or("");
         if !f.namespace.iter().any(|n| n == ns) {
             return false;
         }
@@ -53,28 +60,55 @@ mod tests {
     use crate::tetragon::proto::{ProcessExec, ProcessExit, RateLimitInfo};
 
     fn ev(e: Event) -> GetEventsResponse {
-        GetEventsResponse { event: Some(e), ..Default::default() }
+        GetEventsResponse {
+            event: Some(e),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn allow_list_by_event_set() {
         let req = GetEventsRequest {
-            allow_list: vec![Filter { event_set: vec![EventType::ProcessExec as i32], ..Default::default() }],
+            allow_list: vec![Filter {
+                event_set: vec![EventType::ProcessExec as i32],
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        assert!(passes(&req, &ev(Event::ProcessExec(ProcessExec::default()))));
-        assert!(!passes(&req, &ev(Event::ProcessExit(ProcessExit::default()))));
-        assert!(!passes(&req, &ev(Event::RateLimitInfo(RateLimitInfo::default()))));
-        assert!(passes(&GetEventsRequest::default(), &ev(Event::ProcessExit(ProcessExit::default()))));
+        assert!(passes(
+            &req,
+            &ev(Event::ProcessExec(ProcessExec::default()))
+        ));
+        assert!(!passes(
+            &req,
+            &ev(Event::ProcessExit(ProcessExit::default()))
+        ));
+        assert!(!passes(
+            &req,
+            &ev(Event::RateLimitInfo(RateLimitInfo::default()))
+        ));
+        assert!(passes(
+            &GetEventsRequest::default(),
+            &ev(Event::ProcessExit(ProcessExit::default()))
+        ));
     }
 
     #[test]
     fn deny_list_wins() {
         let req = GetEventsRequest {
-            deny_list: vec![Filter { event_set: vec![EventType::ProcessExit as i32], ..Default::default() }],
+            deny_list: vec![Filter {
+                event_set: vec![EventType::ProcessExit as i32],
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        assert!(!passes(&req, &ev(Event::ProcessExit(ProcessExit::default()))));
-        assert!(passes(&req, &ev(Event::ProcessExec(ProcessExec::default()))));
+        assert!(!passes(
+            &req,
+            &ev(Event::ProcessExit(ProcessExit::default()))
+        ));
+        assert!(passes(
+            &req,
+            &ev(Event::ProcessExec(ProcessExec::default()))
+        ));
     }
 }

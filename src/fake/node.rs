@@ -44,7 +44,13 @@ fn container_hex_id(spec: &ContainerSpec) -> String {
     let mut out = String::with_capacity(64);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for round in 0u8..4 {
-        for b in spec.namespace.bytes().chain(spec.pod.bytes()).chain(spec.container.bytes()).chain([round]) {
+        for b in spec
+            .namespace
+            .bytes()
+            .chain(spec.pod.bytes())
+            .chain(spec.container.bytes())
+            .chain([round])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -54,7 +60,10 @@ fn container_hex_id(spec: &ContainerSpec) -> String {
 }
 
 fn ts(ms: UnixMillis) -> Timestamp {
-    Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+    Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
 }
 
 impl FakeNode {
@@ -69,19 +78,42 @@ impl FakeNode {
         };
         let kernel_id = exec_id(&node.node_name, 1, 0);
         node.insert_plain(0, "<kernel>", "", "procFS", &kernel_id, &kernel_id, None);
-        let kthreadd = node.insert_plain(2, "[kthreadd]", "", "procFS", &kernel_id, &kernel_id, None);
+        let kthreadd_id = exec_id(&node.node_name, 20_000_000, 2);
+        let kthreadd = node.insert_plain(
+            2,
+            "[kthreadd]",
+            "",
+            "procFS",
+            &kthreadd_id,
+            &kernel_id,
+            None,
+        );
         for i in 0..s.kernel_threads {
             let pid = 10 + i;
             let name = format!("[kworker/{i}:0]");
             let id = exec_id(&node.node_name, u64::from(pid) * 10_000_000, pid);
             node.insert_plain(pid, &name, "", "procFS", &id, &kthreadd, None);
         }
-        let init = node.insert_plain(1, "/sbin/init", "", "procFS", &exec_id(&node.node_name, 250_000_000, 1), &kernel_id, None);
+        let init = node.insert_plain(
+            1,
+            "/sbin/init",
+            "",
+            "procFS",
+            &exec_id(&node.node_name, 250_000_000, 1),
+            &kernel_id,
+            None,
+        );
         for binary in &s.host_processes {
             node.spawn(binary, "", "procFS", &init, None);
         }
         for i in 0..s.faults.extra_host_processes {
-            node.spawn("/usr/bin/sleep", &format!("{}", 3600 + i), "procFS", &init, None);
+            node.spawn(
+                "/usr/bin/sleep",
+                &format!("{}", 3600 + i),
+                "procFS",
+                &init,
+                None,
+            );
         }
         for (ci, c) in s.containers.iter().enumerate() {
             let mut parent = init.clone();
@@ -114,7 +146,10 @@ impl FakeNode {
         match ev.event.as_ref() {
             Some(Event::ProcessExec(e)) => {
                 if let Some(p) = &e.process {
-                    let cached = CachedProcess { process: p.clone(), parent_exec_id: p.parent_exec_id.clone() };
+                    let cached = CachedProcess {
+                        process: p.clone(),
+                        parent_exec_id: p.parent_exec_id.clone(),
+                    };
                     self.cache.insert(p.exec_id.clone(), cached);
                 }
             }
@@ -165,7 +200,13 @@ impl FakeNode {
             in_init_tree: None,
             environment_variables: Vec::new(),
         };
-        self.cache.insert(id.to_string(), CachedProcess { process, parent_exec_id: parent.to_string() });
+        self.cache.insert(
+            id.to_string(),
+            CachedProcess {
+                process,
+                parent_exec_id: parent.to_string(),
+            },
+        );
         id.to_string()
     }
 
@@ -178,20 +219,34 @@ impl FakeNode {
             container: Some(Container {
                 id: format!("containerd://{}", container_hex_id(c)),
                 name: c.container.clone(),
-                image: Some(Image { id: String::new(), name: c.image.clone() }),
+                image: Some(Image {
+                    id: String::new(),
+                    name: c.image.clone(),
+                }),
                 start_time: Some(ts(self.boot_ms)),
                 pid: Some(UInt32Value { value: 1 }),
                 maybe_exec_probe: e.probe,
                 security_context: None,
             }),
-            pod_labels: c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
+            pod_labels: c
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
             workload: c.workload.clone(),
             workload_kind: c.workload_kind.clone(),
             pod_annotations: HashMap::new(),
         }
     }
 
-    fn spawn(&mut self, binary: &str, args: &str, flags: &str, parent: &str, pod: Option<(usize, &ExecSpec)>) -> String {
+    fn spawn(
+        &mut self,
+        binary: &str,
+        args: &str,
+        flags: &str,
+        parent: &str,
+        pod: Option<(usize, &ExecSpec)>,
+    ) -> String {
         let pid = self.next_pid;
         self.next_pid += 1;
         let id = exec_id(&self.node_name, u64::from(pid) * 10_000_000, pid);
@@ -210,25 +265,53 @@ impl FakeNode {
     /// A new process in container `ci` runs `e`: it enters the cache, and the
     /// `process_exec` event Tetragon would send is returned.
     pub fn exec(&mut self, ci: usize, e: &ExecSpec, now: UnixMillis) -> GetEventsResponse {
-        let parent = self.container_parent[ci].clone().unwrap_or_else(|| exec_id(&self.node_name, 250_000_000, 1));
+        let parent = self.container_parent[ci]
+            .clone()
+            .unwrap_or_else(|| exec_id(&self.node_name, 250_000_000, 1));
         let pid = self.next_pid;
         self.next_pid += 1;
-        let id = exec_id(&self.node_name, now.saturating_mul(1_000_000) + u64::from(pid), pid);
+        let id = exec_id(
+            &self.node_name,
+            now.saturating_mul(1_000_000) + u64::from(pid),
+            pid,
+        );
         let pod = self.pod_for(ci, e);
-        self.insert_plain(pid, &e.binary, &e.arguments, "execve clone", &id, &parent, Some(pod));
+        self.insert_plain(
+            pid,
+            &e.binary,
+            &e.arguments,
+            "execve clone",
+            &id,
+            &parent,
+            Some(pod),
+        );
         if let Some(p) = self.cache.get_mut(&id) {
             p.process.start_time = Some(ts(now));
             p.process.in_init_tree = Some(BoolValue { value: !e.session });
         }
-        let process = self.cache.get(&id).map(|p| p.process.clone()).unwrap_or_default();
+        let process = self
+            .cache
+            .get(&id)
+            .map(|p| p.process.clone())
+            .unwrap_or_default();
         let parent_proc = self.cache.get(&parent).map(|p| p.process.clone());
-        self.event(Event::ProcessExec(ProcessExec { process: Some(process), parent: parent_proc, ancestors: vec![] }), now)
+        self.event(
+            Event::ProcessExec(ProcessExec {
+                process: Some(process),
+                parent: parent_proc,
+                ancestors: vec![],
+            }),
+            now,
+        )
     }
 
     /// The process leaves the cache; its `process_exit` event is returned.
     pub fn exit(&mut self, id: &str, now: UnixMillis) -> Option<GetEventsResponse> {
         let gone = self.cache.remove(id)?;
-        let parent = self.cache.get(&gone.parent_exec_id).map(|p| p.process.clone());
+        let parent = self
+            .cache
+            .get(&gone.parent_exec_id)
+            .map(|p| p.process.clone());
         Some(self.event(
             Event::ProcessExit(ProcessExit {
                 process: Some(gone.process),
@@ -243,7 +326,12 @@ impl FakeNode {
     }
 
     fn event(&self, event: Event, now: UnixMillis) -> GetEventsResponse {
-        GetEventsResponse { node_name: self.node_name.clone(), time: Some(ts(now)), event: Some(event), ..Default::default() }
+        GetEventsResponse {
+            node_name: self.node_name.clone(),
+            time: Some(ts(now)),
+            event: Some(event),
+            ..Default::default()
+        }
     }
 
     /// The process cache as GetDebug returns it (`skip_zero_refcnt` keeps all:
@@ -272,8 +360,18 @@ impl FakeNode {
         procs
             .into_iter()
             .map(|p| {
-                let parent = self.cache.get(&p.parent_exec_id).map(|pp| pp.process.clone());
-                self.event(Event::ProcessExec(ProcessExec { process: Some(p.process.clone()), parent, ancestors: vec![] }), now)
+                let parent = self
+                    .cache
+                    .get(&p.parent_exec_id)
+                    .map(|pp| pp.process.clone());
+                self.event(
+                    Event::ProcessExec(ProcessExec {
+                        process: Some(p.process.clone()),
+                        parent,
+                        ancestors: vec![],
+                    }),
+                    now,
+                )
             })
             .collect()
     }
@@ -296,7 +394,11 @@ mod tests {
         let s = Scenario::demo();
         let node = FakeNode::new(&s, 1_000);
         let dump = node.dump();
-        let binaries: Vec<&str> = dump.iter().filter_map(|p| p.process.as_ref()).map(|p| p.binary.as_str()).collect();
+        let binaries: Vec<&str> = dump
+            .iter()
+            .filter_map(|p| p.process.as_ref())
+            .map(|p| p.binary.as_str())
+            .collect();
         assert!(binaries.contains(&"<kernel>"));
         assert!(binaries.iter().any(|b| b.starts_with("[kworker/")));
         assert!(binaries.contains(&"/usr/bin/kubelet"));
@@ -309,9 +411,14 @@ mod tests {
         let mut node = FakeNode::new(&s, 1_000);
         let before = node.len();
         let ev = node.exec(0, &s.containers[0].execs[0], 2_000);
-        let Some(Event::ProcessExec(exec)) = ev.event else { panic!("not an exec") };
+        let Some(Event::ProcessExec(exec)) = ev.event else {
+            panic!("not an exec")
+        };
         let p = exec.process.unwrap();
-        assert_eq!(p.pod.as_ref().unwrap().container.as_ref().unwrap().name, "nginx");
+        assert_eq!(
+            p.pod.as_ref().unwrap().container.as_ref().unwrap().name,
+            "nginx"
+        );
         assert_eq!(p.docker.len(), 31);
         assert_eq!(node.len(), before + 1);
         assert!(node.exit(&p.exec_id, 2_001).is_some());

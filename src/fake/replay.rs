@@ -33,7 +33,10 @@ fn is_procfs_exec(ev: &GetEventsResponse) -> bool {
 }
 
 pub fn load(path: &Path) -> Result<Replay, ReplayError> {
-    let err = |source| ReplayError { path: path.display().to_string(), source };
+    let err = |source| ReplayError {
+        path: path.display().to_string(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(err)?;
     let mut replay = Replay::default();
     for line in std::io::BufReader::new(file).split(b'\n') {

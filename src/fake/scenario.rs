@@ -114,7 +114,12 @@ pub struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { rate_per_sec: default_rate(), total_execs: 0, exit_after_exec: true, start: StartMode::default() }
+        Self {
+            rate_per_sec: default_rate(),
+            total_execs: 0,
+            exit_after_exec: true,
+            start: StartMode::default(),
+        }
     }
 }
 
@@ -166,15 +171,19 @@ fn default_true() -> bool {
 
 impl Scenario {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario = serde_yaml::from_str(text)
-            .map_err(|source| ScenarioError::Parse { origin: origin.to_string(), source })?;
+        let s: Scenario = serde_yaml::from_str(text).map_err(|source| ScenarioError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
         s.validate(origin)?;
         Ok(s)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
@@ -184,7 +193,10 @@ impl Scenario {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ScenarioError> {
-        let invalid = |reason: String| ScenarioError::Invalid { origin: origin.to_string(), reason };
+        let invalid = |reason: String| ScenarioError::Invalid {
+            origin: origin.to_string(),
+            reason,
+        };
         for c in &self.containers {
             if c.namespace.is_empty() || c.pod.is_empty() || c.container.is_empty() {
                 return Err(invalid(format!(
@@ -194,14 +206,21 @@ impl Scenario {
             }
         }
         if self.activity.total_execs > 0 && self.exec_plan_len() == 0 {
-            return Err(invalid("activity.total_execs > 0 but no container has execs".into()));
+            return Err(invalid(
+                "activity.total_execs > 0 but no container has execs".into(),
+            ));
         }
         Ok(())
     }
 
     /// The round-robin order of execs: (container index, exec index).
     pub fn exec_plan(&self) -> Vec<(usize, usize)> {
-        let longest = self.containers.iter().map(|c| c.execs.len()).max().unwrap_or(0);
+        let longest = self
+            .containers
+            .iter()
+            .map(|c| c.execs.len())
+            .max()
+            .unwrap_or(0);
         let mut plan = Vec::new();
         for round in 0..longest {
             for (ci, c) in self.containers.iter().enumerate() {
@@ -220,7 +239,12 @@ impl Scenario {
     /// The learner key the agent must derive for a container.
     pub fn key_of(&self, c: &ContainerSpec) -> LearnerKey {
         let (kind, workload) = workload_of(&c.pod, &c.workload, &c.workload_kind, &c.labels);
-        LearnerKey { namespace: c.namespace.clone(), workload_kind: kind, workload, container: c.container.clone() }
+        LearnerKey {
+            namespace: c.namespace.clone(),
+            workload_kind: kind,
+            workload,
+            container: c.container.clone(),
+        }
     }
 
     /// The oracle: what an agent that saw the snapshot and every event must have
@@ -229,14 +253,21 @@ impl Scenario {
         let mut out: BTreeMap<LearnerKey, BTreeSet<String>> = BTreeMap::new();
         for c in &self.containers {
             let set = out.entry(self.key_of(c)).or_default();
-            set.extend(c.running.iter().map(|e| e.binary.clone()).filter(|b| !b.is_empty()));
+            set.extend(
+                c.running
+                    .iter()
+                    .map(|e| e.binary.clone())
+                    .filter(|b| !b.is_empty()),
+            );
         }
         let plan = self.exec_plan();
         if !plan.is_empty() {
             for step in 0..execs_done {
                 let (ci, ei) = plan[(step % plan.len() as u64) as usize];
                 let c = &self.containers[ci];
-                out.entry(self.key_of(c)).or_default().insert(c.execs[ei].binary.clone());
+                out.entry(self.key_of(c))
+                    .or_default()
+                    .insert(c.execs[ei].binary.clone());
             }
         }
         out

@@ -37,7 +37,11 @@ pub enum FakeError {
 /// What the fake serves.
 pub enum FakeSource {
     Scenario(Scenario),
-    Replay { replay: Replay, rate_per_sec: u32, faults: Faults },
+    Replay {
+        replay: Replay,
+        rate_per_sec: u32,
+        faults: Faults,
+    },
 }
 
 /// A running fake Tetragon. Dropping it does not stop it; call `stop`.
@@ -50,7 +54,11 @@ pub struct FakeTetragon {
 }
 
 impl FakeTetragon {
-    pub async fn start(listen: &TetragonAddress, source: FakeSource, export_log: Option<&Path>) -> Result<Self, FakeError> {
+    pub async fn start(
+        listen: &TetragonAddress,
+        source: FakeSource,
+        export_log: Option<&Path>,
+    ) -> Result<Self, FakeError> {
         let mut export = export_log.map(ExportWriter::open).transpose()?;
         let boot = now_ms();
         let (node, faults) = match &source {
@@ -77,10 +85,20 @@ impl FakeTetragon {
         let (address, server) = serve(listen, state.clone(), rx).await?;
         let feed = match source {
             FakeSource::Scenario(s) => tokio::spawn(feed::run_scenario(state.clone(), s)),
-            FakeSource::Replay { replay, rate_per_sec, .. } => tokio::spawn(feed::run_replay(state.clone(), replay, rate_per_sec)),
+            FakeSource::Replay {
+                replay,
+                rate_per_sec,
+                ..
+            } => tokio::spawn(feed::run_replay(state.clone(), replay, rate_per_sec)),
         };
         tracing::info!(%address, "fake tetragon listening");
-        Ok(Self { address, state, shutdown: Some(tx), server, feed })
+        Ok(Self {
+            address,
+            state,
+            shutdown: Some(tx),
+            server,
+            feed,
+        })
     }
 
     pub fn execs_done(&self) -> u64 {
@@ -120,7 +138,10 @@ async fn serve(
     state: Arc<FakeState>,
     shutdown: oneshot::Receiver<()>,
 ) -> Result<(TetragonAddress, JoinHandle<()>), FakeError> {
-    let bind_err = |source| FakeError::Bind { address: listen.to_string(), source };
+    let bind_err = |source| FakeError::Bind {
+        address: listen.to_string(),
+        source,
+    };
     let service = FineGuidanceSensorsServer::new(FakeService { state })
         .max_encoding_message_size(usize::MAX)
         .max_decoding_message_size(16 * 1024 * 1024);
@@ -134,11 +155,18 @@ async fn serve(
                 .await
                 .map_err(bind_err)?
                 .next()
-                .ok_or_else(|| bind_err(std::io::Error::other("host name resolved to no address")))?;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
+                .ok_or_else(|| {
+                    bind_err(std::io::Error::other("host name resolved to no address"))
+                })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind_err)?;
             let local = listener.local_addr().map_err(bind_err)?;
             let task = tokio::spawn(async move {
-                if let Err(e) = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal).await {
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                    .await
+                {
                     tracing::error!(error = %e, "fake tetragon server failed");
                 }
             });
@@ -152,7 +180,10 @@ async fn serve(
             }
             let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
             let task = tokio::spawn(async move {
-                if let Err(e) = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal).await {
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
+                    .await
+                {
                     tracing::error!(error = %e, "fake tetragon server failed");
                 }
             });

@@ -9,9 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::tetragon::proto::{
     fine_guidance_sensors_server::FineGuidanceSensors, get_debug_response, ConfigFlag,
-    DumpProcessCacheResArgs, GetDebugRequest, GetDebugResponse, GetEventsRequest, GetEventsResponse,
-    GetHealthStatusRequest, GetHealthStatusResponse, GetVersionRequest, GetVersionResponse,
-    HealthStatus, HealthStatusResult, HealthStatusType, LogLevel,
+    DumpProcessCacheResArgs, GetDebugRequest, GetDebugResponse, GetEventsRequest,
+    GetEventsResponse, GetHealthStatusRequest, GetHealthStatusResponse, GetVersionRequest,
+    GetVersionResponse, HealthStatus, HealthStatusResult, HealthStatusType, LogLevel,
 };
 
 use super::filter::passes;
@@ -39,7 +39,11 @@ async fn forward(
     let mut sent: u64 = 0;
     loop {
         if abort_after.is_some_and(|n| sent >= n) {
-            let _ = tx.send(Err(Status::unavailable("fake tetragon: stream aborted by fault injection"))).await;
+            let _ = tx
+                .send(Err(Status::unavailable(
+                    "fake tetragon: stream aborted by fault injection",
+                )))
+                .await;
             return;
         }
         if end_after.is_some_and(|n| sent >= n) {
@@ -49,7 +53,10 @@ async fn forward(
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // Tetragon drops silently for a slow listener; so does the fake.
-                state.counters.dropped_for_slow_clients.fetch_add(n, Ordering::Relaxed);
+                state
+                    .counters
+                    .dropped_for_slow_clients
+                    .fetch_add(n, Ordering::Relaxed);
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -68,18 +75,27 @@ async fn forward(
 impl FineGuidanceSensors for FakeService {
     type GetEventsStream = ReceiverStream<EventResult>;
 
-    async fn get_events(&self, request: Request<GetEventsRequest>) -> Result<Response<Self::GetEventsStream>, Status> {
+    async fn get_events(
+        &self,
+        request: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetEventsStream>, Status> {
         let req = request.into_inner();
         // Subscribe before anything can be published for this client.
         let rx = self.state.events.subscribe();
-        self.state.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .counters
+            .streams_opened
+            .fetch_add(1, Ordering::Relaxed);
         self.state.first_client.notify_one();
         let (tx, out) = mpsc::channel(1024);
         tokio::spawn(forward(self.state.clone(), req, rx, tx));
         Ok(Response::new(ReceiverStream::new(out)))
     }
 
-    async fn get_health(&self, _: Request<GetHealthStatusRequest>) -> Result<Response<GetHealthStatusResponse>, Status> {
+    async fn get_health(
+        &self,
+        _: Request<GetHealthStatusRequest>,
+    ) -> Result<Response<GetHealthStatusResponse>, Status> {
         Ok(Response::new(GetHealthStatusResponse {
             health_status: vec![HealthStatus {
                 event: HealthStatusType::Status as i32,
@@ -89,12 +105,23 @@ impl FineGuidanceSensors for FakeService {
         }))
     }
 
-    async fn get_version(&self, _: Request<GetVersionRequest>) -> Result<Response<GetVersionResponse>, Status> {
-        Ok(Response::new(GetVersionResponse { version: FAKE_VERSION.to_string() }))
+    async fn get_version(
+        &self,
+        _: Request<GetVersionRequest>,
+    ) -> Result<Response<GetVersionResponse>, Status> {
+        Ok(Response::new(GetVersionResponse {
+            version: FAKE_VERSION.to_string(),
+        }))
     }
 
-    async fn get_debug(&self, request: Request<GetDebugRequest>) -> Result<Response<GetDebugResponse>, Status> {
-        self.state.counters.debug_calls.fetch_add(1, Ordering::Relaxed);
+    async fn get_debug(
+        &self,
+        request: Request<GetDebugRequest>,
+    ) -> Result<Response<GetDebugResponse>, Status> {
+        self.state
+            .counters
+            .debug_calls
+            .fetch_add(1, Ordering::Relaxed);
         let req = request.into_inner();
         let faults = &self.state.faults;
         if faults.getdebug_delay_ms > 0 {
@@ -102,22 +129,35 @@ impl FineGuidanceSensors for FakeService {
         }
         match faults.getdebug {
             DebugFault::Unimplemented => return Err(Status::unimplemented("unknown flag")),
-            DebugFault::Error => return Err(Status::internal("fake tetragon: GetDebug failed by fault injection")),
+            DebugFault::Error => {
+                return Err(Status::internal(
+                    "fake tetragon: GetDebug failed by fault injection",
+                ))
+            }
             DebugFault::Ok | DebugFault::Empty => {}
         }
         match ConfigFlag::try_from(req.flag) {
             Ok(ConfigFlag::DumpProcessCache) => {
-                let processes = if faults.getdebug == DebugFault::Empty { Vec::new() } else { self.state.node.lock().dump() };
+                let processes = if faults.getdebug == DebugFault::Empty {
+                    Vec::new()
+                } else {
+                    self.state.node.lock().dump()
+                };
                 Ok(Response::new(GetDebugResponse {
                     flag: ConfigFlag::DumpProcessCache as i32,
-                    arg: Some(get_debug_response::Arg::Processes(DumpProcessCacheResArgs { processes })),
+                    arg: Some(get_debug_response::Arg::Processes(
+                        DumpProcessCacheResArgs { processes },
+                    )),
                 }))
             }
             Ok(ConfigFlag::LogLevel) => Ok(Response::new(GetDebugResponse {
                 flag: ConfigFlag::LogLevel as i32,
                 arg: Some(get_debug_response::Arg::Level(LogLevel::Info as i32)),
             })),
-            Err(_) => Err(Status::invalid_argument(format!("unknown debug flag {}", req.flag))),
+            Err(_) => Err(Status::invalid_argument(format!(
+                "unknown debug flag {}",
+                req.flag
+            ))),
         }
     }
 }

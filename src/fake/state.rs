@@ -54,7 +54,9 @@ impl FakeState {
                 tracing::warn!(error = %e, "fake export log write failed");
             }
         }
-        self.counters.events_published.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .events_published
+            .fetch_add(1, Ordering::Relaxed);
         // No receiver is fine: a live feed does not keep what nobody heard.
         let _ = self.events.send(ev);
     }

@@ -61,14 +61,23 @@ pub struct Learnable {
 pub enum Fact {
     Exec(Learnable),
     /// A process ended: it leaves the live process table. Teaches nothing.
-    Exit { exec_id: String },
+    Exit {
+        exec_id: String,
+    },
     /// Tetragon says it dropped this many events: learners may be partial.
-    Dropped { count: u64 },
+    Dropped {
+        count: u64,
+    },
     Skip(SkipReason),
 }
 
 /// Applies the learning rules to one process (from a snapshot or an exec event).
-pub fn learnable(p: &SnapshotProcess, source: FactSource, at: UnixMillis, cfg: &IngestConfig) -> Result<Learnable, SkipReason> {
+pub fn learnable(
+    p: &SnapshotProcess,
+    source: FactSource,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Result<Learnable, SkipReason> {
     if p.binary.is_empty() {
         return Err(SkipReason::EmptyBinary);
     }
@@ -81,14 +90,21 @@ pub fn learnable(p: &SnapshotProcess, source: FactSource, at: UnixMillis, cfg: &
         (Some(_), None) => return Err(SkipReason::PodWithoutContainer),
         (Some(_), Some(c)) if c.name.is_empty() => return Err(SkipReason::PodWithoutContainer),
         (Some(pod), Some(c)) => {
-            let (kind, workload) = workload_of(&pod.name, &pod.workload, &pod.workload_kind, &pod.labels);
-            LearnerKey { namespace: pod.namespace.clone(), workload_kind: kind, workload, container: c.name.clone() }
+            let (kind, workload) =
+                workload_of(&pod.name, &pod.workload, &pod.workload_kind, &pod.labels);
+            LearnerKey {
+                namespace: pod.namespace.clone(),
+                workload_kind: kind,
+                workload,
+                container: c.name.clone(),
+            }
         }
     };
     if let Some(pod) = &p.pod {
         let ns = &pod.namespace;
         if cfg.exclude_namespaces.iter().any(|n| n == ns)
-            || (!cfg.include_namespaces.is_empty() && !cfg.include_namespaces.iter().any(|n| n == ns))
+            || (!cfg.include_namespaces.is_empty()
+                && !cfg.include_namespaces.iter().any(|n| n == ns))
         {
             return Err(SkipReason::NamespaceFiltered);
         }
@@ -120,10 +136,14 @@ pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfi
             }
         },
         Some(Event::ProcessExit(exit)) => match &exit.process {
-            Some(p) => Fact::Exit { exec_id: p.exec_id.clone() },
+            Some(p) => Fact::Exit {
+                exec_id: p.exec_id.clone(),
+            },
             None => Fact::Skip(SkipReason::NoProcess),
         },
-        Some(Event::RateLimitInfo(info)) => Fact::Dropped { count: info.number_of_dropped_process_events },
+        Some(Event::RateLimitInfo(info)) => Fact::Dropped {
+            count: info.number_of_dropped_process_events,
+        },
         None => Fact::Skip(SkipReason::OtherKind),
     }
 }
@@ -144,7 +164,12 @@ mod tests {
             start_time: None,
             in_init_tree: true,
             node_name: "n1".into(),
-            container: Some(ContainerInfo { id: "c".into(), name: "app".into(), image: "i".into(), maybe_exec_probe: false }),
+            container: Some(ContainerInfo {
+                id: "c".into(),
+                name: "app".into(),
+                image: "i".into(),
+                maybe_exec_probe: false,
+            }),
             pod: Some(PodInfo {
                 namespace: "ns".into(),
                 name: "web-5d8f7c6b9d-abcde".into(),
@@ -158,7 +183,13 @@ mod tests {
 
     #[test]
     fn legacy_pod_is_learned_under_its_deployment() {
-        let l = learnable(&pod_process("/bin/app"), FactSource::Event, 5, &IngestConfig::default()).unwrap();
+        let l = learnable(
+            &pod_process("/bin/app"),
+            FactSource::Event,
+            5,
+            &IngestConfig::default(),
+        )
+        .unwrap();
         assert_eq!(l.key, LearnerKey::new("ns", "Deployment", "web", "app"));
         assert_eq!(l.observation.path, "/bin/app");
     }
@@ -166,19 +197,45 @@ mod tests {
     #[test]
     fn skips_are_classified() {
         let cfg = IngestConfig::default();
-        assert_eq!(learnable(&pod_process(""), FactSource::Event, 0, &cfg), Err(SkipReason::EmptyBinary));
-        assert_eq!(learnable(&pod_process("[kworker/0:1]"), FactSource::Event, 0, &cfg), Err(SkipReason::KernelThread));
+        assert_eq!(
+            learnable(&pod_process(""), FactSource::Event, 0, &cfg),
+            Err(SkipReason::EmptyBinary)
+        );
+        assert_eq!(
+            learnable(&pod_process("[kworker/0:1]"), FactSource::Event, 0, &cfg),
+            Err(SkipReason::KernelThread)
+        );
         let mut host = pod_process("/usr/bin/kubelet");
         host.pod = None;
         host.container = None;
-        assert_eq!(learnable(&host, FactSource::Event, 0, &cfg), Err(SkipReason::HostProcess));
-        let with_host = IngestConfig { learn_host_processes: true, ..Default::default() };
-        assert_eq!(learnable(&host, FactSource::Event, 0, &with_host).unwrap().key, LearnerKey::host("n1"));
+        assert_eq!(
+            learnable(&host, FactSource::Event, 0, &cfg),
+            Err(SkipReason::HostProcess)
+        );
+        let with_host = IngestConfig {
+            learn_host_processes: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            learnable(&host, FactSource::Event, 0, &with_host)
+                .unwrap()
+                .key,
+            LearnerKey::host("n1")
+        );
         let mut no_container = pod_process("/bin/app");
         no_container.container = None;
-        assert_eq!(learnable(&no_container, FactSource::Event, 0, &cfg), Err(SkipReason::PodWithoutContainer));
-        let excl = IngestConfig { exclude_namespaces: vec!["ns".into()], ..Default::default() };
-        assert_eq!(learnable(&pod_process("/bin/app"), FactSource::Event, 0, &excl), Err(SkipReason::NamespaceFiltered));
+        assert_eq!(
+            learnable(&no_container, FactSource::Event, 0, &cfg),
+            Err(SkipReason::PodWithoutContainer)
+        );
+        let excl = IngestConfig {
+            exclude_namespaces: vec!["ns".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            learnable(&pod_process("/bin/app"), FactSource::Event, 0, &excl),
+            Err(SkipReason::NamespaceFiltered)
+        );
     }
 
     #[test]
@@ -195,6 +252,9 @@ mod tests {
     #[test]
     fn events_without_content_are_skipped() {
         let cfg = IngestConfig::default();
-        assert_eq!(fact_from_event(&GetEventsResponse::default(), 0, &cfg), Fact::Skip(SkipReason::OtherKind));
+        assert_eq!(
+            fact_from_event(&GetEventsResponse::default(), 0, &cfg),
+            Fact::Skip(SkipReason::OtherKind)
+        );
     }
 }

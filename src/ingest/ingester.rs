@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::api::metrics::Metrics;
-use crate::learner::actor::{GetProfile, LearnerActor, MarkPartial, Observe, Operate};
+use crate::learner::actor::{GetProfile, LearnerActor, MarkPartial, Observe, Operate, StopLearner};
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
@@ -41,6 +41,11 @@ pub struct OperateOn {
     pub key: LearnerKey,
     pub input: LearnerInput,
 }
+
+/// Shutdown: stop every learner, then the ingester.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
 
 /// Every learner's current in-memory profile (not necessarily durable yet).
 #[derive(Message)]
@@ -89,7 +94,14 @@ impl EventIngester {
 
     fn spawn_learner(&mut self, profile: Profile) -> Addr<LearnerActor> {
         let key = profile.key.clone();
-        let addr = LearnerActor::new(profile, self.learner_cfg.clone(), self.checkpointer.clone(), self.metrics.clone(), self.tick).start();
+        let addr = LearnerActor::new(
+            profile,
+            self.learner_cfg.clone(),
+            self.checkpointer.clone(),
+            self.metrics.clone(),
+            self.tick,
+        )
+        .start();
         self.learners.insert(key, addr.clone());
         addr
     }
@@ -103,14 +115,19 @@ impl EventIngester {
         }
         let mut profile = Profile::new(key.clone(), now_ms());
         if source != FactSource::Event {
-            profile.partial_reasons.insert(PartialReason::StartedBeforeAgent);
+            profile
+                .partial_reasons
+                .insert(PartialReason::StartedBeforeAgent);
         }
         tracing::info!(key = %key, source = ?source, "new learner");
         (self.spawn_learner(profile), true)
     }
 
     /// Groups observations per key, preserving order within a key.
-    fn route(&mut self, facts: Vec<(LearnerKey, Observation)>) -> Vec<(Addr<LearnerActor>, Vec<Observation>, bool)> {
+    fn route(
+        &mut self,
+        facts: Vec<(LearnerKey, Observation)>,
+    ) -> Vec<(Addr<LearnerActor>, Vec<Observation>, bool)> {
         let mut grouped: BTreeMap<LearnerKey, Vec<Observation>> = BTreeMap::new();
         for (k, o) in facts {
             grouped.entry(k).or_default().push(o);
@@ -218,7 +235,8 @@ impl Handler<SnapshotTaken> for EventIngester {
             // before the agent connected, even those whose learner an early event
             // created a moment ago: their past is unknown.
             self.first_snapshot_done = true;
-            let keys: std::collections::BTreeSet<&LearnerKey> = live.iter().map(|(_, k)| k).collect();
+            let keys: std::collections::BTreeSet<&LearnerKey> =
+                live.iter().map(|(_, k)| k).collect();
             for key in keys.into_iter().filter(|k| !self.resumed.contains(*k)) {
                 if let Some(addr) = self.learners.get(key) {
                     // Delivered before the observations below (same mailbox, FIFO).
@@ -228,7 +246,13 @@ impl Handler<SnapshotTaken> for EventIngester {
         }
         self.table.replace(live);
         let created = batches.iter().filter(|b| b.2).count();
-        tracing::info!(source = msg.0.source.as_str(), processes = msg.0.processes.len(), learners = self.learners.len(), created, "snapshot ingested");
+        tracing::info!(
+            source = msg.0.source.as_str(),
+            processes = msg.0.processes.len(),
+            learners = self.learners.len(),
+            created,
+            "snapshot ingested"
+        );
         AtomicResponse::new(Box::pin(deliver(batches).into_actor(self)))
     }
 }
@@ -240,7 +264,11 @@ impl Handler<OperateOn> for EventIngester {
             let key = msg.key.to_string();
             return Box::pin(async move { Err(format!("no learner {key}; see `debug list`")) });
         };
-        Box::pin(async move { addr.send(Operate(msg.input)).await.map_err(|e| e.to_string())? })
+        Box::pin(async move {
+            addr.send(Operate(msg.input))
+                .await
+                .map_err(|e| e.to_string())?
+        })
     }
 }
 
@@ -258,5 +286,21 @@ impl Handler<CurrentProfiles> for EventIngester {
             out.sort_by(|a, b| a.key.cmp(&b.key));
             out
         })
+    }
+}
+
+impl Handler<StopAll> for EventIngester {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
+        let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
+        Box::pin(
+            async move {
+                for a in addrs {
+                    let _ = a.send(StopLearner).await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
     }
 }

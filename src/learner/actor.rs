@@ -36,6 +36,11 @@ pub struct Operate(pub LearnerInput);
 #[rtype(result = "Profile")]
 pub struct GetProfile;
 
+/// Shutdown: the learner's state was handed to the Checkpointer already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopLearner;
+
 pub struct LearnerActor {
     profile: Profile,
     cfg: LearnerConfig,
@@ -47,8 +52,21 @@ pub struct LearnerActor {
 }
 
 impl LearnerActor {
-    pub fn new(profile: Profile, cfg: LearnerConfig, checkpointer: Addr<Checkpointer>, metrics: Arc<Metrics>, tick: Duration) -> Self {
-        Self { profile, cfg, checkpointer, metrics, dirty: false, tick }
+    pub fn new(
+        profile: Profile,
+        cfg: LearnerConfig,
+        checkpointer: Addr<Checkpointer>,
+        metrics: Arc<Metrics>,
+        tick: Duration,
+    ) -> Self {
+        Self {
+            profile,
+            cfg,
+            checkpointer,
+            metrics,
+            dirty: false,
+            tick,
+        }
     }
 
     /// Runs inputs through the machine; returns the effects (refused inputs are
@@ -58,7 +76,9 @@ impl LearnerActor {
         for input in inputs {
             match step(&mut self.profile, input, &self.cfg) {
                 Ok(e) => effects.extend(e),
-                Err(e) => tracing::warn!(key = %self.profile.key, error = %e, "learner refused an input"),
+                Err(e) => {
+                    tracing::warn!(key = %self.profile.key, error = %e, "learner refused an input")
+                }
             }
         }
         effects
@@ -71,7 +91,10 @@ impl LearnerActor {
             Durability::Lazy => self.dirty = true,
             Durability::Flush => {
                 self.dirty = false;
-                let send = self.checkpointer.send(Persist { profile: self.profile.clone(), durability: Durability::Flush });
+                let send = self.checkpointer.send(Persist {
+                    profile: self.profile.clone(),
+                    durability: Durability::Flush,
+                });
                 let key = self.profile.key.clone();
                 let metrics = self.metrics.clone();
                 ctx.spawn(send.into_actor(self).map(move |res, act, _| {
@@ -118,7 +141,10 @@ impl Actor for LearnerActor {
             act.persist(effects, ctx);
             if act.dirty {
                 act.dirty = false;
-                let send = act.checkpointer.send(Persist { profile: act.profile.clone(), durability: Durability::Lazy });
+                let send = act.checkpointer.send(Persist {
+                    profile: act.profile.clone(),
+                    durability: Durability::Lazy,
+                });
                 ctx.spawn(send.into_actor(act).map(|res, act, _| {
                     if !matches!(res, Ok(Ok(()))) {
                         act.dirty = true;
@@ -163,7 +189,10 @@ impl Handler<Operate> for LearnerActor {
         let profile = self.profile.clone();
         let key = profile.key.clone();
         let metrics = self.metrics.clone();
-        let send = self.checkpointer.send(Persist { profile: profile.clone(), durability: Durability::Flush });
+        let send = self.checkpointer.send(Persist {
+            profile: profile.clone(),
+            durability: Durability::Flush,
+        });
         Box::pin(send.into_actor(self).map(move |res, _, _| match res {
             Ok(Ok(())) => {
                 report_durable(&key, &effects, &metrics);
@@ -172,5 +201,12 @@ impl Handler<Operate> for LearnerActor {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.to_string()),
         }))
+    }
+}
+
+impl Handler<StopLearner> for LearnerActor {
+    type Result = ();
+    fn handle(&mut self, _: StopLearner, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

@@ -1,4 +1,5 @@
 //! Per-container learners: the key, what they observe, and their state machine.
+pub mod actor;
 pub mod config;
 pub mod key;
 pub mod machine;
@@ -6,4 +7,3 @@ pub mod observation;
 pub mod profile;
 pub mod state;
 pub mod view;
-pub mod actor;

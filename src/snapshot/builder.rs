@@ -35,8 +35,18 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
-    pub fn new(opts: SnapshotOptions, ingester: Addr<EventIngester>, metrics: Arc<Metrics>, status: Arc<RwLock<SnapshotStatus>>) -> Self {
-        Self { opts, ingester, metrics, status }
+    pub fn new(
+        opts: SnapshotOptions,
+        ingester: Addr<EventIngester>,
+        metrics: Arc<Metrics>,
+        status: Arc<RwLock<SnapshotStatus>>,
+    ) -> Self {
+        Self {
+            opts,
+            ingester,
+            metrics,
+            status,
+        }
     }
 }
 
@@ -54,7 +64,10 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
         let reason = msg.reason;
         let work = async move {
             let (snap, report) = take(&opts).await.map_err(|e| (e.label(), e.to_string()))?;
-            ingester.send(SnapshotTaken(snap)).await.map_err(|e| ("internal", e.to_string()))?;
+            ingester
+                .send(SnapshotTaken(snap))
+                .await
+                .map_err(|e| ("internal", e.to_string()))?;
             Ok::<_, (&'static str, String)>(report)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {

@@ -65,7 +65,9 @@ fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
 /// carries no node name, but every exec_id does.
 pub fn node_from_exec_id(exec_id: &str) -> Option<String> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(exec_id).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(exec_id)
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let mut parts = text.rsplitn(3, ':');
     let (_pid, _ktime, node) = (parts.next()?, parts.next()?, parts.next()?);
@@ -97,7 +99,11 @@ mod tests {
 
     #[test]
     fn host_process_has_no_pod() {
-        let p = proto::Process { exec_id: "dm06MTow".into(), binary: "/bin/x".into(), ..Default::default() };
+        let p = proto::Process {
+            exec_id: "dm06MTow".into(),
+            binary: "/bin/x".into(),
+            ..Default::default()
+        };
         let s = process_to_snapshot(&p, "");
         assert!(s.is_host_process());
         assert_eq!(s.node_name, "vm");

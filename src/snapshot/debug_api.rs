@@ -7,7 +7,9 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::tetragon::client::client;
-use crate::tetragon::proto::{get_debug_request, get_debug_response, ConfigFlag, DumpProcessCacheReqArgs, GetDebugRequest};
+use crate::tetragon::proto::{
+    get_debug_request, get_debug_response, ConfigFlag, DumpProcessCacheReqArgs, GetDebugRequest,
+};
 
 use super::convert::process_to_snapshot;
 use super::model::SnapshotProcess;
@@ -19,7 +21,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 pub enum DebugApiError {
     #[error("GetDebug is not implemented by this Tetragon (older than v1.3 has no process-cache dump); use --snapshot-source export-log")]
     Unimplemented,
-    #[error("GetDebug did not answer within {0:?}; raise --timeout or use --snapshot-source export-log")]
+    #[error(
+        "GetDebug did not answer within {0:?}; raise --timeout or use --snapshot-source export-log"
+    )]
     Timeout(Duration),
     #[error("GetDebug answer is larger than --max-message-size ({limit} bytes): {message}; raise --max-message-size")]
     TooLarge { limit: usize, message: String },
@@ -29,7 +33,9 @@ pub enum DebugApiError {
     WrongFlag(i32),
     #[error("GetDebug answer carries no process list; this Tetragon does not support the process-cache dump")]
     NoProcessList,
-    #[error("GetDebug returned an empty process cache (Tetragon run with --disable-process-cache?)")]
+    #[error(
+        "GetDebug returned an empty process cache (Tetragon run with --disable-process-cache?)"
+    )]
     EmptyCache,
 }
 
@@ -61,7 +67,9 @@ fn classify(status: tonic::Status, limit: usize) -> DebugApiError {
     let message = status.message().to_string();
     match status.code() {
         Code::Unimplemented => DebugApiError::Unimplemented,
-        Code::ResourceExhausted | Code::OutOfRange if message.contains("message length too large") || message.contains("too large") => {
+        Code::ResourceExhausted | Code::OutOfRange
+            if message.contains("message length too large") || message.contains("too large") =>
+        {
             DebugApiError::TooLarge { limit, message }
         }
         code => DebugApiError::Status { code, message },
@@ -69,7 +77,11 @@ fn classify(status: tonic::Status, limit: usize) -> DebugApiError {
 }
 
 /// One GetDebug call, converted to snapshot entries.
-pub async fn fetch(channel: Channel, timeout: Duration, max_message_size: usize) -> Result<Vec<SnapshotProcess>, DebugApiError> {
+pub async fn fetch(
+    channel: Channel,
+    timeout: Duration,
+    max_message_size: usize,
+) -> Result<Vec<SnapshotProcess>, DebugApiError> {
     let mut c = client(channel, max_message_size);
     let call = c.get_debug(dump_request());
     let response = match tokio::time::timeout(timeout, call).await {

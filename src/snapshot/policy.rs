@@ -74,12 +74,26 @@ pub enum SnapshotError {
     #[error("snapshot from the export log failed: {0}")]
     ExportLog(#[source] ExportLogError),
     #[error("snapshot failed: GetDebug at {address}: {debug}; then the export log: {log}")]
-    BothFailed { address: String, debug: String, log: String },
+    BothFailed {
+        address: String,
+        debug: String,
+        log: String,
+    },
     #[error("export log reader stopped unexpectedly: {0}")]
     Join(String),
 }
 
 impl SnapshotError {
+    /// The cause alone, without the address prefix (for fallback reasons).
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Connect { source, .. } => source.to_string(),
+            Self::DebugApi { source, .. } => source.to_string(),
+            Self::ExportLog(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::Connect { .. } => "connect",
@@ -94,14 +108,23 @@ async fn from_debug_api(opts: &SnapshotOptions) -> Result<ProcessSnapshot, Snaps
     let address = opts.address.to_string();
     let channel = connect(&opts.address, opts.timeout)
         .await
-        .map_err(|source| SnapshotError::Connect { address: address.clone(), source })?;
+        .map_err(|source| SnapshotError::Connect {
+            address: address.clone(),
+            source,
+        })?;
     let processes = debug_api::fetch(channel, opts.timeout, opts.max_message_size)
         .await
         .map_err(|source| SnapshotError::DebugApi { address, source })?;
-    Ok(ProcessSnapshot { source: SnapshotSource::DebugApi, taken_at: rfc3339_ms(now_ms()), processes })
+    Ok(ProcessSnapshot {
+        source: SnapshotSource::DebugApi,
+        taken_at: rfc3339_ms(now_ms()),
+        processes,
+    })
 }
 
-async fn from_export_log(opts: &SnapshotOptions) -> Result<(ProcessSnapshot, ExportLogStats), SnapshotError> {
+async fn from_export_log(
+    opts: &SnapshotOptions,
+) -> Result<(ProcessSnapshot, ExportLogStats), SnapshotError> {
     let location = ExportLogLocation::from_option(opts.export_log.clone());
     // Reading files is blocking I/O: keep it off the async workers.
     match tokio::task::spawn_blocking(move || read_snapshot(&location)).await {
@@ -111,9 +134,13 @@ async fn from_export_log(opts: &SnapshotOptions) -> Result<(ProcessSnapshot, Exp
 }
 
 /// Takes one snapshot under `opts.policy`.
-pub async fn take(opts: &SnapshotOptions) -> Result<(ProcessSnapshot, SnapshotReport), SnapshotError> {
+pub async fn take(
+    opts: &SnapshotOptions,
+) -> Result<(ProcessSnapshot, SnapshotReport), SnapshotError> {
     let started = Instant::now();
-    let report = |snap: &ProcessSnapshot, fallback_reason: Option<String>, export_log: Option<ExportLogStats>| SnapshotReport {
+    let report = |snap: &ProcessSnapshot,
+                  fallback_reason: Option<String>,
+                  export_log: Option<ExportLogStats>| SnapshotReport {
         source: snap.source,
         processes: snap.processes.len(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -122,7 +149,11 @@ pub async fn take(opts: &SnapshotOptions) -> Result<(ProcessSnapshot, SnapshotRe
     };
     match opts.policy {
         SourcePolicy::None => {
-            let snap = ProcessSnapshot { source: SnapshotSource::None, taken_at: rfc3339_ms(now_ms()), processes: vec![] };
+            let snap = ProcessSnapshot {
+                source: SnapshotSource::None,
+                taken_at: rfc3339_ms(now_ms()),
+                processes: vec![],
+            };
             let r = report(&snap, None, None);
             Ok((snap, r))
         }
@@ -142,14 +173,18 @@ pub async fn take(opts: &SnapshotOptions) -> Result<(ProcessSnapshot, SnapshotRe
                 Ok((snap, r))
             }
             Err(debug_err) => {
-                let reason = debug_err.to_string();
+                let reason = debug_err.cause();
                 tracing::warn!(source = "debug-api", error = %reason, "GetDebug snapshot unavailable, falling back to the export log");
                 match from_export_log(opts).await {
                     Ok((snap, stats)) => {
                         let r = report(&snap, Some(reason), Some(stats));
                         Ok((snap, r))
                     }
-                    Err(log) => Err(SnapshotError::BothFailed { address: opts.address.to_string(), debug: reason, log: log.to_string() }),
+                    Err(log) => Err(SnapshotError::BothFailed {
+                        address: opts.address.to_string(),
+                        debug: reason,
+                        log: log.cause(),
+                    }),
                 }
             }
         },

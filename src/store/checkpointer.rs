@@ -36,6 +36,11 @@ pub struct Persist {
 #[rtype(result = "Result<(), String>")]
 pub struct FlushAll;
 
+/// Stop after everything is written (shutdown); releases the database lock.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
 pub struct Checkpointer {
     store: Store,
     durable: DurableView,
@@ -50,7 +55,12 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(store: Store, durable: DurableView, metrics: Arc<Metrics>, lazy_interval: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        durable: DurableView,
+        metrics: Arc<Metrics>,
+        lazy_interval: Duration,
+    ) -> Self {
         Self {
             store,
             durable,
@@ -118,8 +128,13 @@ impl Actor for Checkpointer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(self.lazy_interval, |act, ctx| {
-            let lag = act.oldest_pending.map(|t| now_ms().saturating_sub(t)).unwrap_or(0);
-            act.metrics.checkpoint_lag_ms.set(i64::try_from(lag).unwrap_or(i64::MAX));
+            let lag = act
+                .oldest_pending
+                .map(|t| now_ms().saturating_sub(t))
+                .unwrap_or(0);
+            act.metrics
+                .checkpoint_lag_ms
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
             act.flush(ctx);
         });
     }
@@ -138,7 +153,10 @@ impl Handler<Persist> for Checkpointer {
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("checkpointer stopped".to_string())) })
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("checkpointer stopped".to_string()))
+        })
     }
 }
 
@@ -150,6 +168,16 @@ impl Handler<FlushAll> for Checkpointer {
         self.waiters.push(tx);
         self.urgent = true;
         self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("checkpointer stopped".to_string())) })
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("checkpointer stopped".to_string()))
+        })
+    }
+}
+
+impl Handler<Stop> for Checkpointer {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

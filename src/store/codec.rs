@@ -17,7 +17,9 @@ pub fn encode_profile(p: &Profile) -> Vec<u8> {
 
 pub fn decode_profile(bytes: &[u8]) -> Result<Profile, String> {
     match bytes.split_first() {
-        Some((&PROFILE_VALUE_V1, body)) => serde_json::from_slice(body).map_err(|e| format!("invalid v1 profile: {e}")),
+        Some((&PROFILE_VALUE_V1, body)) => {
+            serde_json::from_slice(body).map_err(|e| format!("invalid v1 profile: {e}"))
+        }
         Some((v, _)) => Err(format!("unknown value version {v}")),
         None => Err("empty value".to_string()),
     }
@@ -32,7 +34,9 @@ mod tests {
     fn round_trips_and_refuses_unknown_versions() {
         let p = Profile::new(LearnerKey::new("ns", "Deployment", "web", "app"), 5);
         assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
-        assert!(decode_profile(&[9, b'{', b'}']).unwrap_err().contains("version 9"));
+        assert!(decode_profile(&[9, b'{', b'}'])
+            .unwrap_err()
+            .contains("version 9"));
         assert!(decode_profile(&[]).is_err());
     }
 }

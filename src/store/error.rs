@@ -12,13 +12,27 @@ pub enum StoreError {
     #[error("database {path} is not a tetragon-learner database ({reason}); point --db at an empty or tetragon-learner directory")]
     Foreign { path: PathBuf, reason: String },
     #[error("database {path} has schema version {found}, newer than this agent understands ({supported}); run a newer tetragon-learner")]
-    NewerSchema { path: PathBuf, found: u32, supported: u32 },
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("database {path}: record {key:?} cannot be decoded: {reason}")]
-    BadRecord { path: PathBuf, key: String, reason: String },
-    #[error("database {path}: I/O failed: {reason}; check the disk and the volume mounted for --db")]
+    BadRecord {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "database {path}: I/O failed: {reason}; check the disk and the volume mounted for --db"
+    )]
     Io { path: PathBuf, reason: String },
     #[error("moving corrupt database {path} aside to {to} failed: {reason}")]
-    Quarantine { path: PathBuf, to: PathBuf, reason: String },
+    Quarantine {
+        path: PathBuf,
+        to: PathBuf,
+        reason: String,
+    },
 }
 
 impl StoreError {

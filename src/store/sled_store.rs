@@ -27,22 +27,40 @@ pub struct Store {
 fn classify_open_error(path: &Path, e: sled::Error) -> StoreError {
     let reason = e.to_string();
     match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || reason.contains("lock") => {
-            StoreError::Locked { path: path.to_path_buf() }
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || reason.contains("lock") =>
+        {
+            StoreError::Locked {
+                path: path.to_path_buf(),
+            }
         }
-        sled::Error::Io(io) => StoreError::Io { path: path.to_path_buf(), reason: io.to_string() },
-        _ => StoreError::Corrupt { path: path.to_path_buf(), reason },
+        sled::Error::Io(io) => StoreError::Io {
+            path: path.to_path_buf(),
+            reason: io.to_string(),
+        },
+        _ => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        },
     }
 }
 
 /// A directory holding files but no sled `conf`/`db` is someone else's data.
 fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
-    let Ok(entries) = std::fs::read_dir(path) else { return Ok(()) };
-    let names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db") {
         return Ok(());
     }
-    Err(StoreError::Foreign { path: path.to_path_buf(), reason: format!("it holds {} other files and no sled database", names.len()) })
+    Err(StoreError::Foreign {
+        path: path.to_path_buf(),
+        reason: format!("it holds {} other files and no sled database", names.len()),
+    })
 }
 
 impl Store {
@@ -55,21 +73,35 @@ impl Store {
             .mode(sled::Mode::LowSpace)
             .open()
             .map_err(|e| classify_open_error(path, e))?;
-        let io = |e: sled::Error| StoreError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let io = |e: sled::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         let meta = db.open_tree(META_TREE).map_err(io)?;
         let profiles = db.open_tree(PROFILES_TREE).map_err(io)?;
-        match (meta.get(APP_KEY).map_err(io)?, meta.get(SCHEMA_KEY).map_err(io)?) {
+        match (
+            meta.get(APP_KEY).map_err(io)?,
+            meta.get(SCHEMA_KEY).map_err(io)?,
+        ) {
             (None, None) if profiles.is_empty() && db.is_empty() => {
                 meta.insert(APP_KEY, APP_NAME).map_err(io)?;
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(io)?;
                 db.flush().map_err(io)?;
             }
             (Some(app), Some(v)) if app.as_ref() == APP_NAME => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
                     .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt { path: path.to_path_buf(), reason: "schema version record is malformed".into() })?;
+                    .map_err(|_| StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: "schema version record is malformed".into(),
+                    })?;
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+                    return Err(StoreError::NewerSchema {
+                        path: path.to_path_buf(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
                 }
             }
             _ => {
@@ -79,7 +111,11 @@ impl Store {
                 })
             }
         }
-        Ok(Self { path: path.to_path_buf(), db, profiles })
+        Ok(Self {
+            path: path.to_path_buf(),
+            db,
+            profiles,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -87,7 +123,10 @@ impl Store {
     }
 
     fn io(&self, e: sled::Error) -> StoreError {
-        StoreError::Io { path: self.path.clone(), reason: e.to_string() }
+        StoreError::Io {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
     }
 
     pub fn schema_version(&self) -> u32 {
@@ -98,7 +137,11 @@ impl Store {
     pub fn load_all(&self) -> Result<Vec<Profile>, StoreError> {
         let (good, bad) = self.scan()?;
         match bad.into_iter().next() {
-            Some((key, reason)) => Err(StoreError::BadRecord { path: self.path.clone(), key, reason }),
+            Some((key, reason)) => Err(StoreError::BadRecord {
+                path: self.path.clone(),
+                key,
+                reason,
+            }),
             None => Ok(good),
         }
     }
@@ -120,10 +163,20 @@ impl Store {
     }
 
     pub fn get(&self, key: &LearnerKey) -> Result<Option<Profile>, StoreError> {
-        let Some(v) = self.profiles.get(key.to_string().as_bytes()).map_err(|e| self.io(e))? else { return Ok(None) };
+        let Some(v) = self
+            .profiles
+            .get(key.to_string().as_bytes())
+            .map_err(|e| self.io(e))?
+        else {
+            return Ok(None);
+        };
         decode_profile(&v)
             .map(Some)
-            .map_err(|reason| StoreError::BadRecord { path: self.path.clone(), key: key.to_string(), reason })
+            .map_err(|reason| StoreError::BadRecord {
+                path: self.path.clone(),
+                key: key.to_string(),
+                reason,
+            })
     }
 
     /// Writes the profiles in one batch and flushes: durable on return.
@@ -157,6 +210,10 @@ pub fn quarantine(path: &Path, now_ms: u64) -> Result<PathBuf, StoreError> {
     let mut to = path.as_os_str().to_owned();
     to.push(format!(".corrupt-{now_ms}"));
     let to = PathBuf::from(to);
-    std::fs::rename(path, &to).map_err(|e| StoreError::Quarantine { path: path.to_path_buf(), to: to.clone(), reason: e.to_string() })?;
+    std::fs::rename(path, &to).map_err(|e| StoreError::Quarantine {
+        path: path.to_path_buf(),
+        to: to.clone(),
+        reason: e.to_string(),
+    })?;
     Ok(to)
 }

@@ -50,7 +50,11 @@ pub struct ConnectionStatus {
 
 impl Default for ConnectionStatus {
     fn default() -> Self {
-        Self { state: ConnState::Disconnected, connects: 0, last_error: None }
+        Self {
+            state: ConnState::Disconnected,
+            connects: 0,
+            last_error: None,
+        }
     }
 }
 
@@ -69,9 +73,22 @@ pub struct TetragonConnection {
 }
 
 impl TetragonConnection {
-    pub fn new(cfg: ConnectionConfig, ingester: Addr<EventIngester>, snapshots: Addr<SnapshotBuilder>, metrics: Arc<Metrics>, status: Arc<RwLock<ConnectionStatus>>) -> Self {
+    pub fn new(
+        cfg: ConnectionConfig,
+        ingester: Addr<EventIngester>,
+        snapshots: Addr<SnapshotBuilder>,
+        metrics: Arc<Metrics>,
+        status: Arc<RwLock<ConnectionStatus>>,
+    ) -> Self {
         let (stop, _) = watch::channel(false);
-        Self { cfg, ingester, snapshots, metrics, status, stop }
+        Self {
+            cfg,
+            ingester,
+            snapshots,
+            metrics,
+            status,
+            stop,
+        }
     }
 }
 
@@ -101,14 +118,20 @@ impl Handler<Shutdown> for TetragonConnection {
 pub fn events_request() -> GetEventsRequest {
     GetEventsRequest {
         allow_list: vec![Filter {
-            event_set: vec![EventType::ProcessExec as i32, EventType::ProcessExit as i32, EventType::RateLimitInfo as i32],
+            event_set: vec![
+                EventType::ProcessExec as i32,
+                EventType::ProcessExit as i32,
+                EventType::RateLimitInfo as i32,
+            ],
             ..Default::default()
         }],
         deny_list: vec![],
     }
 }
 
-type SnapshotFuture = Pin<Box<dyn std::future::Future<Output = Result<Result<SnapshotReport, String>, MailboxError>>>>;
+type SnapshotFuture = Pin<
+    Box<dyn std::future::Future<Output = Result<Result<SnapshotReport, String>, MailboxError>>>,
+>;
 
 struct Driver {
     cfg: ConnectionConfig,
@@ -132,12 +155,18 @@ async fn maybe_sleep(s: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
 
 impl Driver {
     async fn open_stream(&self) -> Result<Streaming<GetEventsResponse>, String> {
-        let channel = connect(&self.cfg.address, self.cfg.connect_timeout).await.map_err(|e| e.to_string())?;
-        let mut c = client(channel, 16 * 1024 * 1024);
-        let resp = c
-            .get_events(events_request())
+        let channel = connect(&self.cfg.address, self.cfg.connect_timeout)
             .await
-            .map_err(|s| format!("GetEvents at {} failed: {:?}: {}", self.cfg.address, s.code(), s.message()))?;
+            .map_err(|e| e.to_string())?;
+        let mut c = client(channel, 16 * 1024 * 1024);
+        let resp = c.get_events(events_request()).await.map_err(|s| {
+            format!(
+                "GetEvents at {} failed: {:?}: {}",
+                self.cfg.address,
+                s.code(),
+                s.message()
+            )
+        })?;
         Ok(resp.into_inner())
     }
 
@@ -190,10 +219,16 @@ impl Driver {
                         ConnAction::RequestSnapshot => {
                             grace = None;
                             resnapshot = None;
-                            let reason = if m.state == ConnState::Snapshotting { "stream up" } else { "periodic" };
+                            let reason = if m.state == ConnState::Snapshotting {
+                                "stream up"
+                            } else {
+                                "periodic"
+                            };
                             snapshot = Some(Box::pin(self.snapshots.send(TakeSnapshot { reason })));
                         }
-                        ConnAction::ScheduleSnapshotRetry => resnapshot = sleep_opt(Some(self.cfg.snapshot_retry)),
+                        ConnAction::ScheduleSnapshotRetry => {
+                            resnapshot = sleep_opt(Some(self.cfg.snapshot_retry))
+                        }
                         ConnAction::Sleep(d) => backoff = sleep_opt(Some(d)),
                         ConnAction::CloseStream => {
                             stream = None;

@@ -73,7 +73,10 @@ pub struct BackoffPolicy {
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        Self { base: Duration::from_millis(500), cap: Duration::from_secs(120) }
+        Self {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(120),
+        }
     }
 }
 
@@ -82,10 +85,14 @@ impl BackoffPolicy {
     /// spreading it over [delay/2, delay) so a fleet of agents does not reconnect
     /// in lockstep after a Tetragon restart.
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self.base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
         let capped = exp.min(self.cap);
         let j = jitter.clamp(0.0, 1.0);
-        capped.mul_f64(0.5 + 0.5 * j).max(Duration::from_millis(1).min(capped))
+        capped
+            .mul_f64(0.5 + 0.5 * j)
+            .max(Duration::from_millis(1).min(capped))
     }
 }
 
@@ -108,7 +115,14 @@ pub fn transitions() -> Vec<(ConnState, ConnEvent, ConnState)> {
     for s in [S::Streaming, S::Snapshotting, S::Live] {
         t.push((s, E::StreamEnded, S::Backoff));
     }
-    for s in [S::Disconnected, S::Connecting, S::Streaming, S::Snapshotting, S::Live, S::Backoff] {
+    for s in [
+        S::Disconnected,
+        S::Connecting,
+        S::Streaming,
+        S::Snapshotting,
+        S::Live,
+        S::Backoff,
+    ] {
         t.push((s, E::Shutdown, S::Stopped));
     }
     t
@@ -125,20 +139,33 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(backoff: BackoffPolicy) -> Self {
-        Self { state: ConnState::Disconnected, failures: 0, backoff }
+        Self {
+            state: ConnState::Disconnected,
+            failures: 0,
+            backoff,
+        }
     }
 
     /// Applies `event`; `jitter` in [0, 1) is drawn by the shell (keeps this pure).
-    pub fn on(&mut self, event: ConnEvent, jitter: f64) -> Result<Vec<ConnAction>, InvalidConnTransition> {
+    pub fn on(
+        &mut self,
+        event: ConnEvent,
+        jitter: f64,
+    ) -> Result<Vec<ConnAction>, InvalidConnTransition> {
         let to = transitions()
             .into_iter()
             .find(|(from, ev, _)| *from == self.state && *ev == event)
             .map(|(_, _, to)| to)
-            .ok_or(InvalidConnTransition { state: self.state, event })?;
+            .ok_or(InvalidConnTransition {
+                state: self.state,
+                event,
+            })?;
         let actions = match (self.state, event) {
             (_, ConnEvent::Start) | (_, ConnEvent::BackoffElapsed) => vec![ConnAction::Connect],
             (_, ConnEvent::Connected) => vec![ConnAction::ArmGrace],
-            (_, ConnEvent::FirstEvent) | (_, ConnEvent::GraceElapsed) | (_, ConnEvent::ResnapshotDue) => {
+            (_, ConnEvent::FirstEvent)
+            | (_, ConnEvent::GraceElapsed)
+            | (_, ConnEvent::ResnapshotDue) => {
                 vec![ConnAction::RequestSnapshot]
             }
             (_, ConnEvent::SnapshotDone) => {
@@ -160,7 +187,10 @@ impl Connection {
 
     /// Whether events from the stream are flowing in this state.
     pub fn is_streaming(&self) -> bool {
-        matches!(self.state, ConnState::Streaming | ConnState::Snapshotting | ConnState::Live)
+        matches!(
+            self.state,
+            ConnState::Streaming | ConnState::Snapshotting | ConnState::Live
+        )
     }
 }
 
@@ -218,21 +248,36 @@ mod tests {
     #[test]
     fn happy_path_snapshots_after_the_stream_is_up() {
         let mut c = Connection::new(BackoffPolicy::default());
-        assert_eq!(c.on(ConnEvent::Start, 0.0).unwrap(), vec![ConnAction::Connect]);
-        assert_eq!(c.on(ConnEvent::Connected, 0.0).unwrap(), vec![ConnAction::ArmGrace]);
-        assert_eq!(c.on(ConnEvent::GraceElapsed, 0.0).unwrap(), vec![ConnAction::RequestSnapshot]);
+        assert_eq!(
+            c.on(ConnEvent::Start, 0.0).unwrap(),
+            vec![ConnAction::Connect]
+        );
+        assert_eq!(
+            c.on(ConnEvent::Connected, 0.0).unwrap(),
+            vec![ConnAction::ArmGrace]
+        );
+        assert_eq!(
+            c.on(ConnEvent::GraceElapsed, 0.0).unwrap(),
+            vec![ConnAction::RequestSnapshot]
+        );
         c.on(ConnEvent::SnapshotDone, 0.0).unwrap();
         assert_eq!(c.state, ConnState::Live);
         // Every reconnect leads to a new snapshot.
         c.on(ConnEvent::StreamEnded, 0.0).unwrap();
         c.on(ConnEvent::BackoffElapsed, 0.0).unwrap();
         c.on(ConnEvent::Connected, 0.0).unwrap();
-        assert_eq!(c.on(ConnEvent::FirstEvent, 0.0).unwrap(), vec![ConnAction::RequestSnapshot]);
+        assert_eq!(
+            c.on(ConnEvent::FirstEvent, 0.0).unwrap(),
+            vec![ConnAction::RequestSnapshot]
+        );
     }
 
     #[test]
     fn backoff_grows_caps_and_resets_after_a_healthy_stream() {
-        let p = BackoffPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(8) };
+        let p = BackoffPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(8),
+        };
         assert_eq!(p.delay(0, 0.999_999).as_millis(), 999);
         assert_eq!(p.delay(2, 0.0), Duration::from_secs(2));
         assert!(p.delay(30, 0.999) <= Duration::from_secs(8));
