@@ -16,6 +16,14 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const APP_KEY: &[u8] = b"application";
 const APP_NAME: &[u8] = b"tetragon-learner";
 
+/// A record that did not decode: (key, reason).
+pub type BadRecord = (String, String);
+
+/// Written beside sled's files when the database is created: sled 0.34 opens a
+/// damaged `db` file as an empty database, and this marker is how such a reset
+/// is told apart from a new database.
+const MARKER_FILE: &str = "tetragon-learner.db";
+
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
@@ -54,7 +62,7 @@ fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db") {
+    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db" || n == MARKER_FILE) {
         return Ok(());
     }
     Err(StoreError::Foreign {
@@ -68,6 +76,7 @@ impl Store {
     /// fails to open is an error naming the path.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         check_not_foreign(path)?;
+        let had_marker = path.join(MARKER_FILE).exists();
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::LowSpace)
@@ -83,6 +92,12 @@ impl Store {
             meta.get(APP_KEY).map_err(io)?,
             meta.get(SCHEMA_KEY).map_err(io)?,
         ) {
+            (None, None) if had_marker => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "the database was created by tetragon-learner but sled opened it empty (its db file is damaged)".into(),
+                });
+            }
             (None, None) if profiles.is_empty() && db.is_empty() => {
                 meta.insert(APP_KEY, APP_NAME).map_err(io)?;
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
@@ -147,7 +162,7 @@ impl Store {
     }
 
     /// Decodes every record, returning the good ones and the problems.
-    pub fn scan(&self) -> Result<(Vec<Profile>, Vec<(String, String)>), StoreError> {
+    pub fn scan(&self) -> Result<(Vec<Profile>, Vec<BadRecord>), StoreError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for item in self.profiles.iter() {
