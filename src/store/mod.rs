@@ -2,6 +2,7 @@
 //! errors, and the Checkpointer actor, the only writer.
 pub mod codec;
 pub mod error;
+pub mod inspect;
 pub mod sled_store;
 
 pub use error::StoreError;
