@@ -1,6 +1,7 @@
 //! tetragon-learner: learns, per container, which executables run, from Cilium
 //! Tetragon's gRPC API. The pure parts (conversions, state machines) live beside
 //! thin shells (actors, gRPC, sled) in one folder per architectural part.
+pub mod cli;
 pub mod diagram;
 pub mod fake;
 pub mod ingest;

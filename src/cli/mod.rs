@@ -1,0 +1,1 @@
+pub mod debug_cmd;
