@@ -245,7 +245,7 @@ fn corrupt_database_is_refused_untouched_then_quarantined() {
 fn quarantine_of_a_missing_directory_names_both_paths() {
     let tmp = TempDir::new().expect("tempdir");
     let missing = tmp.path().join("nope");
-    let err = quarantine(&missing, 5).err().expect("must fail");
+    let err = quarantine(&missing, 5).expect_err("must fail");
     let msg = err.to_string();
     assert!(
         msg.contains("nope") && msg.contains("nope.corrupt-5"),
@@ -329,7 +329,7 @@ fn open_held_by_another_process_is_locked() {
     lines.for_each(drop); // drain, so the helper never writes to a closed pipe
     let _ = child.wait();
     assert!(held, "helper never opened the store");
-    let err = result.err().expect("must be locked");
+    let err = result.expect_err("must be locked");
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
     assert!(err.to_string().contains("--admin-socket"));
     reopen(&dir).expect("opens once the other process is gone");
@@ -368,7 +368,7 @@ fn bad_records_are_found_by_scan_and_refused_by_load_all() {
     assert!(bad["shop/Pod/future/app"].contains("version 9"));
     assert!(bad["shop/Pod/empty/app"].contains("empty"));
     assert!(bad["shop/Pod/moved/app"].contains("shop/Deployment/web/app"));
-    let err = store.load_all().err().expect("load_all refuses");
+    let err = store.load_all().expect_err("load_all refuses");
     assert!(matches!(err, StoreError::BadRecord { .. }), "{err:?}");
     assert!(err.to_string().contains(&dir.display().to_string()));
 }
