@@ -1,6 +1,7 @@
 //! The command line (a contract: scripts and tests drive it). Every flag also
 //! has an environment variable. Exit codes: 0 ok, 2 usage, 1 runtime error.
 pub mod agent_args;
+pub mod debug_cmd;
 pub mod demo;
 pub mod escape;
 pub mod fake_cmd;
@@ -49,6 +50,8 @@ pub enum Command {
     Snapshot(snapshot_cmd::SnapshotArgs),
     /// Serve a fake Tetragon (scenario or replay, with faults).
     FakeTetragon(fake_cmd::FakeArgs),
+    /// Inspect a stopped agent's database: list, show KEY, dump, stats, check.
+    Debug(debug_cmd::DebugArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
 }
@@ -75,6 +78,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Snapshot(a) => snapshot_cmd::run(a).await,
             Command::FakeTetragon(a) => fake_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Debug(a) => debug_cmd::run(a),
         }
     })
 }

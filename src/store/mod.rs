@@ -3,6 +3,7 @@
 pub mod checkpointer;
 pub mod codec;
 pub mod error;
+pub mod inspect;
 pub mod sled_store;
 
 pub use error::StoreError;

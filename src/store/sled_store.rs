@@ -62,7 +62,11 @@ fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    if names.is_empty() || names.iter().any(|n| n == "conf" || n == "db" || n == MARKER_FILE) {
+    if names.is_empty()
+        || names
+            .iter()
+            .any(|n| n == "conf" || n == "db" || n == MARKER_FILE)
+    {
         return Ok(());
     }
     Err(StoreError::Foreign {

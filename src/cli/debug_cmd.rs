@@ -1,0 +1,368 @@
+//! `tetragon-learner debug (list|show KEY|dump|stats|check)`: read a stopped
+//! agent's sled database (sled locks its directory, so a running agent's state is
+//! read through its admin socket instead). The `render_*` functions are pure and
+//! return the exact text printed, so tests need neither the binary nor a terminal.
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::learner::key::{KeyParseError, LearnerKey};
+use crate::learner::profile::{Completeness, ExecutableRecord, Profile};
+use crate::learner::state::LearnerState;
+use crate::learner::view::ProfileView;
+use crate::store::inspect::{self, escape_for_terminal, Stats, Table};
+use crate::store::{Store, StoreError};
+use crate::time::rfc3339_ms;
+
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    #[command(subcommand)]
+    pub command: DebugCommand,
+    /// The agent's database directory (the agent must be stopped: sled locks it).
+    #[arg(long, env = "TETRAGON_LEARNER_DB", global = true)]
+    pub db: Option<PathBuf>,
+    /// Read a running agent's state through its local admin socket instead.
+    #[arg(long, global = true, env = "TETRAGON_LEARNER_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "TETRAGON_LEARNER_FORMAT"
+    )]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DebugCommand {
+    /// One line per learner.
+    List,
+    /// One learner's profile (KEY = NAMESPACE/KIND/WORKLOAD/CONTAINER).
+    Show { key: String },
+    /// Every profile (JSON: the documented profiles array).
+    Dump,
+    /// Counts and database size.
+    Stats,
+    /// Decode every record; exit 1 when any cannot be decoded.
+    Check,
+}
+
+#[derive(Debug, Error)]
+pub enum DebugError {
+    #[error("debug needs --db DIR (or TETRAGON_LEARNER_DB) pointing at a stopped agent's database, or --admin-socket PATH for a running one")]
+    NoSource,
+    #[error("reading through the admin socket is not available in this build; stop the agent and use --db DIR")]
+    AdminSocketUnavailable,
+    #[error("no database at {}: not a directory (debug never creates one)", .0.display())]
+    NoDatabase(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyParseError),
+    #[error("no learner {key} in database {}; see `debug list` for the keys", path.display())]
+    UnknownKey { key: String, path: PathBuf },
+    #[error("{bad} of {total} records in database {} cannot be decoded (listed above)", path.display())]
+    BadRecords {
+        bad: usize,
+        total: usize,
+        path: PathBuf,
+    },
+    #[error("JSON output failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The CLI entry point: prints to stdout, returns an error for exit code 1.
+pub fn run(args: DebugArgs) -> anyhow::Result<()> {
+    let store = open_for_debug(args.db.as_deref(), args.admin_socket.as_deref())?;
+    let (profiles, bad) = store.scan().map_err(DebugError::from)?;
+    let format = args.format;
+    if !bad.is_empty() && !matches!(args.command, DebugCommand::Check) {
+        eprintln!(
+            "warning: {} records cannot be decoded and are not shown; run `debug check`",
+            bad.len()
+        );
+    }
+    let out = match &args.command {
+        DebugCommand::List => render_list(&profiles, format)?,
+        DebugCommand::Show { key } => render_show(&store, key, format)?,
+        DebugCommand::Dump => render_dump(&profiles, format)?,
+        DebugCommand::Stats => render_stats(&stats_of(&store, &profiles), format)?,
+        DebugCommand::Check => {
+            print!("{}", render_check(profiles.len(), &bad, format)?);
+            return check_outcome(store.path(), profiles.len(), bad.len()).map_err(Into::into);
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Exit status of `check`: an error (exit code 1) when any record is bad.
+pub fn check_outcome(path: &Path, good: usize, bad: usize) -> Result<(), DebugError> {
+    match bad {
+        0 => Ok(()),
+        _ => Err(DebugError::BadRecords {
+            bad,
+            total: good + bad,
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Opens the database a `debug` command reads. Never creates one: a mistyped
+/// `--db` is an error, not a new empty database.
+pub fn open_for_debug(db: Option<&Path>, admin_socket: Option<&Path>) -> Result<Store, DebugError> {
+    if admin_socket.is_some() {
+        return Err(DebugError::AdminSocketUnavailable);
+    }
+    let path = db.ok_or(DebugError::NoSource)?;
+    if !path.is_dir() {
+        return Err(DebugError::NoDatabase(path.to_path_buf()));
+    }
+    Ok(Store::open(path)?)
+}
+
+pub fn stats_of(store: &Store, profiles: &[Profile]) -> Stats {
+    inspect::stats(profiles, store.schema_version(), store.size_on_disk())
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    key: &'a LearnerKey,
+    id: String,
+    state: LearnerState,
+    completeness: Completeness,
+    executables: usize,
+    deviations: usize,
+    drift_count: u64,
+    last_change: String,
+}
+
+pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, DebugError> {
+    if format == Format::Json {
+        let entries: Vec<ListEntry<'_>> = profiles
+            .iter()
+            .map(|p| ListEntry {
+                key: &p.key,
+                id: p.key.to_string(),
+                state: p.state,
+                completeness: p.completeness(),
+                executables: p.executables.len(),
+                deviations: p.deviations.len(),
+                drift_count: p.drift_count,
+                last_change: rfc3339_ms(inspect::last_change(p)),
+            })
+            .collect();
+        return json(&entries);
+    }
+    let mut t = Table::new(&[
+        "KEY",
+        "STATE",
+        "COMPLETENESS",
+        "EXECUTABLES",
+        "DEVIATIONS",
+        "DRIFT",
+        "LAST CHANGE",
+    ]);
+    for p in profiles {
+        t.push(&[
+            p.key.to_string(),
+            p.state.to_string(),
+            p.completeness().to_string(),
+            p.executables.len().to_string(),
+            p.deviations.len().to_string(),
+            p.drift_count.to_string(),
+            rfc3339_ms(inspect::last_change(p)),
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// `show KEY`: looks the key up directly, so one bad record elsewhere does not
+/// hide a good profile.
+pub fn render_show(store: &Store, key: &str, format: Format) -> Result<String, DebugError> {
+    let parsed = LearnerKey::parse(key)?;
+    let profile = store.get(&parsed)?.ok_or_else(|| DebugError::UnknownKey {
+        key: escape_for_terminal(key).into_owned(),
+        path: store.path().to_path_buf(),
+    })?;
+    render_profile(&profile, format)
+}
+
+pub fn render_profile(p: &Profile, format: Format) -> Result<String, DebugError> {
+    match format {
+        Format::Json => json(&p.to_view()),
+        Format::Table => Ok(profile_table(p)),
+    }
+}
+
+pub fn render_dump(profiles: &[Profile], format: Format) -> Result<String, DebugError> {
+    match format {
+        Format::Json => json(
+            &profiles
+                .iter()
+                .map(Profile::to_view)
+                .collect::<Vec<ProfileView>>(),
+        ),
+        Format::Table => Ok(profiles
+            .iter()
+            .map(profile_table)
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+pub fn render_stats(s: &Stats, format: Format) -> Result<String, DebugError> {
+    if format == Format::Json {
+        return json(s);
+    }
+    let mut t = Table::new(&["STAT", "VALUE"]);
+    t.push(&["schema version".to_string(), s.schema_version.to_string()]);
+    t.push(&["learners".to_string(), s.learners.to_string()]);
+    for (state, n) in &s.learners_by_state {
+        t.push(&[format!("  {state}"), n.to_string()]);
+    }
+    t.push(&["executables".to_string(), s.executables.to_string()]);
+    t.push(&["deviations".to_string(), s.deviations.to_string()]);
+    t.push(&[
+        "partial learners".to_string(),
+        s.partial_learners.to_string(),
+    ]);
+    t.push(&[
+        "size on disk (bytes)".to_string(),
+        s.size_on_disk_bytes.to_string(),
+    ]);
+    Ok(t.render())
+}
+
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    records: usize,
+    good: usize,
+    bad: Vec<BadRecord<'a>>,
+}
+
+#[derive(Serialize)]
+struct BadRecord<'a> {
+    key: &'a str,
+    reason: &'a str,
+}
+
+/// `check`: the summary and every bad record (key and reason). The caller turns
+/// a non-empty `bad` into exit code 1.
+pub fn render_check(
+    good: usize,
+    bad: &[(String, String)],
+    format: Format,
+) -> Result<String, DebugError> {
+    if format == Format::Json {
+        let report = CheckReport {
+            records: good + bad.len(),
+            good,
+            bad: bad
+                .iter()
+                .map(|(key, reason)| BadRecord { key, reason })
+                .collect(),
+        };
+        return json(&report);
+    }
+    let mut out = format!(
+        "checked {} records: {} good, {} bad\n",
+        good + bad.len(),
+        good,
+        bad.len()
+    );
+    if !bad.is_empty() {
+        let mut t = Table::new(&["BAD KEY", "REASON"]);
+        for (key, reason) in bad {
+            t.push(&[key, reason]);
+        }
+        out.push_str(&t.render());
+    }
+    Ok(out)
+}
+
+fn profile_table(p: &Profile) -> String {
+    let reasons: Vec<String> = p
+        .partial_reasons
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    let completeness = match reasons.is_empty() {
+        true => p.completeness().to_string(),
+        false => format!("{} ({})", p.completeness(), reasons.join(", ")),
+    };
+    let mut head = Table::new(&["LEARNER", &p.key.to_string()]);
+    head.push(&["state", p.state.as_str()]);
+    head.push(&["completeness", &completeness]);
+    head.push(&["drift", &p.drift_count.to_string()]);
+    head.push(&["created", &rfc3339_ms(p.created_at)]);
+    head.push(&["learning since", &rfc3339_ms(p.learning_since)]);
+    head.push(&["last new", &rfc3339_ms(p.last_new_at)]);
+    let mut t = Table::new(&[
+        "PATH",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "COUNT",
+        "SOURCE",
+        "MARKS",
+    ]);
+    let rows = p
+        .executables
+        .values()
+        .map(|r| (r, false))
+        .chain(p.deviations.values().map(|r| (r, true)));
+    for (rec, deviation) in rows {
+        t.push(&[
+            rec.path.clone(),
+            rfc3339_ms(rec.first_seen),
+            rfc3339_ms(rec.last_seen),
+            rec.count.to_string(),
+            source_name(rec),
+            marks(rec, deviation),
+        ]);
+    }
+    format!("{}\n{}", head.render(), t.render())
+}
+
+fn source_name(rec: &ExecutableRecord) -> String {
+    serde_json::to_value(rec.source)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn marks(rec: &ExecutableRecord, deviation: bool) -> String {
+    let marks: Vec<&str> = [
+        (deviation, "deviation"),
+        (rec.exec_probe, "exec-probe"),
+        (rec.exec_session, "exec-session"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if marks.is_empty() {
+        "-".to_string()
+    } else {
+        marks.join(",")
+    }
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, DebugError> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text)
+}
