@@ -253,14 +253,10 @@ fn quarantine_of_a_missing_directory_names_both_paths() {
     );
 }
 
-/// Known gap, kept visible: sled 0.34 does not report damage inside its `db`
-/// file. A flipped byte, a truncation or an overwrite all open "successfully" as
-/// an EMPTY database (sled recovers up to the last valid segment, here: nothing,
-/// and rewrites the file), after which `Store::open` writes a fresh schema
-/// record. That is a silent reset, which the design forbids. Run with
-/// `--ignored` once `Store::open` detects it.
+/// sled 0.34 does not report damage inside its `db` file: a flipped byte opens
+/// "successfully" with fewer (or no) records. The store's marker file (records
+/// written so far) turns that into a Corrupt error instead of a silent reset.
 #[test]
-#[ignore = "known gap: sled 0.34 silently recovers a damaged db file as empty"]
 fn damaged_db_file_is_reported_not_reset() {
     let tmp = TempDir::new().expect("tempdir");
     let dir = written_db(&tmp);

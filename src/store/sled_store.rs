@@ -107,6 +107,7 @@ impl Store {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(io)?;
                 db.flush().map_err(io)?;
+                write_marker(path, 0)?;
             }
             (Some(app), Some(v)) if app.as_ref() == APP_NAME => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
@@ -129,6 +130,16 @@ impl Store {
                     reason: "a sled database without tetragon-learner's schema record".into(),
                 })
             }
+        }
+        let written = read_marker(path);
+        if profiles.len() < written {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "sled recovered {} learner records but {written} were written before (its db file is damaged)",
+                    profiles.len()
+                ),
+            });
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -207,7 +218,9 @@ impl Store {
         }
         self.profiles.apply_batch(batch).map_err(|e| self.io(e))?;
         self.db.flush().map_err(|e| self.io(e))?;
-        Ok(())
+        // Records are never deleted, so the count only grows: a reopened database
+        // with fewer records than this lost some (see `open`).
+        write_marker(&self.path, self.profiles.len())
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -221,6 +234,34 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
     }
+}
+
+/// Records the number of learner records known to be durable. Written after the
+/// sled flush, so it never exceeds what is on disk.
+fn write_marker(dir: &Path, records: usize) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
+    let io = |e: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    std::fs::write(
+        &tmp,
+        format!("schema {SCHEMA_VERSION}\nrecords {records}\n"),
+    )
+    .map_err(io)?;
+    std::fs::rename(&tmp, dir.join(MARKER_FILE)).map_err(io)
+}
+
+fn read_marker(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join(MARKER_FILE))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("records ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// Moves a database that failed to open aside (`<dir>.corrupt-<unix ms>`), so a
