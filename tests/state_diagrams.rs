@@ -44,3 +44,12 @@ fn learner_diagram_matches_code() {
     assert_eq!(expected.len(), state::transitions().len() + 1);
     check_diagram("learner.mmd", expected, &state::render_diagram());
 }
+
+#[test]
+fn connection_diagram_matches_code() {
+    use tetragon_learner::tetragon::connection::machine;
+    let edges = machine::diagram_edges();
+    let expected = diagram::edge_set("Disconnected", &edges);
+    assert_eq!(expected.len(), machine::transitions().len() + 1);
+    check_diagram("connection.mmd", expected, &machine::render_diagram());
+}

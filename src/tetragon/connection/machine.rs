@@ -128,6 +128,23 @@ pub fn transitions() -> Vec<(ConnState, ConnEvent, ConnState)> {
     t
 }
 
+/// The table as diagram edges: (from, label, to).
+pub fn diagram_edges() -> Vec<(&'static str, &'static str, &'static str)> {
+    transitions()
+        .into_iter()
+        .map(|(from, ev, to)| (from.name(), ev.name(), to.name()))
+        .collect()
+}
+
+/// The exact text of `state-diagrams/connection.mmd`.
+pub fn render_diagram() -> String {
+    crate::diagram::render_mermaid(
+        ConnState::Disconnected.name(),
+        &diagram_edges(),
+        "src/tetragon/connection/machine.rs transitions()",
+    )
+}
+
 /// The machine: a state plus the failure count that drives the backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
