@@ -10,10 +10,23 @@ fn main() -> ExitCode {
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined.
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = one_line(&e);
             eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line. Our error messages already quote their
+/// cause, so a cause whose text is already shown is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg.replace('\n', " ")
 }
