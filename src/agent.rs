@@ -92,7 +92,7 @@ impl Agent {
             Checkpointer::new(store, durable.clone(), metrics.clone(), cfg.lazy_checkpoint).start();
         let ingester = EventIngester::new(
             cfg.ingest.clone(),
-            cfg.learner.clone(),
+            cfg.learner,
             checkpointer.clone(),
             metrics.clone(),
             loaded,

@@ -166,6 +166,7 @@ impl FakeNode {
         &self.node_name
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_plain(
         &mut self,
         pid: u32,

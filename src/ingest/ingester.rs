@@ -96,7 +96,7 @@ impl EventIngester {
         let key = profile.key.clone();
         let addr = LearnerActor::new(
             profile,
-            self.learner_cfg.clone(),
+            self.learner_cfg,
             self.checkpointer.clone(),
             self.metrics.clone(),
             self.tick,

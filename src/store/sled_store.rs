@@ -16,6 +16,9 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const APP_KEY: &[u8] = b"application";
 const APP_NAME: &[u8] = b"tetragon-learner";
 
+/// A record that does not decode: its key and why.
+pub type BadRecord = (String, String);
+
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
@@ -147,7 +150,7 @@ impl Store {
     }
 
     /// Decodes every record, returning the good ones and the problems.
-    pub fn scan(&self) -> Result<(Vec<Profile>, Vec<(String, String)>), StoreError> {
+    pub fn scan(&self) -> Result<(Vec<Profile>, Vec<BadRecord>), StoreError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for item in self.profiles.iter() {
