@@ -54,6 +54,10 @@ pub struct Agent {
     pub connection_status: Arc<RwLock<ConnectionStatus>>,
     pub snapshot_status: Arc<RwLock<SnapshotStatus>>,
     pub resumed: usize,
+    /// For readers that want what is on disk (admin socket); the Checkpointer
+    /// remains the only writer.
+    pub store: Store,
+    pub snapshot_options: SnapshotOptions,
 }
 
 /// Opens the store; a corrupt one is moved aside only when asked to.
@@ -88,8 +92,13 @@ impl Agent {
         let durable: DurableView = Arc::new(RwLock::new(
             loaded.iter().map(|p| (p.key.clone(), p.clone())).collect(),
         ));
-        let checkpointer =
-            Checkpointer::new(store, durable.clone(), metrics.clone(), cfg.lazy_checkpoint).start();
+        let checkpointer = Checkpointer::new(
+            store.clone(),
+            durable.clone(),
+            metrics.clone(),
+            cfg.lazy_checkpoint,
+        )
+        .start();
         let ingester = EventIngester::new(
             cfg.ingest.clone(),
             cfg.learner,
@@ -125,6 +134,8 @@ impl Agent {
             connection_status,
             snapshot_status,
             resumed,
+            store,
+            snapshot_options: cfg.snapshot.clone(),
         };
         agent.spawn_learner_gauges();
         Ok(agent)
@@ -144,6 +155,18 @@ impl Agent {
                 }
             }
         });
+    }
+
+    /// The admin API's view of this agent.
+    pub fn admin_state(&self) -> crate::api::admin::AdminState {
+        crate::api::admin::AdminState {
+            store: self.store.clone(),
+            durable: self.durable.clone(),
+            ingester: self.ingester.clone(),
+            snapshot: self.snapshot_options.clone(),
+            connection_status: self.connection_status.clone(),
+            snapshot_status: self.snapshot_status.clone(),
+        }
     }
 
     /// Profiles as they are on disk (what the agent may report as learned).

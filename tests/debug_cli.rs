@@ -7,13 +7,14 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use tempfile::TempDir;
 use tetragon_learner::cli::debug_cmd::{
-    check_outcome, open_for_debug, render_check, render_dump, render_list, render_show,
-    render_stats, run, stats_of, DebugArgs, DebugCommand, DebugError, Format,
+    check_outcome, load, open_for_debug, render_check, render_dump, render_list, render_show,
+    render_stats, run, DebugArgs, DebugCommand, DebugError, Format,
 };
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::observation::{FactSource, Observation};
 use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
+use tetragon_learner::store::inspect::DbScan;
 use tetragon_learner::store::{Store, StoreError};
 
 const HOSTILE: &str = "/bin/evil\n{{ x }}\u{202e}%n\"quote";
@@ -74,7 +75,7 @@ fn fixture() -> (TempDir, PathBuf) {
 /// sled releases its lock a moment after the last handle is dropped.
 fn open(dir: &Path) -> Store {
     for _ in 0..500 {
-        match open_for_debug(Some(dir), None) {
+        match open_for_debug(Some(dir)) {
             Err(DebugError::Store(StoreError::Locked { .. })) => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
@@ -153,19 +154,33 @@ fn list_json_counts_executables_and_deviations() {
 fn show_table_escapes_the_hostile_path_and_marks_rows() {
     let (_tmp, dir) = fixture();
     let store = open(&dir);
-    let web = render_show(&store, "shop/Deployment/web/nginx", Format::Table).expect("show");
+    let web = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "shop/Deployment/web/nginx",
+        Format::Table,
+    )
+    .expect("show");
     assert_terminal_safe(&web);
     assert!(web.contains(ESCAPED), "{web}");
     assert!(web.contains("partial (started-before-agent)"));
     assert!(web.contains("PATH") && web.contains("FIRST SEEN") && web.contains("MARKS"));
-    let db = render_show(&store, "shop/StatefulSet/db/postgres", Format::Table).expect("show");
+    let db = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "shop/StatefulSet/db/postgres",
+        Format::Table,
+    )
+    .expect("show");
     let sh = db
         .lines()
         .find(|l| l.starts_with("/bin/sh"))
         .expect("deviation row");
     assert!(sh.ends_with("deviation"), "{sh}");
-    let agent =
-        render_show(&store, "kube-system/DaemonSet/agent/agent", Format::Table).expect("show");
+    let agent = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "kube-system/DaemonSet/agent/agent",
+        Format::Table,
+    )
+    .expect("show");
     let health = agent
         .lines()
         .find(|l| l.starts_with("/bin/health"))
@@ -180,7 +195,12 @@ fn show_table_escapes_the_hostile_path_and_marks_rows() {
 fn show_json_is_the_documented_view() {
     let (_tmp, dir) = fixture();
     let store = open(&dir);
-    let text = render_show(&store, "shop/Deployment/web/nginx", Format::Json).expect("show");
+    let text = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "shop/Deployment/web/nginx",
+        Format::Json,
+    )
+    .expect("show");
     let v: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(
         v,
@@ -197,14 +217,24 @@ fn show_json_is_the_documented_view() {
 fn show_unknown_or_malformed_key_is_a_clear_error() {
     let (_tmp, dir) = fixture();
     let store = open(&dir);
-    let err = render_show(&store, "shop/Deployment/nope/app", Format::Table).expect_err("unknown");
+    let err = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "shop/Deployment/nope/app",
+        Format::Table,
+    )
+    .expect_err("unknown");
     let msg = err.to_string();
     assert!(
         msg.contains("shop/Deployment/nope/app") && msg.contains("debug list"),
         "{msg}"
     );
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
-    let err = render_show(&store, "not-a-key", Format::Json).expect_err("malformed");
+    let err = render_show(
+        &DbScan::read(&store).expect("scan"),
+        "not-a-key",
+        Format::Json,
+    )
+    .expect_err("malformed");
     assert!(err.to_string().contains("debug list"), "{err}");
 }
 
@@ -258,7 +288,7 @@ fn dump_table_shows_every_profile_safely() {
 fn stats_table_and_json() {
     let (_tmp, dir) = fixture();
     let store = open(&dir);
-    let stats = stats_of(&store, &loaded(&store));
+    let stats = DbScan::read(&store).expect("scan").stats();
     let v: Value =
         serde_json::from_str(&render_stats(&stats, Format::Json).expect("json")).expect("parse");
     assert_eq!(v["schema_version"], 1);
@@ -339,30 +369,25 @@ fn check_reports_clean_and_bad_records() {
 }
 
 #[test]
-fn open_refuses_admin_socket_missing_db_and_never_creates_one() {
+fn open_refuses_a_missing_db_and_never_creates_one_and_names_a_dead_socket() {
     let tmp = TempDir::new().expect("tempdir");
     let missing = tmp.path().join("typo");
-    let err = open_for_debug(Some(&missing), Some(Path::new("/run/x.sock")))
-        .err()
-        .expect("socket");
+    let err = load(None, Some(&tmp.path().join("nobody.sock"))).expect_err("socket");
     assert!(
-        err.to_string().contains("admin socket is not available"),
+        err.to_string().contains("nobody.sock") && err.to_string().contains("--admin-socket"),
         "{err}"
     );
-    let err = open_for_debug(Some(&missing), None).err().expect("missing");
+    let err = open_for_debug(Some(&missing)).err().expect("missing");
     assert!(err.to_string().contains("typo"), "{err}");
     assert!(!missing.exists(), "debug created a database");
-    assert!(matches!(
-        open_for_debug(None, None),
-        Err(DebugError::NoSource)
-    ));
+    assert!(matches!(open_for_debug(None), Err(DebugError::NoSource)));
 }
 
 #[test]
 fn running_agent_gives_locked_pointing_at_the_admin_socket() {
     let (_tmp, dir) = fixture();
     let _agent = open(&dir);
-    let err = open_for_debug(Some(&dir), None).err().expect("locked");
+    let err = open_for_debug(Some(&dir)).err().expect("locked");
     assert!(
         matches!(err, DebugError::Store(StoreError::Locked { .. })),
         "{err:?}"

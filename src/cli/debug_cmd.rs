@@ -12,7 +12,7 @@ use crate::learner::key::{KeyParseError, LearnerKey};
 use crate::learner::profile::{Completeness, ExecutableRecord, Profile};
 use crate::learner::state::LearnerState;
 use crate::learner::view::ProfileView;
-use crate::store::inspect::{self, escape_for_terminal, Stats, Table};
+use crate::store::inspect::{self, escape_for_terminal, DbScan, Stats, Table};
 use crate::store::{Store, StoreError};
 use crate::time::rfc3339_ms;
 
@@ -60,8 +60,10 @@ pub enum DebugCommand {
 pub enum DebugError {
     #[error("debug needs --db DIR (or TETRAGON_LEARNER_DB) pointing at a stopped agent's database, or --admin-socket PATH for a running one")]
     NoSource,
-    #[error("reading through the admin socket is not available in this build; stop the agent and use --db DIR")]
-    AdminSocketUnavailable,
+    #[error(transparent)]
+    Admin(#[from] crate::api::admin_client::AdminClientError),
+    #[error("the admin socket answered something that is not a database scan: {0}")]
+    AdminAnswer(String),
     #[error("no database at {}: not a directory (debug never creates one)", .0.display())]
     NoDatabase(PathBuf),
     #[error(transparent)]
@@ -82,27 +84,38 @@ pub enum DebugError {
 
 /// The CLI entry point: prints to stdout, returns an error for exit code 1.
 pub fn run(args: DebugArgs) -> anyhow::Result<()> {
-    let store = open_for_debug(args.db.as_deref(), args.admin_socket.as_deref())?;
-    let (profiles, bad) = store.scan().map_err(DebugError::from)?;
+    let scan = load(args.db.as_deref(), args.admin_socket.as_deref())?;
     let format = args.format;
-    if !bad.is_empty() && !matches!(args.command, DebugCommand::Check) {
+    if !scan.bad.is_empty() && !matches!(args.command, DebugCommand::Check) {
         eprintln!(
             "warning: {} records cannot be decoded and are not shown; run `debug check`",
-            bad.len()
+            scan.bad.len()
         );
     }
     let out = match &args.command {
-        DebugCommand::List => render_list(&profiles, format)?,
-        DebugCommand::Show { key } => render_show(&store, key, format)?,
-        DebugCommand::Dump => render_dump(&profiles, format)?,
-        DebugCommand::Stats => render_stats(&stats_of(&store, &profiles), format)?,
+        DebugCommand::List => render_list(&scan.profiles, format)?,
+        DebugCommand::Show { key } => render_show(&scan, key, format)?,
+        DebugCommand::Dump => render_dump(&scan.profiles, format)?,
+        DebugCommand::Stats => render_stats(&scan.stats(), format)?,
         DebugCommand::Check => {
-            print!("{}", render_check(profiles.len(), &bad, format)?);
-            return check_outcome(store.path(), profiles.len(), bad.len()).map_err(Into::into);
+            print!("{}", render_check(scan.profiles.len(), &scan.bad, format)?);
+            return check_outcome(&scan.path, scan.profiles.len(), scan.bad.len())
+                .map_err(Into::into);
         }
     };
     print!("{out}");
     Ok(())
+}
+
+/// What `debug` shows: from a running agent's admin socket when given (sled
+/// locks a running agent's directory), else from the stopped agent's database.
+pub fn load(db: Option<&Path>, admin_socket: Option<&Path>) -> Result<DbScan, DebugError> {
+    if let Some(socket) = admin_socket {
+        let body = crate::api::admin_client::request(socket, "GET", "/v1/db")?;
+        return serde_json::from_slice(&body).map_err(|e| DebugError::AdminAnswer(e.to_string()));
+    }
+    let store = open_for_debug(db)?;
+    Ok(DbScan::read(&store)?)
 }
 
 /// Exit status of `check`: an error (exit code 1) when any record is bad.
@@ -119,19 +132,12 @@ pub fn check_outcome(path: &Path, good: usize, bad: usize) -> Result<(), DebugEr
 
 /// Opens the database a `debug` command reads. Never creates one: a mistyped
 /// `--db` is an error, not a new empty database.
-pub fn open_for_debug(db: Option<&Path>, admin_socket: Option<&Path>) -> Result<Store, DebugError> {
-    if admin_socket.is_some() {
-        return Err(DebugError::AdminSocketUnavailable);
-    }
+pub fn open_for_debug(db: Option<&Path>) -> Result<Store, DebugError> {
     let path = db.ok_or(DebugError::NoSource)?;
     if !path.is_dir() {
         return Err(DebugError::NoDatabase(path.to_path_buf()));
     }
     Ok(Store::open(path)?)
-}
-
-pub fn stats_of(store: &Store, profiles: &[Profile]) -> Stats {
-    inspect::stats(profiles, store.schema_version(), store.size_on_disk())
 }
 
 #[derive(Serialize)]
@@ -188,13 +194,17 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
 
 /// `show KEY`: looks the key up directly, so one bad record elsewhere does not
 /// hide a good profile.
-pub fn render_show(store: &Store, key: &str, format: Format) -> Result<String, DebugError> {
+pub fn render_show(scan: &DbScan, key: &str, format: Format) -> Result<String, DebugError> {
     let parsed = LearnerKey::parse(key)?;
-    let profile = store.get(&parsed)?.ok_or_else(|| DebugError::UnknownKey {
-        key: escape_for_terminal(key).into_owned(),
-        path: store.path().to_path_buf(),
-    })?;
-    render_profile(&profile, format)
+    let profile = scan
+        .profiles
+        .iter()
+        .find(|p| p.key == parsed)
+        .ok_or_else(|| DebugError::UnknownKey {
+            key: escape_for_terminal(key).into_owned(),
+            path: scan.path.clone(),
+        })?;
+    render_profile(profile, format)
 }
 
 pub fn render_profile(p: &Profile, format: Format) -> Result<String, DebugError> {

@@ -1,5 +1,6 @@
 //! The command line (a contract: scripts and tests drive it). Every flag also
 //! has an environment variable. Exit codes: 0 ok, 2 usage, 1 runtime error.
+pub mod admin_cmd;
 pub mod agent_args;
 pub mod debug_cmd;
 pub mod demo;
@@ -52,6 +53,8 @@ pub enum Command {
     FakeTetragon(fake_cmd::FakeArgs),
     /// Inspect a stopped agent's database: list, show KEY, dump, stats, check.
     Debug(debug_cmd::DebugArgs),
+    /// Operator commands for a running agent (lock, unlock, reset, status) via its admin socket.
+    Admin(admin_cmd::AdminArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
 }
@@ -79,6 +82,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::FakeTetragon(a) => fake_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Debug(a) => debug_cmd::run(a),
+            Command::Admin(a) => admin_cmd::run(a),
         }
     })
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::agent::{Agent, AgentConfig};
+use crate::api::admin;
 use crate::api::health::{self, HealthState};
 use crate::ingest::facts::IngestConfig;
 use crate::learner::config::LearnerConfig;
@@ -61,6 +62,10 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub exclude_namespaces: Vec<String>,
+    /// Serve the local admin API on this unix socket (profiles, status, snapshot,
+    /// lock/unlock/reset; read by `debug --admin-socket` and `admin`).
+    #[arg(long, env = "TETRAGON_LEARNER_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
     /// Serve /healthz, /readyz and /metrics here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "TETRAGON_LEARNER_METRICS_ADDRESS")]
     pub metrics_address: Option<SocketAddr>,
@@ -123,6 +128,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let admin = match &args.admin_socket {
+        Some(path) => {
+            let listener = admin::bind(path).await?;
+            let state = agent.admin_state();
+            let path = path.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = admin::serve(listener, state).await {
+                    tracing::error!(error = %e, socket = %path.display(), "admin socket server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let signal = super::signals::wait_for_shutdown()
         .await
         .context("installing signal handlers")?;
@@ -130,6 +148,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         signal,
         "shutting down: draining and writing the final checkpoint"
     );
+    if let Some(task) = admin {
+        task.abort();
+        if let Some(path) = &args.admin_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     agent.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())

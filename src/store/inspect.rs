@@ -25,6 +25,37 @@ pub struct Stats {
     pub size_on_disk_bytes: u64,
 }
 
+/// Everything `debug` shows, read from a store in one go: the same data comes
+/// from a stopped agent's directory or, as JSON, from a running agent's admin
+/// socket (which reads its own store, so it reports only what is durable).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DbScan {
+    pub path: std::path::PathBuf,
+    pub schema_version: u32,
+    pub size_on_disk_bytes: u64,
+    pub profiles: Vec<Profile>,
+    /// Records that did not decode: (key, reason).
+    pub bad: Vec<(String, String)>,
+}
+
+impl DbScan {
+    /// Blocking: scans every record.
+    pub fn read(store: &crate::store::Store) -> Result<Self, crate::store::StoreError> {
+        let (profiles, bad) = store.scan()?;
+        Ok(Self {
+            path: store.path().to_path_buf(),
+            schema_version: store.schema_version(),
+            size_on_disk_bytes: store.size_on_disk(),
+            profiles,
+            bad,
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        stats(&self.profiles, self.schema_version, self.size_on_disk_bytes)
+    }
+}
+
 pub fn stats(profiles: &[Profile], schema_version: u32, size_on_disk_bytes: u64) -> Stats {
     let mut by_state: BTreeMap<String, usize> = LearnerState::ALL
         .iter()
