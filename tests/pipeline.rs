@@ -255,3 +255,41 @@ async fn a_restart_resumes_learned_state() {
         .collect();
     assert_eq!(after, before);
 }
+
+#[actix_rt::test]
+async fn a_tetragon_that_disappears_and_comes_back_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Scenario::from_yaml(SCENARIO, "test").unwrap();
+    let fake1 = fake(dir.path(), first, None).await;
+    let agent = start_agent(config(&fake1, &dir.path().join("db"))).await;
+    let idle = LearnerKey::new("idle", "Pod", "only-entrypoint", "app");
+    wait_until("first Tetragon learned", Duration::from_secs(20), || {
+        learned(&agent).contains_key(&idle)
+    })
+    .await;
+    fake1.stop().await;
+    // Down for a while: the agent backs off and keeps what it learned.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(learned(&agent).contains_key(&idle));
+    // Tetragon restarts on the same socket with a different process cache.
+    let second = Scenario::from_yaml(
+        "node_name: node-a\ncontainers:\n- {namespace: late, pod: newcomer, container: c, running: [{binary: /opt/new}]}\n",
+        "restart",
+    )
+    .unwrap();
+    let fake2 = fake(dir.path(), second, None).await;
+    let late = LearnerKey::new("late", "Pod", "newcomer", "c");
+    wait_until(
+        "reconnected and re-snapshotted",
+        Duration::from_secs(20),
+        || learned(&agent).contains_key(&late),
+    )
+    .await;
+    assert!(fake2.debug_calls() >= 1);
+    assert!(
+        learned(&agent).contains_key(&idle),
+        "nothing learned before is lost"
+    );
+    agent.shutdown().await.unwrap();
+    fake2.stop().await;
+}

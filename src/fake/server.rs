@@ -121,12 +121,18 @@ impl FakeTetragon {
     /// Stops serving: open streams end, like a Tetragon that goes away.
     pub async fn stop(mut self) {
         self.feed.abort();
+        // End every open stream, then let the server shut down gracefully; cut it
+        // if a client does not let go.
+        let _ = self.state.stopping.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // Streams still open keep the graceful shutdown waiting; cut them.
-        self.server.abort();
-        let _ = self.server.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+        }
         if let TetragonAddress::Unix(path) = &self.address {
             let _ = std::fs::remove_file(path);
         }

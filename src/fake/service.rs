@@ -37,6 +37,7 @@ async fn forward(
     let end_after = state.faults.end_stream_after;
     let abort_after = state.faults.abort_stream_after;
     let mut sent: u64 = 0;
+    let mut stopping = state.stopping.subscribe();
     loop {
         if abort_after.is_some_and(|n| sent >= n) {
             let _ = tx
@@ -49,7 +50,17 @@ async fn forward(
         if end_after.is_some_and(|n| sent >= n) {
             return;
         }
-        let ev = match rx.recv().await {
+        let received = tokio::select! {
+            r = rx.recv() => Some(r),
+            _ = stopping.wait_for(|s| *s) => None,
+        };
+        let Some(received) = received else {
+            let _ = tx
+                .send(Err(Status::unavailable("fake tetragon is shutting down")))
+                .await;
+            return;
+        };
+        let ev = match received {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // Tetragon drops silently for a slow listener; so does the fake.

@@ -20,6 +20,8 @@ pub struct FakeState {
     /// The live feed. A client only sees what happens while it is subscribed.
     pub events: broadcast::Sender<GetEventsResponse>,
     pub first_client: Notify,
+    /// Set when the fake stops: open streams end, as when Tetragon goes away.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     pub export: Option<Mutex<ExportWriter>>,
     pub counters: Counters,
 }
@@ -41,6 +43,7 @@ impl FakeState {
             faults,
             events,
             first_client: Notify::new(),
+            stopping: tokio::sync::watch::channel(false).0,
             export: export.map(Mutex::new),
             counters: Counters::default(),
         }

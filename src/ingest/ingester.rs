@@ -195,7 +195,7 @@ impl Handler<EventBatch> for EventIngester {
                 }
                 Fact::Dropped { count } => {
                     self.metrics.dropped_by_tetragon.inc_by(count);
-                    tracing::warn!(dropped = count, "Tetragon reports dropped events; learners are marked partial until a re-snapshot");
+                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped), the next re-snapshot repairs what still runs");
                     self.mark_all_partial(PartialReason::EventsDropped);
                 }
                 Fact::Skip(reason) => {

@@ -41,7 +41,12 @@ pub async fn connect(
         source,
     })?
     .connect_timeout(connect_timeout)
-    .tcp_nodelay(true);
+    .tcp_nodelay(true)
+    // A Tetragon that vanished without closing the connection (node trouble,
+    // a frozen process) is noticed by HTTP/2 pings instead of waiting forever.
+    .http2_keep_alive_interval(Duration::from_secs(30))
+    .keep_alive_timeout(Duration::from_secs(10))
+    .keep_alive_while_idle(true);
 
     let result = match address {
         TetragonAddress::Tcp(_) => endpoint.connect().await,
