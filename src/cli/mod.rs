@@ -4,6 +4,7 @@ pub mod agent_args;
 pub mod debug_cmd;
 pub mod demo;
 pub mod escape;
+pub mod export_cmd;
 pub mod fake_cmd;
 pub mod logging;
 pub mod run_cmd;
@@ -52,6 +53,8 @@ pub enum Command {
     FakeTetragon(fake_cmd::FakeArgs),
     /// Inspect a stopped agent's database: list, show KEY, dump, stats, check.
     Debug(debug_cmd::DebugArgs),
+    /// Export learned profiles as JSON, policy proposals or Tetragon TracingPolicyNamespaced.
+    Export(export_cmd::ExportArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
 }
@@ -79,6 +82,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::FakeTetragon(a) => fake_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Debug(a) => debug_cmd::run(a),
+            Command::Export(a) => export_cmd::run(a),
         }
     })
 }
