@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod diagram;
+pub mod export;
 pub mod fake;
 pub mod ingest;
 pub mod learner;

@@ -5,6 +5,7 @@ pub mod agent_args;
 pub mod debug_cmd;
 pub mod demo;
 pub mod escape;
+pub mod export_cmd;
 pub mod fake_cmd;
 pub mod logging;
 pub mod run_cmd;
@@ -55,6 +56,8 @@ pub enum Command {
     Debug(debug_cmd::DebugArgs),
     /// Operator commands for a running agent (lock, unlock, reset, status) via its admin socket.
     Admin(admin_cmd::AdminArgs),
+    /// Export learned profiles as JSON, policy proposals or Tetragon TracingPolicyNamespaced.
+    Export(export_cmd::ExportArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
 }
@@ -83,6 +86,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Demo(a) => demo::run(a).await,
             Command::Debug(a) => debug_cmd::run(a),
             Command::Admin(a) => admin_cmd::run(a),
+            Command::Export(a) => export_cmd::run(a),
         }
     })
 }

@@ -1,0 +1,24 @@
+//! `export --format json`: the documented profiles array, identical to
+//! `debug dump --format json` (see `learner::view`). Every learned executable is
+//! listed with its `exec_probe` / `exec_session` marks: the include flags shape
+//! allow-lists, not this inventory.
+use serde_json::Value;
+
+use crate::learner::profile::Profile;
+use crate::learner::view::ProfileView;
+
+use super::ExportError;
+
+/// The profiles as the documented JSON array.
+pub fn to_value(profiles: &[Profile]) -> Result<Value, ExportError> {
+    let views: Vec<ProfileView> = profiles.iter().map(Profile::to_view).collect();
+    Ok(serde_json::to_value(views)?)
+}
+
+/// The exact text printed: pretty JSON and a final newline.
+pub fn render(profiles: &[Profile]) -> Result<String, ExportError> {
+    let views: Vec<ProfileView> = profiles.iter().map(Profile::to_view).collect();
+    let mut text = serde_json::to_string_pretty(&views)?;
+    text.push('\n');
+    Ok(text)
+}

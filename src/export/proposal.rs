@@ -1,0 +1,94 @@
+//! `export --format proposal`: one `WorkloadPolicyProposal`
+//! (`security.rancher.io/v1alpha1`, the runtime-enforcer project's CRD) per
+//! workload, its allow-lists grouped by container under
+//! `spec.rulesByContainer.<container>.executables.allowed`.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::learner::profile::Profile;
+
+use super::{
+    annotations, group_by_workload, object_labels, object_name, workload_pod_selector, ExportError,
+    ExportOptions, LabelSelector, ObjectMeta, Workload,
+};
+
+pub const API_VERSION: &str = "security.rancher.io/v1alpha1";
+pub const KIND: &str = "WorkloadPolicyProposal";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadPolicyProposal {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ProposalSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProposalSpec {
+    pub selector: LabelSelector,
+    /// By container name.
+    pub rules_by_container: BTreeMap<String, ContainerRules>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRules {
+    pub executables: ExecutableRules,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutableRules {
+    /// Exact paths, sorted. (The CRD's `allowedPrefixes` has `maxItems: 0`.)
+    pub allowed: Vec<String>,
+}
+
+/// One proposal for one workload.
+pub fn proposal(
+    w: &Workload<'_>,
+    opts: &ExportOptions,
+) -> Result<WorkloadPolicyProposal, ExportError> {
+    let rules_by_container = w
+        .profiles
+        .iter()
+        .map(|p| {
+            let allowed = opts.allowed(p).into_iter().map(str::to_owned).collect();
+            (
+                p.key.container.clone(),
+                ContainerRules {
+                    executables: ExecutableRules { allowed },
+                },
+            )
+        })
+        .collect();
+    Ok(WorkloadPolicyProposal {
+        api_version: API_VERSION.to_string(),
+        kind: KIND.to_string(),
+        metadata: ObjectMeta {
+            name: object_name(&w.id.kind, &w.id.workload),
+            namespace: w.id.namespace.clone(),
+            labels: object_labels(),
+            annotations: annotations(w, opts)?,
+        },
+        spec: ProposalSpec {
+            selector: workload_pod_selector(w, opts)?,
+            rules_by_container,
+        },
+    })
+}
+
+/// Every workload's proposal, in (namespace, kind, workload) order. Host and
+/// namespace-less profiles are left out (see `group_by_workload`).
+pub fn proposals(
+    profiles: &[Profile],
+    opts: &ExportOptions,
+) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
+    let (workloads, _skipped) = group_by_workload(profiles);
+    workloads.iter().map(|w| proposal(w, opts)).collect()
+}
+
+/// The exact text printed: one YAML document per proposal.
+pub fn render(profiles: &[Profile], opts: &ExportOptions) -> Result<String, ExportError> {
+    super::to_yaml_documents(&proposals(profiles, opts)?)
+}

@@ -1,0 +1,627 @@
+//! `export` on profiles with hostile paths: JSON equals `debug dump`, proposals
+//! validate against the WorkloadPolicyProposal CRD, tracing policies against
+//! Tetragon's TracingPolicyNamespaced schema, and every output parses back with
+//! the exact paths and the same number of objects.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tetragon_learner::cli::debug_cmd::{render_dump, Format};
+use tetragon_learner::cli::export_cmd::{
+    render, run, write_file, ExportArgs, ExportCmdError, ExportFormat,
+};
+use tetragon_learner::export::{
+    in_namespace, is_dns1123_subdomain, is_label_value, object_name, ExportError, ExportOptions,
+    DEFAULT_WORKLOAD_LABEL,
+};
+use tetragon_learner::learner::key::LearnerKey;
+use tetragon_learner::learner::observation::{FactSource, Observation};
+use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::state::LearnerState;
+use tetragon_learner::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
+const PROPOSAL_CRD: &str =
+    include_str!("fixtures/schemas/security.rancher.io_workloadpolicyproposals.yaml");
+const TRACING_POLICY_SCHEMA: &str =
+    include_str!("fixtures/schemas/tracingpolicynamespaced-cilium.io.json");
+
+const HOSTILE: &str =
+    "/bin/evil\n{{ x }}\u{202e}%n\"quote' \t\u{1b}[31m: - #&*!|> ---\n...\n\u{0}\u{7f}";
+
+/// 4 KB of path built from everything a YAML or JSON writer could trip on.
+fn long_path() -> String {
+    let unit = "/d\"i'r\n{{ $x }}%n%s\u{202e}\u{2066}\\: #-\r\t";
+    let mut p = String::from("/opt");
+    while p.len() < 4096 {
+        p.push_str(unit);
+    }
+    p
+}
+
+fn hostile_paths() -> Vec<String> {
+    vec![HOSTILE.to_string(), long_path()]
+}
+
+fn record(path: &str, probe: bool, session: bool) -> ExecutableRecord {
+    ExecutableRecord::first(&Observation {
+        path: path.to_string(),
+        at: 2_000,
+        source: FactSource::Event,
+        exec_probe: probe,
+        exec_session: session,
+    })
+}
+
+fn with(mut p: Profile, recs: Vec<ExecutableRecord>) -> Profile {
+    for r in recs {
+        p.executables.insert(r.path.clone(), r);
+    }
+    p
+}
+
+/// Two workloads in `shop` (web: two containers, one partial; db: locked with a
+/// deviation), a probe-only DaemonSet in `kube-system`, and a host learner.
+fn profiles() -> Vec<Profile> {
+    let mut nginx = with(
+        Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000),
+        vec![
+            record("/usr/sbin/nginx", false, false),
+            record(HOSTILE, false, false),
+            record(&long_path(), false, false),
+            record("/bin/healthcheck", true, false),
+            record("/bin/bash", false, true),
+        ],
+    );
+    nginx
+        .partial_reasons
+        .insert(PartialReason::StartedBeforeAgent);
+    let mut sidecar = with(
+        Profile::new(LearnerKey::new("shop", "Deployment", "web", "envoy"), 1_000),
+        vec![record("/usr/local/bin/envoy", false, false)],
+    );
+    sidecar.state = LearnerState::Stable;
+    let mut db = with(
+        Profile::new(
+            LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
+            1_000,
+        ),
+        vec![record("/usr/bin/postgres", false, false)],
+    );
+    let sh = record("/bin/sh", false, false);
+    db.deviations.insert(sh.path.clone(), sh);
+    db.state = LearnerState::Locked;
+    let agent = with(
+        Profile::new(
+            LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
+            1_000,
+        ),
+        vec![record("/bin/probe", true, false)],
+    );
+    let host = with(
+        Profile::new(LearnerKey::host("node-1"), 1_000),
+        vec![record("/usr/bin/kubelet", false, false)],
+    );
+    vec![nginx, sidecar, db, agent, host]
+}
+
+fn opts() -> ExportOptions {
+    ExportOptions::default()
+}
+
+/// Every YAML document of a multi-document stream, as JSON values. serde_yaml
+/// reads an empty stream as one null document; like kubectl, count it as none.
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("YAML parses");
+            serde_json::to_value(v).expect("YAML maps to JSON")
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn proposal_validator() -> jsonschema::Validator {
+    let crd: serde_yaml::Value = serde_yaml::from_str(PROPOSAL_CRD).expect("CRD parses");
+    let crd = serde_json::to_value(crd).expect("CRD as JSON");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    jsonschema::validator_for(&version["schema"]["openAPIV3Schema"]).expect("schema compiles")
+}
+
+fn tracing_policy_validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(TRACING_POLICY_SCHEMA).expect("schema parses");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+fn assert_valid(validator: &jsonschema::Validator, doc: &Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
+fn find<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name}"))
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("string"))
+        .collect()
+}
+
+#[test]
+fn json_is_the_debug_dump_array() {
+    let ps = profiles();
+    let out = render(&ps, ExportFormat::Json, &opts()).expect("render");
+    assert_eq!(out.text, render_dump(&ps, Format::Json).expect("dump"));
+    assert_eq!(out.objects, ps.len());
+    let back: Vec<Value> = serde_json::from_str(&out.text).expect("json");
+    assert_eq!(back.len(), ps.len());
+    assert_eq!(back[0]["key"]["container"], "nginx");
+    // The inventory keeps every executable, marks included.
+    assert_eq!(back[0]["executables"].as_array().expect("array").len(), 5);
+}
+
+#[test]
+fn proposals_validate_against_the_crd_one_per_workload() {
+    let out = render(&profiles(), ExportFormat::Proposal, &opts()).expect("render");
+    let docs = yaml_docs(&out.text);
+    assert_eq!(
+        docs.len(),
+        3,
+        "web, db, agent; the host learner is left out"
+    );
+    assert_eq!(out.objects, docs.len());
+    let v = proposal_validator();
+    for d in &docs {
+        assert_valid(&v, d);
+        assert_eq!(d["apiVersion"], "security.rancher.io/v1alpha1");
+        assert_eq!(d["kind"], "WorkloadPolicyProposal");
+        assert!(is_dns1123_subdomain(
+            d["metadata"]["name"].as_str().expect("name")
+        ));
+        assert_eq!(
+            d["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "tetragon-learner"
+        );
+    }
+    let web = find(&docs, "deployment-web");
+    assert_eq!(web["metadata"]["namespace"], "shop");
+    assert_eq!(
+        web["spec"]["selector"]["matchLabels"][DEFAULT_WORKLOAD_LABEL],
+        "web"
+    );
+    let rules = &web["spec"]["rulesByContainer"];
+    assert_eq!(
+        rules.as_object().expect("map").keys().collect::<Vec<_>>(),
+        ["envoy", "nginx"]
+    );
+    let mut want = vec!["/usr/sbin/nginx".to_string()];
+    want.extend(hostile_paths());
+    want.sort();
+    assert_eq!(strings(&rules["nginx"]["executables"]["allowed"]), want);
+    assert_eq!(
+        strings(&rules["envoy"]["executables"]["allowed"]),
+        ["/usr/local/bin/envoy"]
+    );
+    // Deviations are never allowed.
+    let db = find(&docs, "statefulset-db");
+    assert_eq!(
+        strings(&db["spec"]["rulesByContainer"]["postgres"]["executables"]["allowed"]),
+        ["/usr/bin/postgres"]
+    );
+    // A probe-only container keeps its key with an empty list.
+    let agent = find(&docs, "daemonset-agent");
+    assert!(
+        agent["spec"]["rulesByContainer"]["agent"]["executables"]["allowed"]
+            .as_array()
+            .expect("array")
+            .is_empty()
+    );
+}
+
+#[test]
+fn annotations_carry_state_completeness_and_a_partial_warning() {
+    let out = render(&profiles(), ExportFormat::Proposal, &opts()).expect("render");
+    let docs = yaml_docs(&out.text);
+    let web = &find(&docs, "deployment-web")["metadata"]["annotations"];
+    let key = |k: &str| format!("tetragon-learner.io/{k}");
+    assert_eq!(web[key("state")], "learning");
+    assert_eq!(web[key("completeness")], "partial");
+    assert_eq!(web[key("workload")], "web");
+    assert_eq!(web[key("workload-kind")], "Deployment");
+    assert!(web[key("warning")]
+        .as_str()
+        .expect("warning")
+        .contains("nginx (started-before-agent)"));
+    let learners: Value =
+        serde_json::from_str(web[key("learners")].as_str().expect("learners")).expect("json");
+    assert_eq!(learners[1]["container"], "nginx");
+    assert_eq!(learners[1]["allowed"], 3);
+    assert_eq!(learners[1]["excluded"], 2);
+    let db = &find(&docs, "statefulset-db")["metadata"]["annotations"];
+    assert_eq!(db[key("state")], "locked");
+    assert_eq!(db[key("completeness")], "complete");
+    assert!(db.get(key("warning")).is_none());
+    // The stderr warnings: the partial learner and the host learner.
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("shop/Deployment/web/nginx is partial (started-before-agent)")));
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("/Host/node-1/") && w.contains("no namespace")));
+}
+
+#[test]
+fn tracing_policies_validate_against_tetragons_schema() {
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &opts()).expect("render");
+    let docs = yaml_docs(&out.text);
+    assert_eq!(
+        docs.len(),
+        2,
+        "web and db; agent has only probe executables"
+    );
+    assert_eq!(out.objects, 2);
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("DaemonSet kube-system/agent")));
+    let v = tracing_policy_validator();
+    for d in &docs {
+        assert_valid(&v, d);
+        assert_eq!(d["apiVersion"], "cilium.io/v1alpha1");
+        assert_eq!(d["kind"], "TracingPolicyNamespaced");
+        assert!(d["spec"].get("hostSelector").is_none());
+    }
+    let web = find(&docs, "deployment-web");
+    assert_eq!(web["metadata"]["namespace"], "shop");
+    let spec = &web["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"][DEFAULT_WORKLOAD_LABEL],
+        "web"
+    );
+    let containers = &spec["containerSelector"]["matchExpressions"][0];
+    assert_eq!(containers["key"], "name");
+    assert_eq!(containers["operator"], "In");
+    assert_eq!(strings(&containers["values"]), ["envoy", "nginx"]);
+    let kprobe = &spec["kprobes"][0];
+    assert_eq!(kprobe["call"], "security_bprm_check");
+    assert_eq!(kprobe["syscall"], false);
+    assert_eq!(kprobe["args"][0]["type"], "linux_binprm");
+    let selector = &kprobe["selectors"][0];
+    assert_eq!(selector["matchArgs"][0]["index"], 0);
+    assert_eq!(selector["matchArgs"][0]["operator"], "NotEqual");
+    let mut want = vec![
+        "/usr/local/bin/envoy".to_string(),
+        "/usr/sbin/nginx".to_string(),
+    ];
+    want.extend(hostile_paths());
+    want.sort();
+    assert_eq!(strings(&selector["matchArgs"][0]["values"]), want);
+    assert_eq!(selector["matchActions"][0]["action"], "Override");
+    assert_eq!(selector["matchActions"][0]["argError"], -1);
+    assert_eq!(
+        web["metadata"]["annotations"]["tetragon-learner.io/completeness"],
+        "partial"
+    );
+}
+
+#[test]
+fn include_flags_add_probe_and_session_executables() {
+    let all = ExportOptions {
+        include_exec_probes: true,
+        include_exec_sessions: true,
+        ..opts()
+    };
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &all).expect("render");
+    let docs = yaml_docs(&out.text);
+    assert_eq!(docs.len(), 3, "agent's probe executable now counts");
+    let web = find(&docs, "deployment-web");
+    let values = strings(&web["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]);
+    assert!(values.contains(&"/bin/healthcheck") && values.contains(&"/bin/bash"));
+    assert!(web["metadata"]["annotations"]
+        .get("tetragon-learner.io/excluded")
+        .is_none());
+    let only_probes = ExportOptions {
+        include_exec_probes: true,
+        ..opts()
+    };
+    let out = render(&profiles(), ExportFormat::Proposal, &only_probes).expect("render");
+    let docs = yaml_docs(&out.text);
+    let nginx = strings(
+        &find(&docs, "deployment-web")["spec"]["rulesByContainer"]["nginx"]["executables"]
+            ["allowed"],
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    assert!(nginx.contains(&"/bin/healthcheck".to_string()));
+    assert!(!nginx.contains(&"/bin/bash".to_string()));
+}
+
+/// Every output carries each hostile path exactly and parses back into as many
+/// objects as were rendered.
+#[test]
+fn hostile_paths_round_trip_in_every_format() {
+    let ps = profiles();
+    let tp_validator = tracing_policy_validator();
+    let crd_validator = proposal_validator();
+    for format in [
+        ExportFormat::Json,
+        ExportFormat::Proposal,
+        ExportFormat::TracingPolicy,
+    ] {
+        let out = render(&ps, format, &opts()).expect("render");
+        let (docs, found): (Vec<Value>, Vec<String>) = match format {
+            ExportFormat::Json => {
+                let docs: Vec<Value> = serde_json::from_str(&out.text).expect("json");
+                let paths = docs
+                    .iter()
+                    .flat_map(|d| d["executables"].as_array().expect("array").clone())
+                    .map(|e| e["path"].as_str().expect("path").to_owned())
+                    .collect();
+                (docs, paths)
+            }
+            ExportFormat::Proposal => {
+                let docs = yaml_docs(&out.text);
+                let paths = docs
+                    .iter()
+                    .flat_map(|d| {
+                        d["spec"]["rulesByContainer"]
+                            .as_object()
+                            .expect("map")
+                            .values()
+                            .flat_map(|c| strings(&c["executables"]["allowed"]))
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (docs, paths)
+            }
+            ExportFormat::TracingPolicy => {
+                let docs = yaml_docs(&out.text);
+                let paths = docs
+                    .iter()
+                    .flat_map(|d| {
+                        strings(&d["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"])
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (docs, paths)
+            }
+        };
+        assert_eq!(docs.len(), out.objects, "{format:?}");
+        for hostile in hostile_paths() {
+            assert_eq!(
+                found.iter().filter(|p| **p == hostile).count(),
+                1,
+                "{format:?} lost or altered {hostile:?}"
+            );
+        }
+        // Nothing forged a document: every object still validates.
+        for d in &docs {
+            match format {
+                ExportFormat::Json => assert!(d["key"].is_object()),
+                ExportFormat::Proposal => assert_valid(&crd_validator, d),
+                ExportFormat::TracingPolicy => assert_valid(&tp_validator, d),
+            }
+        }
+        // YAML outputs start each object with its own `---` document marker.
+        if format != ExportFormat::Json {
+            let markers = out.text.lines().filter(|l| *l == "---").count();
+            assert!(markers + 1 >= docs.len(), "{format:?}: {markers} markers");
+        }
+    }
+}
+
+#[test]
+fn hostile_and_long_workload_names_give_valid_distinct_objects() {
+    let long = "w".repeat(300);
+    let odd = "Web\n{{ x }}\u{202e}";
+    let ps = vec![
+        with(
+            Profile::new(LearnerKey::new("shop", "Deployment", &long, "c"), 0),
+            vec![record("/bin/a", false, false)],
+        ),
+        with(
+            Profile::new(LearnerKey::new("shop", "Pod", odd, "c"), 0),
+            vec![record("/bin/b", false, false)],
+        ),
+        with(
+            Profile::new(LearnerKey::new("shop", "Pod", "Web {{ x }}", "c"), 0),
+            vec![record("/bin/c", false, false)],
+        ),
+    ];
+    let tp = tracing_policy_validator();
+    let crd = proposal_validator();
+    for (format, v) in [
+        (ExportFormat::TracingPolicy, &tp),
+        (ExportFormat::Proposal, &crd),
+    ] {
+        let out = render(&ps, format, &opts()).expect("render");
+        let docs = yaml_docs(&out.text);
+        assert_eq!(docs.len(), 3);
+        let mut names: Vec<&str> = docs
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().expect("name"))
+            .collect();
+        for (d, n) in docs.iter().zip(&names) {
+            assert_valid(v, d);
+            assert!(is_dns1123_subdomain(n) && n.len() <= 253, "{n}");
+            let label = d["spec"]
+                .get("podSelector")
+                .unwrap_or(&d["spec"]["selector"])["matchLabels"][DEFAULT_WORKLOAD_LABEL]
+                .as_str()
+                .expect("label");
+            assert!(is_label_value(label), "{label:?}");
+        }
+        // The exact workload survives in an annotation.
+        assert!(docs
+            .iter()
+            .any(|d| d["metadata"]["annotations"]["tetragon-learner.io/workload"] == odd));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 3, "names collide: {names:?}");
+    }
+    assert_eq!(object_name("Deployment", &long).len(), 253);
+}
+
+#[test]
+fn namespace_filter_keeps_one_namespace() {
+    let ps = in_namespace(profiles(), Some("kube-system"));
+    assert_eq!(ps.len(), 1);
+    let out = render(&ps, ExportFormat::Proposal, &opts()).expect("render");
+    assert_eq!(yaml_docs(&out.text).len(), 1);
+    let none = in_namespace(profiles(), Some("nope"));
+    let out = render(&none, ExportFormat::TracingPolicy, &opts()).expect("render");
+    assert_eq!(out.objects, 0);
+    assert!(yaml_docs(&out.text).is_empty());
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("no learner profiles")));
+}
+
+#[test]
+fn a_bad_workload_label_key_is_a_clear_error() {
+    let bad = ExportOptions {
+        workload_label: "not a key!".into(),
+        ..opts()
+    };
+    let err = render(&profiles(), ExportFormat::Proposal, &bad).expect_err("bad key");
+    assert!(matches!(err, ExportError::BadLabelKey(_)));
+    assert!(err.to_string().contains("--workload-label"), "{err}");
+    let app = ExportOptions {
+        workload_label: "app".into(),
+        ..opts()
+    };
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &app).expect("render");
+    assert_eq!(
+        yaml_docs(&out.text)[0]["spec"]["podSelector"]["matchLabels"]["app"],
+        "web"
+    );
+}
+
+/// A stopped agent's database holding `profiles()`.
+fn database() -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().expect("tempdir");
+    let dir = tmp.path().join("db");
+    let store = Store::open(&dir).expect("open");
+    store.write_durably(&profiles()).expect("write");
+    drop(store);
+    (tmp, dir)
+}
+
+fn args(db: &Path, format: ExportFormat, output: Option<PathBuf>) -> ExportArgs {
+    ExportArgs {
+        db: db.to_path_buf(),
+        format,
+        output,
+        namespace: None,
+        include_exec_probes: false,
+        include_exec_sessions: false,
+        workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
+    }
+}
+
+/// sled releases its directory lock a moment after the last handle drops.
+fn run_retrying(make: impl Fn() -> ExportArgs) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        match run(make()) {
+            Err(e) if e.to_string().contains("locked") => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other,
+        }
+    }
+    panic!("database stayed locked");
+}
+
+#[test]
+fn run_writes_the_file_from_a_real_database() {
+    let (tmp, db) = database();
+    let file = tmp.path().join("policies.yaml");
+    run_retrying(|| args(&db, ExportFormat::TracingPolicy, Some(file.clone()))).expect("export");
+    let text = std::fs::read_to_string(&file).expect("written");
+    let docs = yaml_docs(&text);
+    assert_eq!(docs.len(), 2);
+    let v = tracing_policy_validator();
+    for d in &docs {
+        assert_valid(&v, d);
+    }
+    let expected = render(&profiles(), ExportFormat::TracingPolicy, &opts()).expect("render");
+    assert_eq!(text, expected.text, "the database holds exactly profiles()");
+}
+
+#[test]
+fn write_errors_name_the_file_and_what_to_do() {
+    let tmp = TempDir::new().expect("tempdir");
+    let path = tmp.path().join("no-such-dir").join("out.yaml");
+    let err = write_file(&path, "x").expect_err("no directory");
+    assert!(matches!(err, ExportCmdError::Write { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("out.yaml") && msg.contains("exists and is writable"),
+        "{msg}"
+    );
+    let missing = tmp.path().join("nope");
+    let err = run_retrying(|| args(&missing, ExportFormat::Json, None)).expect_err("no db");
+    assert!(err.to_string().contains("no database at"), "{err}");
+}
+
+#[test]
+fn binary_exit_codes_and_stdout() {
+    let (tmp, db) = database();
+    // Usage: no --format.
+    let out = Command::new(BIN)
+        .args(["export", "--db"])
+        .arg(&db)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    // Runtime error: one line naming the path.
+    let missing = tmp.path().join("missing");
+    let out = Command::new(BIN)
+        .args(["export", "--format", "json", "--db"])
+        .arg(&missing)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing"), "{stderr}");
+    // Proposals on stdout; warnings (escaped) on stderr; env vars work.
+    let mut ok = None;
+    for _ in 0..500 {
+        let out = Command::new(BIN)
+            .args(["export", "--db"])
+            .arg(&db)
+            .env("TETRAGON_LEARNER_EXPORT_FORMAT", "proposal")
+            .env("TETRAGON_LEARNER_EXPORT_NAMESPACE", "shop")
+            .output()
+            .expect("runs");
+        if String::from_utf8_lossy(&out.stderr).contains("locked") {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        ok = Some(out);
+        break;
+    }
+    let out = ok.expect("database stayed locked");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = yaml_docs(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(docs.len(), 2, "only shop's workloads");
+    assert!(stderr.contains("warning: learner shop/Deployment/web/nginx is partial"));
+}
