@@ -117,7 +117,9 @@ pub fn learnable(
             at,
             source,
             exec_probe: p.container.as_ref().is_some_and(|c| c.maybe_exec_probe),
-            exec_session: !p.in_init_tree,
+            // Only meaningful inside a container: Tetragon reports `in_init_tree`
+            // false for every process outside one (seen on real hosts).
+            exec_session: p.pod.is_some() && !p.in_init_tree,
         },
     })
 }
