@@ -13,3 +13,4 @@ pub mod snapshot;
 pub mod store;
 pub mod tetragon;
 pub mod time;
+pub mod unix_socket;

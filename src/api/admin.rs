@@ -129,11 +129,7 @@ pub async fn bind(path: &Path) -> Result<tokio::net::UnixListener, AdminError> {
         path: path.to_path_buf(),
         source,
     };
-    if path.exists() {
-        // A live agent on this path would hold the database lock, so we would not
-        // have got this far: the file is stale.
-        std::fs::remove_file(path).map_err(err)?;
-    }
+    crate::unix_socket::remove_stale_socket(path).map_err(err)?;
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
     // Owner-only: the socket can lock and reset profiles.
     use std::os::unix::fs::PermissionsExt;

@@ -179,11 +179,7 @@ async fn serve(
             Ok((TetragonAddress::Tcp(local.to_string()), task))
         }
         TetragonAddress::Unix(path) => {
-            if path.exists() {
-                // A stale socket from an earlier run; a live server would still hold it
-                // open, and then binding fails below with a clear error anyway.
-                let _ = std::fs::remove_file(path);
-            }
+            crate::unix_socket::remove_stale_socket(path).map_err(bind_err)?;
             let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
             let task = tokio::spawn(async move {
                 if let Err(e) = router
