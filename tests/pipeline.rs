@@ -293,3 +293,31 @@ async fn a_tetragon_that_disappears_and_comes_back_is_followed() {
     agent.shutdown().await.unwrap();
     fake2.stop().await;
 }
+
+/// Tetragon (grpc-go) sends the GetEvents response headers with the first event:
+/// on a node where nothing happens, the agent must still take its snapshot
+/// (grace timer) and learn what runs.
+#[actix_rt::test]
+async fn an_idle_node_still_gets_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let idle_node = Scenario::from_yaml(
+        "node_name: quiet\ncontainers:\n- {namespace: ns, pod: only, container: c, running: [{binary: /entrypoint}]}\n",
+        "idle",
+    )
+    .unwrap();
+    let fake = fake(dir.path(), idle_node, None).await;
+    let agent = start_agent(config(&fake, &dir.path().join("db"))).await;
+    let key = LearnerKey::new("ns", "Pod", "only", "c");
+    wait_until("snapshot on an idle node", Duration::from_secs(20), || {
+        learned(&agent).contains_key(&key)
+    })
+    .await;
+    assert_eq!(fake.debug_calls(), 1);
+    let state = agent.connection_status.read().state;
+    assert_eq!(
+        state,
+        tetragon_learner::tetragon::connection::machine::ConnState::Live
+    );
+    agent.shutdown().await.unwrap();
+    fake.stop().await;
+}

@@ -90,8 +90,12 @@ impl RunArgs {
                 grace: self.snapshot_grace,
                 resnapshot_interval: (!self.resnapshot_interval.is_zero())
                     .then_some(self.resnapshot_interval),
-                snapshot_retry: Duration::from_secs(30)
-                    .min(self.resnapshot_interval.max(Duration::from_secs(1))),
+                // A failed snapshot is retried after 30 s, or sooner when the
+                // periodic re-snapshot is more frequent (0 disables that, not this).
+                snapshot_retry: match self.resnapshot_interval {
+                    d if d.is_zero() => Duration::from_secs(30),
+                    d => d.min(Duration::from_secs(30)),
+                },
             },
             snapshot: self.tetragon.snapshot_options(),
             ingest: IngestConfig {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::tetragon::proto::{
@@ -84,7 +85,7 @@ async fn forward(
 
 #[tonic::async_trait]
 impl FineGuidanceSensors for FakeService {
-    type GetEventsStream = ReceiverStream<EventResult>;
+    type GetEventsStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = EventResult> + Send>>;
 
     async fn get_events(
         &self,
@@ -98,9 +99,20 @@ impl FineGuidanceSensors for FakeService {
             .streams_opened
             .fetch_add(1, Ordering::Relaxed);
         self.state.first_client.notify_one();
-        let (tx, out) = mpsc::channel(1024);
+        let (tx, mut out) = mpsc::channel(1024);
         tokio::spawn(forward(self.state.clone(), req, rx, tx));
-        Ok(Response::new(ReceiverStream::new(out)))
+        // Tetragon's server (grpc-go) sends the response headers together with
+        // the first event, so a client's call does not return on a quiet node
+        // until something happens. The fake does the same, so the agent is tested
+        // against it.
+        let rest = |out| Box::pin(ReceiverStream::new(out)) as Self::GetEventsStream;
+        match out.recv().await {
+            Some(Ok(first)) => Ok(Response::new(Box::pin(
+                tokio_stream::once(Ok(first)).chain(ReceiverStream::new(out)),
+            ))),
+            Some(Err(status)) => Err(status),
+            None => Ok(Response::new(rest(out))),
+        }
     }
 
     async fn get_health(
@@ -165,8 +177,9 @@ impl FineGuidanceSensors for FakeService {
                 flag: ConfigFlag::LogLevel as i32,
                 arg: Some(get_debug_response::Arg::Level(LogLevel::Info as i32)),
             })),
-            Err(_) => Err(Status::invalid_argument(format!(
-                "unknown debug flag {}",
+            // Tetragon answers an unknown flag with code Unknown.
+            Err(_) => Err(Status::unknown(format!(
+                "client requested unknown config flag {}",
                 req.flag
             ))),
         }

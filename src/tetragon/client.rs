@@ -42,11 +42,13 @@ pub async fn connect(
     })?
     .connect_timeout(connect_timeout)
     .tcp_nodelay(true)
-    // A Tetragon that vanished without closing the connection (node trouble,
-    // a frozen process) is noticed by HTTP/2 pings instead of waiting forever.
-    .http2_keep_alive_interval(Duration::from_secs(30))
-    .keep_alive_timeout(Duration::from_secs(10))
-    .keep_alive_while_idle(true);
+    // A Tetragon that vanished without closing the connection (node trouble, a
+    // frozen process) is noticed by HTTP/2 pings instead of waiting forever.
+    // Tetragon's grpc-go server allows one ping per 5 minutes and none without an
+    // open stream (more earns a GOAWAY "too_many_pings"), so stay above that.
+    .http2_keep_alive_interval(Duration::from_secs(330))
+    .keep_alive_timeout(Duration::from_secs(20))
+    .keep_alive_while_idle(false);
 
     let result = match address {
         TetragonAddress::Tcp(_) => endpoint.connect().await,

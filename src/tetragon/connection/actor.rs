@@ -153,23 +153,28 @@ async fn maybe_sleep(s: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     }
 }
 
-impl Driver {
-    async fn open_stream(&self) -> Result<Streaming<GetEventsResponse>, String> {
-        let channel = connect(&self.cfg.address, self.cfg.connect_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+type OpenFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<Streaming<GetEventsResponse>, String>>>>;
+
+/// Sends the GetEvents request and waits for the response headers. Tetragon's
+/// server (grpc-go) sends them with the first event, so on a quiet node this
+/// waits until something happens: it runs inside the select loop, never before
+/// it, so the grace timer and shutdown are not held up.
+fn open_events(channel: tonic::transport::Channel, address: String) -> OpenFuture {
+    Box::pin(async move {
         let mut c = client(channel, 16 * 1024 * 1024);
         let resp = c.get_events(events_request()).await.map_err(|s| {
             format!(
-                "GetEvents at {} failed: {:?}: {}",
-                self.cfg.address,
+                "GetEvents at {address} failed: {:?}: {}",
                 s.code(),
                 s.message()
             )
         })?;
         Ok(resp.into_inner())
-    }
+    })
+}
 
+impl Driver {
     fn set_state(&self, m: &Connection, err: Option<String>) {
         let mut st = self.status.write();
         st.state = m.state;
@@ -178,8 +183,15 @@ impl Driver {
         }
     }
 
+    fn stream_failed(&self, m: &Connection, e: String) -> ConnEvent {
+        tracing::warn!(address = %self.cfg.address, error = %e, "event stream failed; reconnecting");
+        self.set_state(m, Some(e));
+        ConnEvent::StreamEnded
+    }
+
     async fn run(mut self) {
         let mut m = Connection::new(self.cfg.backoff);
+        let mut opening: Option<OpenFuture> = None;
         let mut stream: Option<Streaming<GetEventsResponse>> = None;
         let mut grace = None;
         let mut backoff = None;
@@ -188,6 +200,7 @@ impl Driver {
         let mut next = Some(ConnEvent::Start);
         loop {
             if let Some(event) = next.take() {
+                let from = m.state;
                 let actions = match m.on(event, rand::random::<f64>()) {
                     Ok(a) => a,
                     Err(e) => {
@@ -198,31 +211,34 @@ impl Driver {
                 self.set_state(&m, None);
                 for action in actions {
                     match action {
-                        ConnAction::Connect => match self.open_stream().await {
-                            Ok(s) => {
-                                stream = Some(s);
-                                let mut st = self.status.write();
-                                st.connects += 1;
-                                if st.connects > 1 {
-                                    self.metrics.reconnects.inc();
+                        ConnAction::Connect => {
+                            match connect(&self.cfg.address, self.cfg.connect_timeout).await {
+                                Ok(channel) => {
+                                    opening =
+                                        Some(open_events(channel, self.cfg.address.to_string()));
+                                    let mut st = self.status.write();
+                                    st.connects += 1;
+                                    if st.connects > 1 {
+                                        self.metrics.reconnects.inc();
+                                    }
+                                    tracing::info!(address = %self.cfg.address, "connected; event stream requested");
+                                    next = Some(ConnEvent::Connected);
                                 }
-                                tracing::info!(address = %self.cfg.address, "event stream open");
-                                next = Some(ConnEvent::Connected);
+                                Err(e) => {
+                                    tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
+                                    self.set_state(&m, Some(e.to_string()));
+                                    next = Some(ConnEvent::ConnectFailed);
+                                }
                             }
-                            Err(e) => {
-                                tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
-                                self.set_state(&m, Some(e));
-                                next = Some(ConnEvent::ConnectFailed);
-                            }
-                        },
+                        }
                         ConnAction::ArmGrace => grace = sleep_opt(Some(self.cfg.grace)),
                         ConnAction::RequestSnapshot => {
                             grace = None;
                             resnapshot = None;
-                            let reason = if m.state == ConnState::Snapshotting {
-                                "stream up"
+                            let reason = if from == ConnState::Live {
+                                "periodic or retry"
                             } else {
-                                "periodic"
+                                "stream up"
                             };
                             snapshot = Some(Box::pin(self.snapshots.send(TakeSnapshot { reason })));
                         }
@@ -231,6 +247,7 @@ impl Driver {
                         }
                         ConnAction::Sleep(d) => backoff = sleep_opt(Some(d)),
                         ConnAction::CloseStream => {
+                            opening = None;
                             stream = None;
                             grace = None;
                             resnapshot = None;
@@ -251,6 +268,16 @@ impl Driver {
                 _ = maybe_sleep(&mut backoff), if backoff.is_some() => { backoff = None; next = Some(ConnEvent::BackoffElapsed); }
                 _ = maybe_sleep(&mut grace), if grace.is_some() => { grace = None; next = Some(ConnEvent::GraceElapsed); }
                 _ = maybe_sleep(&mut resnapshot), if resnapshot.is_some() => { resnapshot = None; next = Some(ConnEvent::ResnapshotDue); }
+                res = async { opening.as_mut().expect("guarded by is_some").await }, if opening.is_some() => {
+                    opening = None;
+                    match res {
+                        Ok(s) => {
+                            tracing::info!(address = %self.cfg.address, "event stream open");
+                            stream = Some(s);
+                        }
+                        Err(e) => next = Some(self.stream_failed(&m, e)),
+                    }
+                }
                 res = async { snapshot.as_mut().expect("guarded by is_some").await }, if snapshot.is_some() => {
                     snapshot = None;
                     next = Some(match res {
@@ -262,30 +289,37 @@ impl Driver {
                     match item {
                         Some(Ok(first)) => {
                             let mut batch = vec![first];
+                            // A status that ends the stream after some events is
+                            // yielded once: keep it, deliver the events, then fail.
+                            let mut ended: Option<String> = None;
                             if let Some(s) = stream.as_mut() {
                                 while batch.len() < MAX_BATCH {
                                     match s.next().now_or_never() {
                                         Some(Some(Ok(ev))) => batch.push(ev),
-                                        _ => break,
+                                        Some(Some(Err(status))) => {
+                                            ended = Some(format!("event stream failed: {:?}: {}", status.code(), status.message()));
+                                            break;
+                                        }
+                                        Some(None) => {
+                                            ended = Some("event stream ended by Tetragon".to_string());
+                                            break;
+                                        }
+                                        None => break,
                                     }
                                 }
                             }
                             if self.ingester.send(EventBatch(batch)).await.is_err() {
                                 next = Some(ConnEvent::Shutdown);
+                            } else if let Some(e) = ended {
+                                next = Some(self.stream_failed(&m, e));
                             } else if m.state == ConnState::Streaming {
                                 next = Some(ConnEvent::FirstEvent);
                             }
                         }
                         Some(Err(status)) => {
-                            let e = format!("event stream failed: {:?}: {}", status.code(), status.message());
-                            tracing::warn!(address = %self.cfg.address, error = %e, "reconnecting");
-                            self.set_state(&m, Some(e));
-                            next = Some(ConnEvent::StreamEnded);
+                            next = Some(self.stream_failed(&m, format!("event stream failed: {:?}: {}", status.code(), status.message())));
                         }
-                        None => {
-                            tracing::warn!(address = %self.cfg.address, "event stream ended; reconnecting");
-                            next = Some(ConnEvent::StreamEnded);
-                        }
+                        None => next = Some(self.stream_failed(&m, "event stream ended by Tetragon".to_string())),
                     }
                 }
             }

@@ -180,13 +180,17 @@ impl Connection {
         let actions = match (self.state, event) {
             (_, ConnEvent::Start) | (_, ConnEvent::BackoffElapsed) => vec![ConnAction::Connect],
             (_, ConnEvent::Connected) => vec![ConnAction::ArmGrace],
-            (_, ConnEvent::FirstEvent)
-            | (_, ConnEvent::GraceElapsed)
-            | (_, ConnEvent::ResnapshotDue) => {
+            (_, ConnEvent::FirstEvent) => {
+                // Events flow: the connection is healthy, whatever the snapshot does.
+                self.failures = 0;
+                vec![ConnAction::RequestSnapshot]
+            }
+            (_, ConnEvent::GraceElapsed) | (_, ConnEvent::ResnapshotDue) => {
                 vec![ConnAction::RequestSnapshot]
             }
             (_, ConnEvent::SnapshotDone) => {
-                // A stream that delivered and a snapshot that worked: healthy.
+                // A stream that stayed up through a snapshot: healthy (an idle node
+                // gets here through the grace timer, with no event).
                 self.failures = 0;
                 vec![]
             }
@@ -308,6 +312,19 @@ mod tests {
         c.on(ConnEvent::Connected, 0.0).unwrap();
         c.on(ConnEvent::FirstEvent, 0.0).unwrap();
         c.on(ConnEvent::SnapshotDone, 0.0).unwrap();
+        assert_eq!(c.failures, 0);
+    }
+
+    #[test]
+    fn events_flowing_reset_the_backoff_even_when_snapshots_fail() {
+        let mut c = Connection::new(BackoffPolicy::default());
+        c.on(ConnEvent::Start, 0.0).unwrap();
+        c.on(ConnEvent::ConnectFailed, 0.0).unwrap();
+        c.on(ConnEvent::BackoffElapsed, 0.0).unwrap();
+        c.on(ConnEvent::Connected, 0.0).unwrap();
+        assert_eq!(c.failures, 1);
+        c.on(ConnEvent::FirstEvent, 0.0).unwrap();
+        c.on(ConnEvent::SnapshotFailed, 0.0).unwrap();
         assert_eq!(c.failures, 0);
     }
 
