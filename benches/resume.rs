@@ -1,0 +1,314 @@
+//! Resume time and on-disk size of a large learner database.
+//!
+//! Creates a sled database with `RESUME_BENCH_LEARNERS` learners (default
+//! 10,000) of `RESUME_BENCH_EXECS_PER` executables each (default 50: 500k
+//! executables), written in batches through `Store::write_durably` as the
+//! Checkpointer does, closes it, then measures in the same run:
+//!
+//! - resume: `Store::open` + `Store::load_all` (what `Agent::start` does first);
+//! - on-disk size: the sum of the files under the directory, and sled's own
+//!   `size_on_disk`;
+//! - logical size: path bytes plus a fixed estimate of the per-record fields
+//!   (times, count, source, flags) and per-profile fields, and the bytes actually
+//!   encoded (keys + version byte + JSON values);
+//!
+//! and prints their ratios. Then it rewrites every profile once (a lazy
+//! checkpoint after one more sighting each, as a running agent does), and
+//! measures again: sled appends, so the second figure is closer to a database
+//! that has lived for a while.
+//!
+//! Run: `cargo bench --bench resume`
+//! (`RESUME_BENCH_LEARNERS=1000 RESUME_BENCH_EXECS_PER=20` for a quick run).
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tetragon_learner::learner::key::LearnerKey;
+use tetragon_learner::learner::observation::FactSource;
+use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::state::LearnerState;
+use tetragon_learner::store::codec::encode_profile;
+use tetragon_learner::store::{Store, StoreError};
+
+/// Profiles per `write_durably` call (one group commit each).
+const BATCH: usize = 200;
+const MIB: f64 = 1024.0 * 1024.0;
+/// Fixed fields of one executable record, packed: first_seen, last_seen, count
+/// (8 bytes each), source + sources bitset (1 each), probe/session flags (1).
+const RECORD_FIXED: usize = 8 + 8 + 8 + 1 + 1 + 1;
+/// Fixed fields of one profile: state (1), created_at, learning_since,
+/// last_new_at, drift_count (8 each), partial reasons bitset (1).
+const PROFILE_FIXED: usize = 1 + 8 * 4 + 1;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+const DIRS: [&str; 8] = [
+    "/usr/local/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/jvm/java-17-openjdk/bin",
+    "/opt/app/node_modules/.bin",
+    "/usr/local/lib/python3.12/bin",
+    "/usr/libexec/git-core",
+    "/usr/local/sbin",
+    "/srv/app/current/bin",
+];
+const NAMES: [&str; 10] = [
+    "nginx-worker",
+    "python3.12",
+    "entrypoint.sh",
+    "healthcheck",
+    "git-remote-https",
+    "java",
+    "busybox",
+    "curl",
+    "node",
+    "envoy-sidecar",
+];
+
+/// A realistic path of about 40 bytes, distinct per (learner, index).
+fn path(learner: usize, i: usize) -> String {
+    let dir = DIRS[(learner + i) % DIRS.len()];
+    let name = NAMES[(learner * 7 + i) % NAMES.len()];
+    format!("{dir}/{name}-{:02}.{i:03}", learner % 100)
+}
+
+fn profile(n: usize, execs_per: usize, base: u64) -> Profile {
+    let key = LearnerKey::new(
+        &format!("team-{:03}", n % 300),
+        if n.is_multiple_of(5) {
+            "StatefulSet"
+        } else {
+            "Deployment"
+        },
+        &format!("service-{n:05}"),
+        if n.is_multiple_of(3) {
+            "sidecar"
+        } else {
+            "app"
+        },
+    );
+    let created = base + n as u64;
+    let mut p = Profile::new(key, created);
+    p.state = [
+        LearnerState::Stable,
+        LearnerState::Learning,
+        LearnerState::Locked,
+    ][n % 3];
+    p.last_new_at = created + 3_600_000;
+    p.drift_count = (n % 4) as u64;
+    if n.is_multiple_of(10) {
+        p.partial_reasons.insert(PartialReason::StartedBeforeAgent);
+    }
+    for i in 0..execs_per {
+        let path = path(n, i);
+        let source = if i == 0 {
+            FactSource::Snapshot
+        } else {
+            FactSource::Event
+        };
+        let rec = ExecutableRecord {
+            path: path.clone(),
+            first_seen: created + i as u64 * 60_000,
+            last_seen: created + 86_400_000 + i as u64,
+            count: 1 + (n * 31 + i * 17) as u64 % 5_000,
+            source,
+            sources: BTreeSet::from([source]),
+            exec_probe: i % 13 == 0,
+            exec_session: false,
+        };
+        p.executables.insert(path, rec);
+    }
+    p
+}
+
+/// (path bytes, logical estimate, encoded key + value bytes).
+fn sizes(profiles: &[Profile]) -> (u64, u64, u64) {
+    let mut path_bytes = 0;
+    let mut logical = 0;
+    let mut encoded = 0;
+    for p in profiles {
+        let key_len = p.key.to_string().len();
+        logical += key_len + PROFILE_FIXED;
+        for r in p.executables.values().chain(p.deviations.values()) {
+            path_bytes += r.path.len();
+            logical += r.path.len() + RECORD_FIXED;
+        }
+        encoded += key_len + encode_profile(p).len();
+    }
+    (path_bytes as u64, logical as u64, encoded as u64)
+}
+
+/// Sizes of candidate value encodings (not implemented), for the README's
+/// proposal: bincode of the same struct, and bincode without the path repeated
+/// inside each record (it is already the map key).
+fn alternatives(profiles: &[Profile], logical: (u64, u64, u64)) {
+    let (_, logical, encoded) = logical;
+    let mut bin = 0u64;
+    let mut bin_dedup = 0u64;
+    for p in profiles {
+        let key_len = p.key.to_string().len() as u64;
+        bin += key_len + 1 + bincode::serialize(p).map_or(0, |b| b.len() as u64);
+        let mut q = p.clone();
+        for r in q.executables.values_mut().chain(q.deviations.values_mut()) {
+            r.path.clear();
+        }
+        bin_dedup += key_len + 1 + bincode::serialize(&q).map_or(0, |b| b.len() as u64);
+    }
+    println!(
+        "  alternative values (not implemented): v1 JSON {:.1} MiB, bincode {:.1} MiB ({:.2}x logical), bincode without the repeated path {:.1} MiB ({:.2}x logical)",
+        encoded as f64 / MIB,
+        bin as f64 / MIB,
+        bin as f64 / logical as f64,
+        bin_dedup as f64 / MIB,
+        bin_dedup as f64 / logical as f64
+    );
+}
+
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Opens the store, retrying while sled still holds the previous handle's lock.
+fn open_when_unlocked(path: &Path) -> Result<(Store, Duration), StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = Instant::now();
+        match Store::open(path) {
+            Ok(s) => return Ok((s, t.elapsed())),
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn write_all(store: &Store, profiles: &[Profile]) -> Result<Duration, StoreError> {
+    let t = Instant::now();
+    for chunk in profiles.chunks(BATCH) {
+        store.write_durably(chunk)?;
+    }
+    Ok(t.elapsed())
+}
+
+/// Reopens, resumes, and prints time and sizes next to the logical size.
+fn measure(
+    label: &str,
+    db: &Path,
+    expected: &[Profile],
+    logical: (u64, u64, u64),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (store, open_time) = open_when_unlocked(db)?;
+    let t = Instant::now();
+    let loaded = store.load_all()?;
+    let load_time = t.elapsed();
+    assert_eq!(loaded.len(), expected.len(), "every learner resumes");
+    assert!(
+        loaded.iter().zip(expected).all(|(a, b)| a == b),
+        "resumed profiles equal what was written"
+    );
+    let execs: usize = loaded.iter().map(|p| p.executables.len()).sum();
+    let files = dir_size(db)?;
+    let sled_size = store.size_on_disk();
+    drop(store);
+    let (path_bytes, logical, encoded) = logical;
+    let resume = open_time + load_time;
+    println!("{label}:");
+    println!(
+        "  resume: {:.3} s (open {:.3} s + load_all {:.3} s) for {} learners / {execs} executables = {:.0} executables/s",
+        resume.as_secs_f64(),
+        open_time.as_secs_f64(),
+        load_time.as_secs_f64(),
+        loaded.len(),
+        execs as f64 / resume.as_secs_f64()
+    );
+    println!(
+        "  on disk: files {:.1} MiB, sled size_on_disk {:.1} MiB",
+        files as f64 / MIB,
+        sled_size as f64 / MIB
+    );
+    println!(
+        "  logical: paths {:.1} MiB, paths + fixed fields {:.1} MiB; encoded (keys + v1 JSON values) {:.1} MiB",
+        path_bytes as f64 / MIB,
+        logical as f64 / MIB,
+        encoded as f64 / MIB
+    );
+    println!(
+        "  ratios: files/logical {:.1}x, files/encoded {:.1}x, encoded/logical {:.1}x, sled size_on_disk/logical {:.1}x",
+        files as f64 / logical as f64,
+        files as f64 / encoded as f64,
+        encoded as f64 / logical as f64,
+        sled_size as f64 / logical as f64
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let learners = env_usize("RESUME_BENCH_LEARNERS", 10_000);
+    let execs_per = env_usize("RESUME_BENCH_EXECS_PER", 50);
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    let base = 1_764_000_000_000;
+    let mut profiles: Vec<Profile> = (0..learners).map(|n| profile(n, execs_per, base)).collect();
+    profiles.sort_by(|a, b| a.key.cmp(&b.key));
+    let avg_path = profiles
+        .iter()
+        .flat_map(|p| p.executables.keys())
+        .map(String::len)
+        .sum::<usize>() as f64
+        / (learners * execs_per).max(1) as f64;
+    println!(
+        "resume bench: {learners} learners x {execs_per} executables = {} (average path {avg_path:.1} bytes), batches of {BATCH}",
+        learners * execs_per
+    );
+
+    let store = Store::open(&db)?;
+    let write = write_all(&store, &profiles)?;
+    println!(
+        "  written in {:.1} s ({} durable batches)",
+        write.as_secs_f64(),
+        learners.div_ceil(BATCH)
+    );
+    drop(store);
+    measure("fresh database", &db, &profiles, sizes(&profiles))?;
+    alternatives(&profiles, sizes(&profiles));
+
+    // One more sighting of every learner's first executable, checkpointed.
+    for p in &mut profiles {
+        if let Some(r) = p.executables.values_mut().next() {
+            r.count += 1;
+            r.last_seen += 1_000;
+        }
+    }
+    let (store, _) = open_when_unlocked(&db)?;
+    let write = write_all(&store, &profiles)?;
+    println!(
+        "  every profile rewritten once in {:.1} s",
+        write.as_secs_f64()
+    );
+    drop(store);
+    measure(
+        "after one rewrite of every profile",
+        &db,
+        &profiles,
+        sizes(&profiles),
+    )?;
+    Ok(())
+}
