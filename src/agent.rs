@@ -181,23 +181,17 @@ impl Agent {
             .unwrap_or_default()
     }
 
-    /// Drains: stops the stream, then writes everything pending.
+    /// Drains in order: stop the stream (and wait until no event can arrive),
+    /// write every learner durably and stop it, flush the rest, release sled.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let _ = self.connection.send(Shutdown).await;
-        // Let the learners hand over their last lazy changes, then flush.
-        let profiles = self.current_profiles().await;
-        for p in profiles {
-            let _ = self
-                .checkpointer
-                .send(crate::store::checkpointer::Persist {
-                    profile: p,
-                    durability: crate::learner::machine::Durability::Lazy,
-                })
-                .await;
-        }
-        let _ = self.ingester.send(StopAll).await;
-        let flushed = match self.checkpointer.send(FlushAll).await {
+        let drained = match self.ingester.send(StopAll).await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
+            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
+        };
+        let flushed = match self.checkpointer.send(FlushAll).await {
+            Ok(Ok(())) => drained,
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
             Err(e) => Err(AgentError::FinalFlush(e.to_string())),
         };

@@ -12,7 +12,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = one_line(&e);
             eprintln!("error: {msg}");
-            ExitCode::from(1)
+            if e.downcast_ref::<tetragon_learner::cli::UsageError>()
+                .is_some()
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

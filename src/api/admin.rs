@@ -58,7 +58,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 async fn db(State(s): State<AdminState>) -> Response {
     let store = s.store.clone();
-    match tokio::task::spawn_blocking(move || DbScan::read(&store)).await {
+    let durable: Vec<_> = s.durable.read().values().cloned().collect();
+    match tokio::task::spawn_blocking(move || DbScan::read_durable(&store, durable)).await {
         Ok(Ok(scan)) => Json(scan).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -84,6 +84,11 @@ pub enum DebugError {
 
 /// The CLI entry point: prints to stdout, returns an error for exit code 1.
 pub fn run(args: DebugArgs) -> anyhow::Result<()> {
+    if args.db.is_none() && args.admin_socket.is_none() {
+        // A usage error (exit 2), like clap's own: the flags are global, so clap
+        // cannot require one of them before it has seen the subcommand's.
+        return Err(super::UsageError(DebugError::NoSource.to_string()).into());
+    }
     let scan = load(args.db.as_deref(), args.admin_socket.as_deref())?;
     let format = args.format;
     if !scan.bad.is_empty() && !matches!(args.command, DebugCommand::Check) {

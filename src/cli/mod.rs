@@ -14,6 +14,12 @@ pub mod snapshot_cmd;
 
 use clap::{Parser, Subcommand};
 
+/// A command-line mistake found after parsing: the binary exits with 2, as for
+/// clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 use logging::LogFormat;
 
 #[derive(Debug, Parser)]

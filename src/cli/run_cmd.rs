@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Serve /healthz, /readyz and /metrics here (e.g. 0.0.0.0:9090).
     #[arg(long, env = "TETRAGON_LEARNER_METRICS_ADDRESS")]
     pub metrics_address: Option<SocketAddr>,
+    /// Longest time the drain on SIGTERM may take before the agent gives up
+    /// (keep it below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "TETRAGON_LEARNER_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
+    pub shutdown_grace: Duration,
     /// How often counters and last-seen times are written (new executables are
     /// always written before they are reported).
     #[arg(long, env = "TETRAGON_LEARNER_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = duration)]
@@ -158,7 +162,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(path);
         }
     }
-    agent.shutdown().await?;
+    match tokio::time::timeout(args.shutdown_grace, agent.shutdown()).await {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!(
+            "shutdown did not finish within --shutdown-grace {:?}; executables already reported as learned are durable, counters since the last checkpoint may be lost",
+            args.shutdown_grace
+        ),
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::api::metrics::Metrics;
-use crate::learner::actor::{GetProfile, LearnerActor, MarkPartial, Observe, Operate, StopLearner};
+use crate::learner::actor::{Apply, Drain, GetProfile, LearnerActor, Operate};
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
-use crate::learner::observation::{FactSource, Observation};
+use crate::learner::observation::FactSource;
 use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::model::{ProcessSnapshot, SnapshotSource};
 use crate::store::checkpointer::Checkpointer;
@@ -42,9 +42,10 @@ pub struct OperateOn {
     pub input: LearnerInput,
 }
 
-/// Shutdown: stop every learner, then the ingester.
+/// Shutdown: stop taking events and snapshots, write every learner durably and
+/// stop it, then stop the ingester.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), String>")]
 pub struct StopAll;
 
 /// Every learner's current in-memory profile (not necessarily durable yet).
@@ -63,7 +64,13 @@ pub struct EventIngester {
     /// Keys loaded from the database: their history started before this run.
     resumed: std::collections::HashSet<LearnerKey>,
     first_snapshot_done: bool,
+    /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
+    /// create a fresh learner over a drained one.
+    stopping: bool,
 }
+
+/// Inputs per learner, in order, for one delivery.
+type Delivery = BTreeMap<LearnerKey, (Addr<LearnerActor>, Vec<LearnerInput>)>;
 
 impl EventIngester {
     pub fn new(
@@ -85,6 +92,7 @@ impl EventIngester {
             tick,
             resumed: resumed_keys,
             first_snapshot_done: false,
+            stopping: false,
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -123,33 +131,20 @@ impl EventIngester {
         (self.spawn_learner(profile), true)
     }
 
-    /// Groups observations per key, preserving order within a key.
-    fn route(
+    /// Queues `input` for the learner of `key` (created on demand).
+    fn push(
         &mut self,
-        facts: Vec<(LearnerKey, Observation)>,
-    ) -> Vec<(Addr<LearnerActor>, Vec<Observation>, bool)> {
-        let mut grouped: BTreeMap<LearnerKey, Vec<Observation>> = BTreeMap::new();
-        for (k, o) in facts {
-            grouped.entry(k).or_default().push(o);
+        out: &mut Delivery,
+        key: &LearnerKey,
+        input: LearnerInput,
+        source: FactSource,
+    ) {
+        if let Some((_, inputs)) = out.get_mut(key) {
+            inputs.push(input);
+            return;
         }
-        grouped
-            .into_iter()
-            .map(|(k, obs)| {
-                let source = obs.first().map(|o| o.source).unwrap_or(FactSource::Event);
-                let (addr, created) = self.learner(&k, source);
-                (addr, obs, created)
-            })
-            .collect()
-    }
-
-    fn mark_all_partial(&self, reason: PartialReason) {
-        for addr in self.learners.values() {
-            // Rare, tiny and idempotent: shedding it under a full mailbox is safe,
-            // but count it.
-            if addr.try_send(MarkPartial(reason)).is_err() {
-                self.metrics.shed.inc();
-            }
-        }
+        let (addr, _) = self.learner(key, source);
+        out.insert(key.clone(), (addr, vec![input]));
     }
 }
 
@@ -162,11 +157,11 @@ fn event_kind(ev: &GetEventsResponse) -> &'static str {
     }
 }
 
-async fn deliver(batches: Vec<(Addr<LearnerActor>, Vec<Observation>, bool)>) {
-    for (addr, obs, _) in batches {
-        // Awaiting a bounded mailbox is the backpressure; an error means the
-        // learner stopped (shutdown), and there is nobody left to tell.
-        let _ = addr.send(Observe(obs)).await;
+async fn deliver(out: Delivery) {
+    for (_, (addr, inputs)) in out {
+        // Awaiting a bounded mailbox is the backpressure (nothing is shed); an
+        // error means the learner stopped (shutdown), and nobody is left to tell.
+        let _ = addr.send(Apply(inputs)).await;
     }
 }
 
@@ -181,22 +176,38 @@ impl Handler<EventBatch> for EventIngester {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: EventBatch, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let now = now_ms();
-        let mut learnables = Vec::new();
+        let mut out = Delivery::new();
         for ev in &msg.0 {
             self.metrics.event(event_kind(ev));
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
                     self.table.exec(l.exec_id.clone(), l.key.clone());
-                    learnables.push((l.key, l.observation));
+                    self.push(
+                        &mut out,
+                        &l.key,
+                        LearnerInput::Observe(l.observation),
+                        FactSource::Event,
+                    );
                 }
                 Fact::Exit { exec_id } => {
                     self.table.exit(&exec_id);
                 }
                 Fact::Dropped { count } => {
                     self.metrics.dropped_by_tetragon.inc_by(count);
-                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped), the next re-snapshot repairs what still runs");
-                    self.mark_all_partial(PartialReason::EventsDropped);
+                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped); re-snapshots repair what still runs");
+                    let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
+                    for key in keys {
+                        self.push(
+                            &mut out,
+                            &key,
+                            LearnerInput::MarkPartial(PartialReason::EventsDropped),
+                            FactSource::Event,
+                        );
+                    }
                 }
                 Fact::Skip(reason) => {
                     self.metrics.skip(reason.label());
@@ -204,8 +215,7 @@ impl Handler<EventBatch> for EventIngester {
                 }
             }
         }
-        let batches = self.route(learnables);
-        AtomicResponse::new(Box::pin(deliver(batches).into_actor(self)))
+        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
     }
 }
 
@@ -213,47 +223,63 @@ impl Handler<SnapshotTaken> for EventIngester {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: SnapshotTaken, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let now = now_ms();
         let source = match msg.0.source {
             SnapshotSource::ExportLog => FactSource::ExportLog,
             _ => FactSource::Snapshot,
         };
         let mut learnables = Vec::new();
-        let mut live = Vec::new();
         for p in &msg.0.processes {
             match learnable(p, source, now, &self.cfg) {
-                Ok(l) => {
-                    live.push((l.exec_id.clone(), l.key.clone()));
-                    learnables.push((l.key, l.observation));
-                }
+                Ok(l) => learnables.push(l),
                 Err(reason) => self.metrics.skip(reason.label()),
             }
         }
-        let batches = self.route(learnables);
+        let before = self.learners.len();
+        let mut out = Delivery::new();
         if !self.first_snapshot_done {
             // The first snapshot of this run shows containers that were running
             // before the agent connected, even those whose learner an early event
-            // created a moment ago: their past is unknown.
+            // created a moment ago: their past is unknown. Marked before the
+            // observations, in the same delivery.
             self.first_snapshot_done = true;
-            let keys: std::collections::BTreeSet<&LearnerKey> =
-                live.iter().map(|(_, k)| k).collect();
-            for key in keys.into_iter().filter(|k| !self.resumed.contains(*k)) {
-                if let Some(addr) = self.learners.get(key) {
-                    // Delivered before the observations below (same mailbox, FIFO).
-                    let _ = addr.try_send(MarkPartial(PartialReason::StartedBeforeAgent));
-                }
+            let keys: std::collections::BTreeSet<LearnerKey> =
+                learnables.iter().map(|l| l.key.clone()).collect();
+            let fresh: Vec<LearnerKey> = keys
+                .into_iter()
+                .filter(|k| !self.resumed.contains(k))
+                .collect();
+            for key in fresh {
+                self.push(
+                    &mut out,
+                    &key,
+                    LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+                    source,
+                );
             }
         }
+        let mut live = Vec::with_capacity(learnables.len());
+        for l in learnables {
+            live.push((l.exec_id, l.key.clone()));
+            self.push(
+                &mut out,
+                &l.key,
+                LearnerInput::Observe(l.observation),
+                source,
+            );
+        }
         self.table.replace(live);
-        let created = batches.iter().filter(|b| b.2).count();
         tracing::info!(
             source = msg.0.source.as_str(),
             processes = msg.0.processes.len(),
             learners = self.learners.len(),
-            created,
+            created = self.learners.len() - before,
             "snapshot ingested"
         );
-        AtomicResponse::new(Box::pin(deliver(batches).into_actor(self)))
+        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
     }
 }
 
@@ -290,17 +316,32 @@ impl Handler<CurrentProfiles> for EventIngester {
 }
 
 impl Handler<StopAll> for EventIngester {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), String>>;
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
         let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
-        Box::pin(
-            async move {
-                for a in addrs {
-                    let _ = a.send(StopLearner).await;
+        let drain = async move {
+            let mut errors = Vec::new();
+            for a in addrs {
+                match a.send(Drain).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => errors.push(e),
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
-            .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
-        )
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} learners could not be written: {}",
+                    errors.len(),
+                    errors.join("; ")
+                ))
+            }
+        };
+        AtomicResponse::new(Box::pin(drain.into_actor(self).map(|res, _, ctx| {
+            ctx.stop();
+            res
+        })))
     }
 }

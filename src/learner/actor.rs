@@ -1,6 +1,7 @@
 //! The Learner actor: a thin shell around the pure machine (`machine::step`).
-//! It hands changed profiles to the Checkpointer and reports new learning only
-//! once the Checkpointer says it is durable.
+//! It hands changed profiles to the Checkpointer and reports new learning (log
+//! line, metric) only once the Checkpointer says it is durable. A change whose
+//! write failed stays owed: it is written again, and reported, on a later tick.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,20 +12,17 @@ use crate::store::checkpointer::{Checkpointer, Persist};
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
+use super::key::LearnerKey;
 use super::machine::{durability_of, step, Durability, Effect, LearnerInput};
-use super::observation::Observation;
-use super::profile::{PartialReason, Profile};
+use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
 pub const LEARNER_MAILBOX: usize = 256;
 
+/// Inputs from the ingester (observations, partial marks), applied in order.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Observe(pub Vec<Observation>);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MarkPartial(pub PartialReason);
+pub struct Apply(pub Vec<LearnerInput>);
 
 /// An operator command (lock, unlock, reset). Resolves with the profile once
 /// the change is durable.
@@ -36,10 +34,11 @@ pub struct Operate(pub LearnerInput);
 #[rtype(result = "Profile")]
 pub struct GetProfile;
 
-/// Shutdown: the learner's state was handed to the Checkpointer already.
+/// Shutdown: write the profile as it is now (counters included), wait until it
+/// is durable, then stop.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopLearner;
+#[rtype(result = "Result<(), String>")]
+pub struct Drain;
 
 pub struct LearnerActor {
     profile: Profile,
@@ -48,6 +47,12 @@ pub struct LearnerActor {
     metrics: Arc<Metrics>,
     /// Lazy changes (counters, last seen) not yet handed to the Checkpointer.
     dirty: bool,
+    /// Changes that must be durable before they are reported, not yet confirmed.
+    unreported: Vec<Effect>,
+    /// A flush failed: write again on the next tick.
+    needs_flush: bool,
+    /// Increases with every profile sent, so the Checkpointer keeps the newest.
+    revision: u64,
     tick: Duration,
 }
 
@@ -65,6 +70,9 @@ impl LearnerActor {
             checkpointer,
             metrics,
             dirty: false,
+            unreported: Vec::new(),
+            needs_flush: false,
+            revision: 0,
             tick,
         }
     }
@@ -84,35 +92,51 @@ impl LearnerActor {
         effects
     }
 
-    /// Persists according to the effects; reports durable news when confirmed.
+    fn persist_message(&mut self, durability: Durability) -> Persist {
+        self.revision += 1;
+        Persist {
+            profile: self.profile.clone(),
+            durability,
+            revision: self.revision,
+        }
+    }
+
+    /// Hands the profile to the Checkpointer according to the effects.
     fn persist(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         match durability_of(&effects) {
             Durability::None => {}
             Durability::Lazy => self.dirty = true,
             Durability::Flush => {
-                self.dirty = false;
-                let send = self.checkpointer.send(Persist {
-                    profile: self.profile.clone(),
-                    durability: Durability::Flush,
-                });
-                let key = self.profile.key.clone();
-                let metrics = self.metrics.clone();
-                ctx.spawn(send.into_actor(self).map(move |res, act, _| {
-                    let error = match res {
-                        Ok(Ok(())) => return report_durable(&key, &effects, &metrics),
-                        Ok(Err(e)) => e,
-                        Err(e) => e.to_string(),
-                    };
-                    tracing::error!(key = %key, error = %error, "profile change not yet durable; retrying on the next tick");
-                    act.dirty = true;
-                }));
+                self.unreported.extend(effects);
+                self.flush(ctx);
             }
         }
+    }
+
+    /// Writes durably now; reports what was owed once confirmed, keeps it owed
+    /// (and retries on the next tick) when the write failed.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = false;
+        self.needs_flush = false;
+        let owed = std::mem::take(&mut self.unreported);
+        let msg = self.persist_message(Durability::Flush);
+        let send = self.checkpointer.send(msg);
+        let key = self.profile.key.clone();
+        ctx.spawn(send.into_actor(self).map(move |res, act, _| {
+            let error = match res {
+                Ok(Ok(())) => return report_durable(&key, &owed, &act.metrics),
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(key = %key, error = %error, "profile change not yet durable; retrying on the next tick");
+            act.unreported.extend(owed);
+            act.needs_flush = true;
+        }));
     }
 }
 
 /// Logs and counts what is now on disk: only durable learning is reported.
-fn report_durable(key: &super::key::LearnerKey, effects: &[Effect], metrics: &Metrics) {
+fn report_durable(key: &LearnerKey, effects: &[Effect], metrics: &Metrics) {
     for e in effects {
         match e {
             Effect::NewExecutable { path } => {
@@ -139,12 +163,12 @@ impl Actor for LearnerActor {
         ctx.run_interval(self.tick, |act, ctx| {
             let effects = act.apply(vec![LearnerInput::Tick { now: now_ms() }]);
             act.persist(effects, ctx);
-            if act.dirty {
+            if act.needs_flush {
+                act.flush(ctx);
+            } else if act.dirty {
                 act.dirty = false;
-                let send = act.checkpointer.send(Persist {
-                    profile: act.profile.clone(),
-                    durability: Durability::Lazy,
-                });
+                let msg = act.persist_message(Durability::Lazy);
+                let send = act.checkpointer.send(msg);
                 ctx.spawn(send.into_actor(act).map(|res, act, _| {
                     if !matches!(res, Ok(Ok(()))) {
                         act.dirty = true;
@@ -155,18 +179,10 @@ impl Actor for LearnerActor {
     }
 }
 
-impl Handler<Observe> for LearnerActor {
+impl Handler<Apply> for LearnerActor {
     type Result = ();
-    fn handle(&mut self, msg: Observe, ctx: &mut Self::Context) {
-        let effects = self.apply(msg.0.into_iter().map(LearnerInput::Observe).collect());
-        self.persist(effects, ctx);
-    }
-}
-
-impl Handler<MarkPartial> for LearnerActor {
-    type Result = ();
-    fn handle(&mut self, msg: MarkPartial, ctx: &mut Self::Context) {
-        let effects = self.apply(vec![LearnerInput::MarkPartial(msg.0)]);
+    fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) {
+        let effects = self.apply(msg.0);
         self.persist(effects, ctx);
     }
 }
@@ -181,32 +197,50 @@ impl Handler<GetProfile> for LearnerActor {
 impl Handler<Operate> for LearnerActor {
     type Result = ResponseActFuture<Self, Result<Profile, String>>;
     fn handle(&mut self, msg: Operate, _: &mut Self::Context) -> Self::Result {
-        let result = step(&mut self.profile, msg.0, &self.cfg);
-        let effects = match result {
+        let effects = match step(&mut self.profile, msg.0, &self.cfg) {
             Ok(e) => e,
             Err(e) => return Box::pin(actix::fut::ready(Err(e.to_string()))),
         };
+        let mut owed = std::mem::take(&mut self.unreported);
+        owed.extend(effects);
+        self.dirty = false;
         let profile = self.profile.clone();
-        let key = profile.key.clone();
-        let metrics = self.metrics.clone();
-        let send = self.checkpointer.send(Persist {
-            profile: profile.clone(),
-            durability: Durability::Flush,
-        });
-        Box::pin(send.into_actor(self).map(move |res, _, _| match res {
-            Ok(Ok(())) => {
-                report_durable(&key, &effects, &metrics);
-                Ok(profile)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(e.to_string()),
+        let msg = self.persist_message(Durability::Flush);
+        let send = self.checkpointer.send(msg);
+        Box::pin(send.into_actor(self).map(move |res, act, _| {
+            let error = match res {
+                Ok(Ok(())) => {
+                    report_durable(&profile.key, &owed, &act.metrics);
+                    return Ok(profile);
+                }
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            act.unreported.extend(owed);
+            act.needs_flush = true;
+            Err(error)
         }))
     }
 }
 
-impl Handler<StopLearner> for LearnerActor {
-    type Result = ();
-    fn handle(&mut self, _: StopLearner, ctx: &mut Self::Context) {
-        ctx.stop();
+impl Handler<Drain> for LearnerActor {
+    // Atomic: nothing else runs on this learner until it is written and stopped.
+    type Result = AtomicResponse<Self, Result<(), String>>;
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let owed = std::mem::take(&mut self.unreported);
+        let key = self.profile.key.clone();
+        let msg = self.persist_message(Durability::Flush);
+        let send = self.checkpointer.send(msg);
+        AtomicResponse::new(Box::pin(send.into_actor(self).map(move |res, act, ctx| {
+            ctx.stop();
+            match res {
+                Ok(Ok(())) => {
+                    report_durable(&key, &owed, &act.metrics);
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(format!("{key}: {e}")),
+                Err(e) => Err(format!("{key}: {e}")),
+            }
+        })))
     }
 }

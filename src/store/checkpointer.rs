@@ -29,6 +29,9 @@ pub type DurableView = Arc<RwLock<BTreeMap<LearnerKey, Profile>>>;
 pub struct Persist {
     pub profile: Profile,
     pub durability: Durability,
+    /// Increases with every profile a learner sends: a copy that arrives after a
+    /// newer one (a retry, a full mailbox) must not overwrite it.
+    pub revision: u64,
 }
 
 /// Write everything pending now (shutdown); resolves when durable.
@@ -46,6 +49,8 @@ pub struct Checkpointer {
     durable: DurableView,
     metrics: Arc<Metrics>,
     pending: BTreeMap<LearnerKey, Profile>,
+    /// Newest revision accepted per key.
+    revisions: std::collections::HashMap<LearnerKey, u64>,
     /// Pending entries that must not wait for the lazy interval.
     urgent: bool,
     oldest_pending: Option<UnixMillis>,
@@ -66,6 +71,7 @@ impl Checkpointer {
             durable,
             metrics,
             pending: BTreeMap::new(),
+            revisions: std::collections::HashMap::new(),
             urgent: false,
             oldest_pending: None,
             waiters: Vec::new(),
@@ -144,8 +150,12 @@ impl Handler<Persist> for Checkpointer {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
-        self.oldest_pending.get_or_insert(now_ms());
-        self.pending.insert(msg.profile.key.clone(), msg.profile);
+        let newest = self.revisions.entry(msg.profile.key.clone()).or_insert(0);
+        if msg.revision >= *newest {
+            *newest = msg.revision;
+            self.oldest_pending.get_or_insert(now_ms());
+            self.pending.insert(msg.profile.key.clone(), msg.profile);
+        }
         if msg.durability < Durability::Flush {
             return Box::pin(async { Ok(()) });
         }

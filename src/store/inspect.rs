@@ -51,6 +51,23 @@ impl DbScan {
         })
     }
 
+    /// A running agent's scan: profiles from what the Checkpointer confirmed as
+    /// flushed (so nothing merely applied but not yet durable is shown), bad
+    /// records from the on-disk scan. Blocking.
+    pub fn read_durable(
+        store: &crate::store::Store,
+        durable: Vec<Profile>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let (_, bad) = store.scan()?;
+        Ok(Self {
+            path: store.path().to_path_buf(),
+            schema_version: store.schema_version(),
+            size_on_disk_bytes: store.size_on_disk(),
+            profiles: durable,
+            bad,
+        })
+    }
+
     pub fn stats(&self) -> Stats {
         stats(&self.profiles, self.schema_version, self.size_on_disk_bytes)
     }

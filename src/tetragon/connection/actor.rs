@@ -58,7 +58,7 @@ impl Default for ConnectionStatus {
     }
 }
 
-/// Stop the connection for good.
+/// Stop the connection for good; resolves once no event can be forwarded anymore.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -70,6 +70,8 @@ pub struct TetragonConnection {
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<ConnectionStatus>>,
     stop: watch::Sender<bool>,
+    /// Set when the driver has returned.
+    stopped: watch::Sender<bool>,
 }
 
 impl TetragonConnection {
@@ -81,6 +83,7 @@ impl TetragonConnection {
         status: Arc<RwLock<ConnectionStatus>>,
     ) -> Self {
         let (stop, _) = watch::channel(false);
+        let (stopped, _) = watch::channel(false);
         Self {
             cfg,
             ingester,
@@ -88,6 +91,7 @@ impl TetragonConnection {
             metrics,
             status,
             stop,
+            stopped,
         }
     }
 }
@@ -104,14 +108,22 @@ impl Actor for TetragonConnection {
             status: self.status.clone(),
             stop: self.stop.subscribe(),
         };
-        ctx.spawn(driver.run().into_actor(self).map(|(), _, ctx| ctx.stop()));
+        ctx.spawn(driver.run().into_actor(self).map(|(), act, ctx| {
+            let _ = act.stopped.send(true);
+            ctx.stop();
+        }));
     }
 }
 
 impl Handler<Shutdown> for TetragonConnection {
-    type Result = ();
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         let _ = self.stop.send(true);
+        let mut stopped = self.stopped.subscribe();
+        Box::pin(async move {
+            // Err: the actor is gone, so the driver is too.
+            let _ = stopped.wait_for(|s| *s).await;
+        })
     }
 }
 
