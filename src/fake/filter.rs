@@ -47,6 +47,34 @@ fn filter_matches(f: &Filter, ev: &GetEventsResponse) -> bool {
     true
 }
 
+/// Filter fields the fake does not evaluate, set in `f`. The fake refuses such
+/// requests rather than match wider than Tetragon would.
+pub fn unsupported_fields(f: &Filter) -> Vec<&'static str> {
+    let checks: [(&'static str, bool); 13] = [
+        ("binary_regex", !f.binary_regex.is_empty()),
+        ("health_check", f.health_check.is_some()),
+        ("pid_set", !f.pid_set.is_empty()),
+        ("pod_regex", !f.pod_regex.is_empty()),
+        ("arguments_regex", !f.arguments_regex.is_empty()),
+        ("labels", !f.labels.is_empty()),
+        ("policy_names", !f.policy_names.is_empty()),
+        ("parent_binary_regex", !f.parent_binary_regex.is_empty()),
+        ("cel_expression", !f.cel_expression.is_empty()),
+        (
+            "parent_arguments_regex",
+            !f.parent_arguments_regex.is_empty(),
+        ),
+        ("container_id", !f.container_id.is_empty()),
+        ("in_init_tree", f.in_init_tree.is_some()),
+        ("ancestor_binary_regex", !f.ancestor_binary_regex.is_empty()),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect()
+}
+
 /// Tetragon sends an event when it passes the allow-list (empty = everything)
 /// and matches no deny-list filter.
 pub fn passes(req: &GetEventsRequest, ev: &GetEventsResponse) -> bool {
@@ -91,6 +119,17 @@ mod tests {
             &GetEventsRequest::default(),
             &ev(Event::ProcessExit(ProcessExit::default()))
         ));
+    }
+
+    #[test]
+    fn unevaluated_fields_are_named() {
+        let f = Filter {
+            pod_regex: vec!["x".into()],
+            event_set: vec![1],
+            ..Default::default()
+        };
+        assert_eq!(unsupported_fields(&f), vec!["pod_regex"]);
+        assert!(unsupported_fields(&Filter::default()).is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::tetragon::proto::{
     GetVersionResponse, HealthStatus, HealthStatusResult, HealthStatusType, LogLevel,
 };
 
-use super::filter::passes;
+use super::filter::{passes, unsupported_fields};
 use super::scenario::DebugFault;
 use super::state::FakeState;
 
@@ -92,6 +92,17 @@ impl FineGuidanceSensors for FakeService {
         request: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetEventsStream>, Status> {
         let req = request.into_inner();
+        let unsupported: Vec<&str> = req
+            .allow_list
+            .iter()
+            .chain(&req.deny_list)
+            .flat_map(unsupported_fields)
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "fake tetragon does not evaluate filter fields {unsupported:?}; use event_set, namespace or pid"
+            )));
+        }
         // Subscribe before anything can be published for this client.
         let rx = self.state.events.subscribe();
         self.state
