@@ -13,6 +13,7 @@ use tetragon_learner::snapshot::export_log::lines::{file_lines, Line};
 use tetragon_learner::snapshot::export_log::parse::{parse_line, ParsedLine};
 use tetragon_learner::snapshot::export_log::{
     read_file_set, read_snapshot, ExportLogError, ExportLogLocation, ExportLogStats, Generation,
+    InferredBy, StartupMarker,
 };
 use tetragon_learner::snapshot::model::{ProcessSnapshot, SnapshotSource};
 use tetragon_learner::tetragon::proto::get_events_response::Event;
@@ -140,6 +141,8 @@ fn real_rotation_reads_all_files_in_order_and_uses_startup_3() {
         [ACTIVE]
     );
     assert_eq!(stats.startup_line, Some(347));
+    assert_eq!(stats.startup_marker, Some(StartupMarker::Kernel));
+    assert_eq!(stats.startup_inferred_by, None);
     assert_eq!(stats.procfs_execs, 313);
     assert_eq!(snap.source, SnapshotSource::ExportLog);
     assert_eq!(
@@ -385,24 +388,20 @@ fn real_single_startup_export() {
 }
 
 #[test]
-fn no_startup_is_an_error_naming_the_files() {
+fn no_procfs_line_is_an_error_naming_the_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(ACTIVE);
     write_lines(
         &path,
         &[
-            exec_line("a", 10, "/a", "procFS"),
             exec_line("b", 11, "/b", "execve"),
+            exit_line("a", 10, "procFS"),
         ],
     );
-    let err = read(&path).expect_err("no pid 0 procFS line");
+    let err = read(&path).expect_err("no procFS exec");
     assert!(matches!(
         err,
-        ExportLogError::NoStartupFound {
-            orphan_procfs_execs: 1,
-            lines: 2,
-            ..
-        }
+        ExportLogError::NoStartupFound { lines: 2, .. }
     ));
     assert!(
         err.to_string().contains(&path.display().to_string()),
@@ -457,4 +456,229 @@ fn default_search_uses_the_most_recently_written_log() {
         ids(&read_snapshot(&reversed).expect("snapshot").0),
         ["k", "new"]
     );
+}
+
+// --- Without the pid 0 marker (Tetragon's Helm default export deny list) ---
+
+/// The real rotation set with every line `drop` selects removed (the rotated
+/// files re-gzipped), as if Tetragon's export deny list had filtered them.
+fn filtered_rotation(drop: impl Fn(&Value) -> bool) -> TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut all: Vec<&str> = ROTATED.to_vec();
+    all.push(ACTIVE);
+    for f in all {
+        let src = rotation_dir().join(f);
+        let data = if f.ends_with(".gz") {
+            gunzip(&src)
+        } else {
+            fs::read(&src).expect("read")
+        };
+        let kept: String = String::from_utf8(data)
+            .expect("utf8")
+            .lines()
+            .filter(|l| !drop(&serde_json::from_str(l).expect("json line")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let out = if f.ends_with(".gz") {
+            gzip(kept.as_bytes())
+        } else {
+            kept.into_bytes()
+        };
+        fs::write(dir.path().join(f), out).expect("write");
+    }
+    dir
+}
+
+fn process_of(line: &Value) -> &Value {
+    if line["process_exec"].is_object() {
+        &line["process_exec"]["process"]
+    } else {
+        &line["process_exit"]["process"]
+    }
+}
+
+fn is_kernel(line: &Value) -> bool {
+    process_of(line)["binary"] == "<kernel>"
+}
+
+fn is_bash(line: &Value) -> bool {
+    process_of(line)["binary"] == "/usr/bin/bash"
+}
+
+fn is_exit(line: &Value) -> bool {
+    line["process_exit"].is_object()
+}
+
+fn procfs_pairs(s: &ProcessSnapshot) -> Vec<(String, String)> {
+    s.processes
+        .iter()
+        .filter(|p| p.has_flag("procFS"))
+        .map(|p| (p.exec_id.clone(), p.binary.clone()))
+        .collect()
+}
+
+/// Startup 3's procFS pairs without the binaries a deny list dropped.
+fn expected_without(binaries: &[&str]) -> Vec<(String, String)> {
+    expected_last_startup()
+        .into_iter()
+        .filter(|(_, b)| !binaries.contains(&b.as_str()))
+        .collect()
+}
+
+#[test]
+fn without_kernel_lines_the_startups_are_inferred_and_startup_3_is_found() {
+    // Exits left out: the whole scan stays visible.
+    let dir = filtered_rotation(|l| is_kernel(l) || is_exit(l));
+    let (snap, stats) = read(&dir.path().join(ACTIVE)).expect("inferred snapshot");
+    assert_eq!(stats.startup_marker, Some(StartupMarker::Inferred));
+    assert_eq!(stats.startup_inferred_by, Some(InferredBy::RepeatedExecId));
+    assert_eq!(stats.startups, 3);
+    assert_eq!(
+        names(&stats.startup_file.clone().into_iter().collect::<Vec<_>>()),
+        [ACTIVE]
+    );
+    // Recognized at startup 3's first kept line: pid 1268, re-reported from
+    // startup 2 (line 348 of the unfiltered file).
+    let text = fs::read_to_string(dir.path().join(ACTIVE)).expect("read");
+    let line = stats.startup_line.expect("line") as usize;
+    let first: Value =
+        serde_json::from_str(text.lines().nth(line - 1).expect("line")).expect("json");
+    assert_eq!(first["process_exec"]["process"]["pid"], 1268);
+    assert_eq!(
+        first["process_exec"]["process"]["exec_id"],
+        "dm06Mjc3MjE4MDAwMDAwMDoxMjY4"
+    );
+    assert_eq!(procfs_pairs(&snap), expected_without(&["<kernel>"]));
+    assert_eq!(stats.procfs_execs, 312);
+    // Startup 2's procFS processes logged after its pid 1268 line were carried
+    // and dropped again as startup 3 re-reported later ones (or confirmed).
+    assert_eq!((stats.carried_over, stats.carried_dropped), (0, 5));
+}
+
+#[test]
+fn without_kernel_lines_the_remaining_set_matches_the_marked_read() {
+    let dir = filtered_rotation(is_kernel);
+    let (snap, stats) = read(&dir.path().join(ACTIVE)).expect("inferred snapshot");
+    let (marked, _) = read(&rotation_dir().join(ACTIVE)).expect("marked snapshot");
+    assert_eq!(stats.startup_marker, Some(StartupMarker::Inferred));
+    assert_eq!(stats.startups, 3);
+    let want: Vec<_> = marked
+        .processes
+        .iter()
+        .filter(|p| p.binary != "<kernel>")
+        .cloned()
+        .collect();
+    assert_eq!(snap.processes, want);
+    assert_eq!(
+        ids(&snap)
+            .into_iter()
+            .filter(|id| NEVER_EXITED.contains(id))
+            .count(),
+        6
+    );
+}
+
+/// Without `<kernel>` and bash, startup 3's first re-reported process (pid 1)
+/// comes after its 300 new sleeps: they are carried over, and the previous
+/// scan's dead daemon (logged before the re-reported memfd) is dropped again.
+#[test]
+fn without_kernel_and_bash_lines_new_processes_before_the_first_re_report_are_kept() {
+    let dir = filtered_rotation(|l| is_kernel(l) || is_bash(l) || is_exit(l));
+    let (snap, stats) = read(&dir.path().join(ACTIVE)).expect("inferred snapshot");
+    assert_eq!(stats.startup_marker, Some(StartupMarker::Inferred));
+    assert_eq!(stats.startups, 3);
+    assert_eq!(
+        procfs_pairs(&snap),
+        expected_without(&["<kernel>", "/usr/bin/bash"])
+    );
+    assert_eq!(stats.procfs_execs, 305);
+    // 300 sleeps + a python carried (the other 4 came after the re-report);
+    // startup 2's python and daemon, without exits here, dropped again.
+    assert_eq!((stats.carried_over, stats.carried_dropped), (301, 2));
+
+    // With the exits: the same never-exited set as the marked read, minus
+    // what was dropped.
+    let dir = filtered_rotation(|l| is_kernel(l) || is_bash(l));
+    let (snap, _) = read(&dir.path().join(ACTIVE)).expect("inferred snapshot");
+    let (marked, _) = read(&rotation_dir().join(ACTIVE)).expect("marked snapshot");
+    let want: Vec<&str> = marked
+        .processes
+        .iter()
+        .filter(|p| p.binary != "<kernel>" && p.binary != "/usr/bin/bash")
+        .map(|p| p.exec_id.as_str())
+        .collect();
+    assert_eq!(ids(&snap), want);
+}
+
+/// Pod processes (with pod info) in two startups without any host line: the
+/// second startup is used, and a live exec whose exit the stopped Tetragon never
+/// logged is gone with the first.
+#[test]
+fn pod_only_log_with_two_startups_uses_the_second() {
+    let pod_exec = |id: &str, pid: u32, bin: &str, flags: &str| -> String {
+        let mut v: Value = serde_json::from_str(&exec_line(id, pid, bin, flags)).expect("json");
+        v["process_exec"]["process"]["pod"] =
+            serde_json::json!({"namespace": "shop", "name": "web-1", "container": {"name": "web"}});
+        v.to_string()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(ACTIVE);
+    write_lines(
+        &path,
+        &[
+            // Startup 1.
+            pod_exec("nginx", 100, "/usr/sbin/nginx", "procFS"),
+            pod_exec("worker", 101, "/usr/sbin/nginx", "procFS"),
+            pod_exec("curl", 200, "/usr/bin/curl", "execve clone"),
+            exit_line("curl", 200, "execve clone"),
+            pod_exec("sh", 201, "/bin/sh", "execve clone"),
+            // Startup 2 (sh died while Tetragon was down); the new `app`
+            // comes before the first re-reported process.
+            pod_exec("app", 300, "/app", "procFS"),
+            pod_exec("nginx", 100, "/usr/sbin/nginx", "procFS"),
+            exit_line("worker", 101, "procFS"),
+            pod_exec("worker", 101, "/usr/sbin/nginx", "procFS"),
+            pod_exec("ls", 301, "/bin/ls", "execve clone"),
+        ],
+    );
+    let (snap, stats) = read(&path).expect("snapshot");
+    assert_eq!(stats.startups, 2);
+    assert_eq!(stats.startup_marker, Some(StartupMarker::Inferred));
+    assert_eq!(stats.startup_inferred_by, Some(InferredBy::RepeatedExecId));
+    assert_eq!(stats.startup_line, Some(7));
+    assert_eq!(ids(&snap), ["app", "nginx", "worker", "ls"]);
+    assert!(snap
+        .processes
+        .iter()
+        .all(|p| p.pod.as_ref().is_some_and(|pod| pod.namespace == "shop")));
+    // The exit of startup 2's worker came before its procFS line: that exit
+    // was applied to the startup-1 entry, the re-report adds it again.
+    assert_eq!((stats.procfs_execs, stats.carried_over), (4, 1));
+}
+
+/// A restart whose scan re-reports no process of the previous one cannot be
+/// recognized: both scans form one generation, the union minus logged exits.
+#[test]
+fn a_restart_sharing_no_process_with_the_previous_scan_gives_the_union() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(ACTIVE);
+    write_lines(
+        &path,
+        &[
+            exec_line("a", 10, "/a", "procFS"),
+            exec_line("b", 11, "/b", "procFS"),
+            exec_line("x", 20, "/x", "execve clone"),
+            exit_line("a", 10, "procFS"),
+            // Restart; b and x died while Tetragon was down (no exit logged).
+            exec_line("c", 30, "/c", "procFS"),
+            exec_line("d", 31, "/d", "procFS"),
+            exit_line("c", 30, "procFS"),
+        ],
+    );
+    let (snap, stats) = read(&path).expect("snapshot");
+    assert_eq!(stats.startups, 1);
+    assert_eq!(stats.startup_inferred_by, Some(InferredBy::FirstProcfs));
+    assert_eq!(stats.startup_line, Some(1));
+    assert_eq!(ids(&snap), ["b", "x", "d"]);
+    assert_eq!(stats.procfs_execs, 4);
 }

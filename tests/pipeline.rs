@@ -194,6 +194,7 @@ async fn malformed_events_are_skipped_and_counted() {
             replay,
             rate_per_sec: 50,
             faults: Default::default(),
+            export_deny_namespaces: Vec::new(),
         },
         None,
     )

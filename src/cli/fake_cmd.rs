@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
+use crate::fake::export_writer::HELM_DEFAULT_EXPORT_DENY_NAMESPACES;
 use crate::fake::replay;
 use crate::fake::scenario::{DebugFault, Scenario};
 use crate::fake::{FakeSource, FakeTetragon};
@@ -64,6 +65,23 @@ pub struct FakeArgs {
     /// Add N host processes to the process cache (to make a huge GetDebug dump).
     #[arg(long, env = "TETRAGON_LEARNER_FAKE_EXTRA_HOST_PROCESSES")]
     pub extra_host_processes: Option<u32>,
+    /// Leave these namespaces out of the export log (not the gRPC stream), like
+    /// Tetragon's `--export-deny-list '{"namespace":[..]}'`; an empty entry is
+    /// host processes (no pod). `',cilium,kube-system'` is the Helm chart's default.
+    /// Overrides the scenario's `export_deny_namespaces`.
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_FAKE_EXPORT_DENY_NAMESPACES",
+        value_delimiter = ',',
+        num_args = 1,
+        allow_hyphen_values = true,
+        conflicts_with = "export_helm_default_deny_list"
+    )]
+    pub export_deny_namespaces: Option<Vec<String>>,
+    /// Shorthand for the Helm chart's default export deny list: namespaces
+    /// `""` (host), `cilium` and `kube-system`.
+    #[arg(long, env = "TETRAGON_LEARNER_FAKE_EXPORT_HELM_DEFAULT_DENY_LIST")]
+    pub export_helm_default_deny_list: bool,
 }
 
 impl FakeArgs {
@@ -91,6 +109,14 @@ impl FakeArgs {
         if let Some(n) = self.extra_host_processes {
             f.extra_host_processes = n;
         }
+        if self.export_helm_default_deny_list {
+            s.export_deny_namespaces = HELM_DEFAULT_EXPORT_DENY_NAMESPACES
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+        } else if let Some(ns) = &self.export_deny_namespaces {
+            s.export_deny_namespaces = ns.clone();
+        }
     }
 
     pub fn source(&self) -> anyhow::Result<FakeSource> {
@@ -104,6 +130,7 @@ impl FakeArgs {
                 replay: replay::load(path)?,
                 rate_per_sec: self.replay_rate,
                 faults: scenario.faults,
+                export_deny_namespaces: scenario.export_deny_namespaces,
             },
             None => FakeSource::Scenario(scenario),
         })
@@ -120,4 +147,39 @@ pub async fn run(args: FakeArgs) -> anyhow::Result<()> {
         .context("waiting for a shutdown signal")?;
     fake.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        fake: FakeArgs,
+    }
+
+    fn deny_of(args: &[&str]) -> Vec<String> {
+        let mut argv = vec!["x", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let mut s = Scenario::default();
+        cli.fake.apply_overrides(&mut s);
+        s.export_deny_namespaces
+    }
+
+    #[test]
+    fn export_deny_namespaces_keep_the_empty_host_entry() {
+        assert_eq!(
+            deny_of(&["--export-deny-namespaces", ",cilium,kube-system"]),
+            ["", "cilium", "kube-system"]
+        );
+        assert_eq!(
+            deny_of(&["--export-helm-default-deny-list"]),
+            ["", "cilium", "kube-system"]
+        );
+        assert_eq!(deny_of(&["--export-deny-namespaces", "a,b"]), ["a", "b"]);
+        assert!(deny_of(&[]).is_empty());
+    }
 }

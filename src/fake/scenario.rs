@@ -46,6 +46,12 @@ pub struct Scenario {
     pub activity: Activity,
     #[serde(default)]
     pub faults: Faults,
+    /// Namespaces left out of the export log (not the gRPC stream), as
+    /// Tetragon's `--export-deny-list '{"namespace":[..]}'`; `""` = processes
+    /// without pod info (host). Empty = the Tetragon binary's default (export
+    /// all); `["", "cilium", "kube-system"]` = the Helm chart's default.
+    #[serde(default)]
+    pub export_deny_namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

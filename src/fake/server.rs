@@ -41,6 +41,8 @@ pub enum FakeSource {
         replay: Replay,
         rate_per_sec: u32,
         faults: Faults,
+        /// As [`Scenario::export_deny_namespaces`].
+        export_deny_namespaces: Vec<String>,
     },
 }
 
@@ -59,7 +61,16 @@ impl FakeTetragon {
         source: FakeSource,
         export_log: Option<&Path>,
     ) -> Result<Self, FakeError> {
-        let mut export = export_log.map(ExportWriter::open).transpose()?;
+        let deny = match &source {
+            FakeSource::Scenario(s) => &s.export_deny_namespaces,
+            FakeSource::Replay {
+                export_deny_namespaces,
+                ..
+            } => export_deny_namespaces,
+        };
+        let mut export = export_log
+            .map(|path| ExportWriter::open(path).map(|w| w.with_deny_namespaces(deny)))
+            .transpose()?;
         let boot = now_ms();
         let (node, faults) = match &source {
             FakeSource::Scenario(s) => (FakeNode::new(s, boot), s.faults.clone()),
@@ -70,7 +81,8 @@ impl FakeTetragon {
             }
         };
         if let Some(w) = export.as_mut() {
-            // Tetragon writes its /proc scan to the export log when it starts.
+            // Tetragon writes its /proc scan to the export log when it starts
+            // (through the same export deny list as every other event).
             let startup = match &source {
                 FakeSource::Scenario(_) => node.startup_events(boot),
                 FakeSource::Replay { replay, .. } => replay.startup.clone(),

@@ -50,22 +50,16 @@ pub enum ExportLogError {
         source: std::io::Error,
     },
 
-    /// The files were read but hold no startup scan (no procFS exec of pid 0), so
-    /// they cannot say what was running: claiming a snapshot would be a guess.
+    /// The files were read but hold no procFS exec at all (no startup scan, with
+    /// or without its pid 0 marker), so they cannot say what was running.
     #[error(
-        "no Tetragon startup found in the export log ({} lines read from {}; {} procFS \
-         lines without their startup marker): the startup scan was rotated away or \
-         Tetragon never started while exporting; use the debug-api snapshot source or \
-         raise --export-file-max-backups",
+        "no Tetragon startup found in the export log ({} lines read from {}; no procFS \
+         lines): the startup scan was rotated away or Tetragon never started while \
+         exporting; use the debug-api snapshot source or raise --export-file-max-backups",
         .lines,
-        join_paths(.files),
-        .orphan_procfs_execs
+        join_paths(.files)
     )]
-    NoStartupFound {
-        files: Vec<PathBuf>,
-        lines: u64,
-        orphan_procfs_execs: u64,
-    },
+    NoStartupFound { files: Vec<PathBuf>, lines: u64 },
 }
 
 impl ExportLogError {

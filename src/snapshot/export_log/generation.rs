@@ -2,10 +2,39 @@
 //! processes alive at the end of the log, as seen since Tetragon's last startup.
 //!
 //! At startup Tetragon scans `/proc` and logs one `process_exec` with the
-//! `procFS` flag per running process, pid 0 `<kernel>` first. That first line
-//! marks a *generation*; each new one replaces the previous, since a restarted
-//! Tetragon re-reports everything still running (under new exec_ids, so the
-//! old generation cannot be merged). Within a generation:
+//! `procFS` flag per running process, pid 0 `<kernel>` first. Each scan starts a
+//! *generation*; a newer one replaces the previous, since a restarted Tetragon
+//! re-reports everything still running (so what the old generation knew but
+//! the new scan does not report has ended while no Tetragon watched).
+//!
+//! Where a generation starts:
+//! - **kernel marker** (authoritative): the procFS exec of pid 0 `<kernel>`.
+//!   A generation started by it ends only at the next such line.
+//! - **inferred**, when the marker is not exported (Tetragon's Helm chart
+//!   default `exportDenyList` drops namespace `""`, i.e. every host process,
+//!   `<kernel>` included) and the current generation was not started by a
+//!   marker: at the first procFS exec of the log, and again at every procFS
+//!   exec that *re-reports* a process of the current generation: its exec_id
+//!   was already logged as a procFS exec in it (procFS exec_ids are the process
+//!   start time in clock ticks plus the pid, the same in every scan), or its pid
+//!   was (the pid was reused while Tetragon was down). One scan never reports a
+//!   process twice, so either means a newer scan.
+//!
+//! An inferred start is recognized late: the new scan's lines for processes the
+//! old scan did not report (started or first exec'd since) may come before its
+//! first re-reported one, and landed in the old generation. So at an inferred
+//! start the old generation's still-alive procFS processes logged *after* the
+//! old scan's line of the re-reported process are carried over; each further
+//! re-report moves that cut later and drops the carried entries before it
+//! (those belong to an older scan and were not re-reported so far: if still
+//! alive they come again under the same exec_id). Old-scan processes logged
+//! after the last re-reported one that died while Tetragon was down stay
+//! (counted in [`GenerationCounts::carried_over`]); live execs logged between
+//! the new scan's start and its first re-report are dropped with the old
+//! generation. If the new scan re-reports nothing of the old one, no start is
+//! seen: the result is the union of both, minus logged exits.
+//!
+//! Within a generation:
 //! - any exec (procFS or live) adds a process, and replaces the live entry of the
 //!   same pid: an `execve` without fork (shell `exec`, `setsid`, pyenv shims)
 //!   gets a new exec_id and Tetragon logs no exit for the image it replaced;
@@ -14,6 +43,7 @@
 //! - the scan's lines are interleaved with live events, so nothing assumes the
 //!   scan is one block.
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use serde::Serialize;
 
@@ -28,11 +58,54 @@ pub struct LinePos {
     pub line_no: u64,
 }
 
+/// How a generation's start was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartupMarker {
+    /// The procFS exec of pid 0 `<kernel>`.
+    Kernel,
+    /// No marker: see [`InferredBy`].
+    Inferred,
+}
+
+impl StartupMarker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Inferred => "inferred",
+        }
+    }
+}
+
+/// Why an inferred generation started where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferredBy {
+    /// The first procFS exec of the log.
+    FirstProcfs,
+    /// A procFS exec whose exec_id the current generation already logged as procFS.
+    RepeatedExecId,
+    /// A procFS exec whose pid the current generation already logged as procFS.
+    RepeatedPid,
+}
+
+impl InferredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstProcfs => "first_procfs",
+            Self::RepeatedExecId => "repeated_exec_id",
+            Self::RepeatedPid => "repeated_pid",
+        }
+    }
+}
+
 /// What one event did to the fold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     /// The procFS exec of pid 0: a new generation began here.
     StartupBegan,
+    /// A procFS exec without marker began a new generation (see [`InferredBy`]).
+    StartupInferred(InferredBy),
     ProcfsExec,
     /// A live (BPF) exec added a process.
     Exec,
@@ -41,7 +114,7 @@ pub enum Applied {
     /// An exit of a process this generation never saw exec (fork-only children,
     /// processes started before the scan's generation).
     ExitUnmatched,
-    /// Before any startup marker: nothing to apply it to.
+    /// Before any procFS exec: nothing to apply it to.
     BeforeStartup,
     /// An exec/exit without a process or exec_id: cannot be applied.
     Incomplete,
@@ -52,18 +125,30 @@ pub enum Applied {
 /// Counters of the current generation (reset when a newer startup begins).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GenerationCounts {
+    /// procFS execs attributed to this generation (carried-over ones included).
     pub procfs_execs: u64,
     pub live_execs: u64,
     pub exits_applied: u64,
     pub exits_unmatched: u64,
     /// Live entries replaced by a later exec of the same pid (or exec_id).
     pub superseded: u64,
+    /// Inferred start only: procFS processes taken over from the previous
+    /// generation because they were logged after its last re-reported line
+    /// (still held at the end: not dropped, not re-reported, not exited).
+    pub carried_over: u64,
+    /// Inferred start only: carried entries dropped again because the new scan
+    /// re-reported a process logged after them.
+    pub carried_dropped: u64,
 }
 
 /// The result of the fold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompletedGeneration {
+    /// Where the start was recognized (the marker, or the inferred line).
     pub started_at: LinePos,
+    pub marker: StartupMarker,
+    /// For an inferred start: why there.
+    pub inferred_by: Option<InferredBy>,
     /// Startup generations seen in the whole log (the last one is this).
     pub startups: u64,
     pub counts: GenerationCounts,
@@ -75,14 +160,22 @@ pub struct CompletedGeneration {
 #[derive(Debug, Default)]
 pub struct Generation {
     started_at: Option<LinePos>,
+    marker: Option<StartupMarker>,
+    inferred_by: Option<InferredBy>,
     startups: u64,
     counts: GenerationCounts,
-    /// procFS execs seen before any startup marker (their scan's start was
-    /// rotated away); reported when no startup is found.
-    orphan_procfs_execs: u64,
     live: BTreeMap<LinePos, SnapshotProcess>,
     by_exec_id: HashMap<String, LinePos>,
     by_pid: HashMap<u32, LinePos>,
+    /// procFS execs logged in this generation (alive or not, carried ones not
+    /// included): what a newer scan would re-report.
+    procfs_ids: HashMap<String, LinePos>,
+    procfs_pids: HashMap<u32, LinePos>,
+    /// After an inferred start: the previous generation's `procfs_ids`, and the
+    /// latest of their positions the new scan re-reported so far. Carried entries
+    /// logged before that cut belong to an older scan.
+    prev_procfs_ids: HashMap<String, LinePos>,
+    carry_cut: Option<LinePos>,
 }
 
 impl Generation {
@@ -93,10 +186,6 @@ impl Generation {
     /// Startup generations seen so far.
     pub fn startups(&self) -> u64 {
         self.startups
-    }
-
-    pub fn orphan_procfs_execs(&self) -> u64 {
-        self.orphan_procfs_execs
     }
 
     /// Processes currently alive in the fold.
@@ -123,23 +212,69 @@ impl Generation {
         }
     }
 
+    /// Whether a procFS exec starts a generation, and how.
+    fn startup_of(&self, exec_id: &str, pid: Option<u32>) -> Option<(StartupMarker, Start)> {
+        if pid == Some(0) {
+            return Some((StartupMarker::Kernel, Start::Fresh));
+        }
+        if self.started_at.is_none() {
+            return Some((
+                StartupMarker::Inferred,
+                Start::Inferred(InferredBy::FirstProcfs, None),
+            ));
+        }
+        if self.marker != Some(StartupMarker::Inferred) {
+            return None;
+        }
+        if let Some(&old) = self.procfs_ids.get(exec_id) {
+            return Some((
+                StartupMarker::Inferred,
+                Start::Inferred(InferredBy::RepeatedExecId, Some(old)),
+            ));
+        }
+        let old = pid.and_then(|pid| self.procfs_pids.get(&pid)).copied()?;
+        Some((
+            StartupMarker::Inferred,
+            Start::Inferred(InferredBy::RepeatedPid, Some(old)),
+        ))
+    }
+
     fn exec(&mut self, pos: LinePos, p: &Process, node_name: &str) -> Applied {
         let procfs = has_flag_word(&p.flags, "procFS");
         let pid = p.pid.as_ref().map(|w| w.value);
-        if procfs && pid == Some(0) {
-            self.begin(pos);
-        } else if self.started_at.is_none() {
-            if procfs {
-                self.orphan_procfs_execs += 1;
+        let mut began = None;
+        if procfs {
+            if let Some((marker, start)) = self.startup_of(&p.exec_id, pid) {
+                self.begin(pos, marker, start);
+                began = Some(match start {
+                    Start::Fresh => Applied::StartupBegan,
+                    Start::Inferred(by, _) => Applied::StartupInferred(by),
+                });
             }
-            return Applied::BeforeStartup;
         }
+        let Some(started_at) = self.started_at else {
+            return Applied::BeforeStartup;
+        };
+        // A carried entry (logged before the start) replaced by a procFS exec
+        // is the new scan's own line for it: count the process once.
+        let uncarry = |counts: &mut GenerationCounts, old: LinePos| {
+            if old < started_at {
+                counts.carried_over -= 1;
+                if procfs {
+                    counts.procfs_execs -= 1;
+                }
+            }
+        };
         if let Some(old) = self.by_exec_id.get(&p.exec_id).copied() {
             self.remove(old);
-            self.counts.superseded += 1;
+            uncarry(&mut self.counts, old);
+            if old >= started_at || !procfs {
+                self.counts.superseded += 1;
+            }
         }
         if let Some(old) = pid.and_then(|pid| self.by_pid.get(&pid).copied()) {
             self.remove(old);
+            uncarry(&mut self.counts, old);
             self.counts.superseded += 1;
         }
         self.by_exec_id.insert(p.exec_id.clone(), pos);
@@ -149,13 +284,20 @@ impl Generation {
         self.live.insert(pos, process_to_snapshot(p, node_name));
         if procfs {
             self.counts.procfs_execs += 1;
+            self.procfs_ids.insert(p.exec_id.clone(), pos);
+            if let Some(pid) = pid {
+                self.procfs_pids.insert(pid, pos);
+            }
+            if let Some(old) = self.prev_procfs_ids.get(&p.exec_id).copied() {
+                self.drop_carried_before(old);
+            }
         } else {
             self.counts.live_execs += 1;
         }
-        match (procfs, pid) {
-            (true, Some(0)) => Applied::StartupBegan,
-            (true, _) => Applied::ProcfsExec,
-            (false, _) => Applied::Exec,
+        match (began, procfs) {
+            (Some(applied), _) => applied,
+            (None, true) => Applied::ProcfsExec,
+            (None, false) => Applied::Exec,
         }
     }
 
@@ -167,6 +309,9 @@ impl Generation {
             Some(pos) => {
                 self.remove(pos);
                 self.counts.exits_applied += 1;
+                if self.started_at.is_some_and(|start| pos < start) {
+                    self.counts.carried_over -= 1;
+                }
                 Applied::Exit
             }
             None => {
@@ -176,13 +321,55 @@ impl Generation {
         }
     }
 
-    fn begin(&mut self, pos: LinePos) {
+    fn begin(&mut self, pos: LinePos, marker: StartupMarker, start: Start) {
+        let old_live = std::mem::take(&mut self.live);
+        let old_procfs_ids = std::mem::take(&mut self.procfs_ids);
         self.started_at = Some(pos);
+        self.marker = Some(marker);
         self.startups += 1;
         self.counts = GenerationCounts::default();
-        self.live.clear();
         self.by_exec_id.clear();
         self.by_pid.clear();
+        self.procfs_pids.clear();
+        self.prev_procfs_ids.clear();
+        self.carry_cut = None;
+        self.inferred_by = None;
+        let Start::Inferred(by, cut) = start else {
+            return;
+        };
+        self.inferred_by = Some(by);
+        let Some(cut) = cut else {
+            return;
+        };
+        for (at, p) in old_live.range((Bound::Excluded(cut), Bound::Unbounded)) {
+            if p.has_flag("procFS") {
+                self.by_exec_id.insert(p.exec_id.clone(), *at);
+                if p.pid != 0 {
+                    self.by_pid.insert(p.pid, *at);
+                }
+                self.live.insert(*at, p.clone());
+                self.counts.procfs_execs += 1;
+                self.counts.carried_over += 1;
+            }
+        }
+        self.prev_procfs_ids = old_procfs_ids;
+        self.carry_cut = Some(cut);
+    }
+
+    /// The new scan re-reported a process the previous one logged at `old`:
+    /// carried entries logged before it came from an older scan.
+    fn drop_carried_before(&mut self, old: LinePos) {
+        if self.carry_cut.is_some_and(|cut| cut >= old) {
+            return;
+        }
+        self.carry_cut = Some(old);
+        let stale: Vec<LinePos> = self.live.range(..old).map(|(at, _)| *at).collect();
+        for at in stale {
+            self.remove(at);
+            self.counts.procfs_execs -= 1;
+            self.counts.carried_over -= 1;
+            self.counts.carried_dropped += 1;
+        }
     }
 
     fn remove(&mut self, pos: LinePos) {
@@ -202,11 +389,22 @@ impl Generation {
         let started_at = self.started_at?;
         Some(CompletedGeneration {
             started_at,
+            marker: self.marker.unwrap_or(StartupMarker::Kernel),
+            inferred_by: self.inferred_by,
             startups: self.startups,
             counts: self.counts,
             processes: self.live.into_values().collect(),
         })
     }
+}
+
+/// How a generation begins: afresh, or inferred (with, after a re-report, the
+/// previous generation's position of the re-reported process: its procFS
+/// entries logged after it are carried over).
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Fresh,
+    Inferred(InferredBy, Option<LinePos>),
 }
 
 /// A process that can be tracked: it must have an exec_id to be exited by.
@@ -266,15 +464,102 @@ mod tests {
     }
 
     #[test]
-    fn nothing_before_a_startup_counts() {
+    fn nothing_before_the_first_procfs_exec_counts() {
         let (g, applied) = fold(&[
-            exec("a", 10, "/a", "procFS"),
             exec("b", 11, "/b", "execve"),
             exit("b", 11, ""),
+            exit("c", 12, "procFS"),
         ]);
         assert_eq!(applied, [Applied::BeforeStartup; 3]);
-        assert_eq!(g.orphan_procfs_execs(), 1);
         assert!(g.finish().is_none());
+    }
+
+    #[test]
+    fn without_marker_the_first_procfs_exec_starts_an_inferred_generation() {
+        let (g, applied) = fold(&[
+            exec("old", 5, "/old", "execve"),
+            exec("a", 10, "/a", "procFS"),
+            exec("b", 11, "/b", "procFS"),
+        ]);
+        use Applied::*;
+        assert_eq!(
+            applied,
+            [
+                BeforeStartup,
+                StartupInferred(InferredBy::FirstProcfs),
+                ProcfsExec
+            ]
+        );
+        let c = g.finish().expect("inferred");
+        assert_eq!(c.marker, StartupMarker::Inferred);
+        assert_eq!(c.inferred_by, Some(InferredBy::FirstProcfs));
+        assert_eq!(ids(&c), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_re_reported_exec_id_or_pid_starts_a_new_inferred_generation() {
+        let (g, applied) = fold(&[
+            exec("a", 10, "/a", "procFS"),
+            exec("b", 11, "/b", "procFS"),
+            exec("x", 20, "/x", "execve clone"),
+            // Restart: `a` is re-reported under the same exec_id.
+            exec("a", 10, "/a", "procFS"),
+            exec("b", 11, "/b", "procFS"),
+            // Restart: pid 11 again, under another exec_id (pid reused).
+            exec("b2", 11, "/b", "procFS"),
+        ]);
+        use Applied::*;
+        assert_eq!(applied[3], StartupInferred(InferredBy::RepeatedExecId));
+        assert_eq!(applied[4], ProcfsExec);
+        assert_eq!(applied[5], StartupInferred(InferredBy::RepeatedPid));
+        assert_eq!(g.startups(), 3);
+        let c = g.finish().expect("inferred");
+        assert_eq!(c.started_at.line_no, 6);
+        assert_eq!(ids(&c), ["b2"]);
+    }
+
+    #[test]
+    fn new_processes_before_the_first_re_report_are_carried_over() {
+        let (g, applied) = fold(&[
+            // Scan 1: a, e1, b, e2 (e1 and e2 die while Tetragon is down).
+            exec("a", 10, "/a", "procFS"),
+            exec("e1", 12, "/e1", "procFS"),
+            exec("b", 11, "/b", "procFS"),
+            exec("e2", 13, "/e2", "procFS"),
+            exec("y", 21, "/y", "execve clone"),
+            // Scan 2: c is new, logged before the first re-report (a).
+            exec("c", 30, "/c", "procFS"),
+            exec("a", 10, "/a", "procFS"),
+            exec("b", 11, "/b", "procFS"),
+            exec("z", 31, "/z", "execve clone"),
+        ]);
+        assert_eq!(
+            applied[6],
+            Applied::StartupInferred(InferredBy::RepeatedExecId)
+        );
+        let c = g.finish().expect("inferred");
+        // y (live, no exit) went with scan 1; e1 was dropped when b (logged
+        // after it in scan 1) was re-reported; e2, logged after every re-reported
+        // process, cannot be told from a new one and stays.
+        assert_eq!(ids(&c), ["e2", "c", "a", "b", "z"]);
+        assert_eq!(c.counts.carried_over, 2);
+        assert_eq!(c.counts.carried_dropped, 1);
+        assert_eq!(c.counts.procfs_execs, 4);
+    }
+
+    #[test]
+    fn a_kernel_marked_generation_ignores_re_reports() {
+        let (g, applied) = fold(&[
+            exec("a", 10, "/a", "procFS"),
+            exec("k", 0, "<kernel>", "procFS"),
+            exec("a", 10, "/a", "procFS"),
+            exec("a", 10, "/a", "procFS"),
+        ]);
+        assert_eq!(applied[1], Applied::StartupBegan);
+        assert_eq!(applied[3], Applied::ProcfsExec);
+        let c = g.finish().expect("marked");
+        assert_eq!((c.marker, c.startups), (StartupMarker::Kernel, 2));
+        assert_eq!(ids(&c), ["k", "a"]);
     }
 
     #[test]
@@ -321,7 +606,8 @@ mod tests {
                 live_execs: 2,
                 exits_applied: 2,
                 exits_unmatched: 1,
-                superseded: 0
+                superseded: 0,
+                ..GenerationCounts::default()
             }
         );
     }

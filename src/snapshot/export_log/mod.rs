@@ -13,10 +13,16 @@
 //! - [`generation`]: the pure fold from events to the live set;
 //! - [`reader`]: the shell that ties them together.
 //!
-//! Without any startup marker the read fails with
-//! [`ExportLogError::NoStartupFound`] instead of guessing from procFS lines
-//! whose scan was partly rotated away: a partial scan would silently miss
-//! processes, and the caller can fall back or report it.
+//! The startup is found by pid 0's procFS exec when the log has it. Tetragon's
+//! Helm chart exports no host process by default (`exportDenyList` namespace
+//! `""`), `<kernel>` included: then the startup is *inferred* from the procFS
+//! lines themselves (see [`generation`]), reported as
+//! [`ExportLogStats::startup_marker`] `inferred` and logged as a warning, since
+//! without the marker a scan whose beginning was rotated away cannot be told
+//! from a complete one (its lost part is silently missing), and a restart is
+//! only recognized when the new scan re-reports a process of the previous one.
+//! With no procFS line at all the read fails with
+//! [`ExportLogError::NoStartupFound`].
 //!
 //! Limits: the log says nothing about processes whose exit Tetragon dropped
 //! or never exported (filters, rate limits), and it may be stale: see
@@ -31,6 +37,8 @@ pub mod stats;
 
 pub use error::ExportLogError;
 pub use files::{ExportLogLocation, EXPORT_LOG_PATH, LEGACY_EXPORT_LOG_PATH};
-pub use generation::{Applied, CompletedGeneration, Generation, GenerationCounts, LinePos};
+pub use generation::{
+    Applied, CompletedGeneration, Generation, GenerationCounts, InferredBy, LinePos, StartupMarker,
+};
 pub use reader::{read_file_set, read_snapshot};
 pub use stats::ExportLogStats;

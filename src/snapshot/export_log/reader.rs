@@ -4,7 +4,7 @@ use tracing::{info, warn};
 
 use super::error::ExportLogError;
 use super::files::{discover, open_all, ExportFileSet, ExportLogLocation, OpenedFile};
-use super::generation::{Applied, CompletedGeneration, Generation};
+use super::generation::{Applied, CompletedGeneration, Generation, InferredBy, StartupMarker};
 use super::lines::{file_lines, Line};
 use super::parse::{parse_line, ParsedLine};
 use super::stats::ExportLogStats;
@@ -40,22 +40,32 @@ pub fn read_file_set(
     }
     stats.newest_event_time = newest.and_then(|(s, n)| rfc3339_from_parts(s, n));
     stats.startups = fold.startups();
-    let orphans = fold.orphan_procfs_execs();
     let Some(done) = fold.finish() else {
         warn_skips(&stats);
         return Err(ExportLogError::NoStartupFound {
             files: stats.files_read.clone(),
             lines: stats.lines,
-            orphan_procfs_execs: orphans,
         });
     };
     let snapshot = finish_stats(done, &mut stats);
     warn_skips(&stats);
+    if stats.startup_marker == Some(StartupMarker::Inferred) {
+        warn!(
+            file = ?stats.startup_file,
+            line = stats.startup_line,
+            inferred_by = stats.startup_inferred_by.map(InferredBy::as_str),
+            carried_over = stats.carried_over,
+            "Tetragon export log has no startup marker (pid 0 <kernel> not exported, as with \
+             the Helm chart's default export deny list); startup inferred from procFS lines: \
+             a scan whose beginning was rotated away cannot be told from a complete one"
+        );
+    }
     info!(
         files = stats.files_read.len(),
         lines = stats.lines,
         bytes = stats.bytes,
         startups = stats.startups,
+        startup_marker = stats.startup_marker.map(StartupMarker::as_str),
         procfs_execs = stats.procfs_execs,
         processes = snapshot.processes.len(),
         "snapshot built from Tetragon export log"
@@ -66,6 +76,10 @@ pub fn read_file_set(
 fn finish_stats(done: CompletedGeneration, stats: &mut ExportLogStats) -> ProcessSnapshot {
     stats.startup_file = stats.files_read.get(done.started_at.file_index).cloned();
     stats.startup_line = Some(done.started_at.line_no);
+    stats.startup_marker = Some(done.marker);
+    stats.startup_inferred_by = done.inferred_by;
+    stats.carried_over = done.counts.carried_over;
+    stats.carried_dropped = done.counts.carried_dropped;
     stats.procfs_execs = done.counts.procfs_execs;
     stats.live_execs = done.counts.live_execs;
     stats.exits_applied = done.counts.exits_applied;

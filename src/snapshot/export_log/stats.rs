@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::generation::{InferredBy, StartupMarker};
+
 /// Counters of one export-log read. Line counters cover every file read;
 /// `procfs_execs` .. `superseded` describe only the startup that was used.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -23,9 +25,15 @@ pub struct ExportLogStats {
     pub execs: u64,
     /// All `process_exit` lines.
     pub exits: u64,
-    /// Startup generations found (procFS exec of pid 0).
+    /// Startup generations found (marked by pid 0's procFS exec, or inferred).
     pub startups: u64,
-    /// Where the used startup begins.
+    /// How the used startup was found: `kernel` (pid 0 `<kernel>`'s procFS
+    /// exec) or `inferred` (no marker in the log, e.g. Tetragon's Helm default
+    /// export deny list; see the module docs for what that cannot tell).
+    pub startup_marker: Option<StartupMarker>,
+    /// For an inferred startup: `first_procfs`, `repeated_exec_id` or `repeated_pid`.
+    pub startup_inferred_by: Option<InferredBy>,
+    /// Where the used startup begins (an inferred one: where it was recognized).
     pub startup_file: Option<PathBuf>,
     pub startup_line: Option<u64>,
     /// procFS execs of the used startup.
@@ -37,6 +45,11 @@ pub struct ExportLogStats {
     pub exits_unmatched: u64,
     /// Entries replaced by a later exec of the same pid.
     pub superseded: u64,
+    /// Inferred startup only: procFS processes taken over from the previous
+    /// generation (logged before the restart was recognized) and still held.
+    pub carried_over: u64,
+    /// Inferred startup only: carried entries dropped as an older scan's.
+    pub carried_dropped: u64,
     /// Not JSON, or JSON that is not a `GetEventsResponse`.
     pub skipped_malformed: u64,
     pub skipped_non_utf8: u64,
