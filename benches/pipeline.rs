@@ -151,6 +151,7 @@ fn scenario(execs: u64) -> Scenario {
             start: StartMode::OnFirstClient,
         },
         faults: Default::default(),
+        ..Default::default()
     }
 }
 
