@@ -93,7 +93,11 @@ async fn debug_reads_a_running_agent_through_its_socket_and_operators_lock_it() 
     )
     .await
     .unwrap();
-    assert!(unknown.unwrap_err().contains("no learner"));
+    let unknown = unknown.unwrap_err();
+    assert!(
+        unknown.contains("404") && unknown.contains("no learner"),
+        "{unknown}"
+    );
     let status = blocking_request(socket.clone(), "GET", "/v1/status".to_string())
         .await
         .unwrap()

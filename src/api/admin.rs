@@ -6,7 +6,8 @@
 //! - `GET  /v1/profiles`                durable profiles, documented JSON view
 //! - `GET  /v1/status`                  connection and snapshot status
 //! - `GET  /v1/snapshot`                a fresh process snapshot (not fed to learners)
-//! - `POST /v1/lock|unlock|reset?key=K` operator commands
+//! - `POST /v1/lock|unlock|reset?key=K` operator commands (404 unknown key,
+//!   409 refused by the state machine, 503 not durable yet)
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::ingest::ingester::{EventIngester, OperateOn};
+use crate::learner::actor::OperateError;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::view::ProfileView;
@@ -95,7 +97,11 @@ async fn operate(s: AdminState, key: &str, input: LearnerInput) -> Response {
     };
     match s.ingester.send(OperateOn { key, input }).await {
         Ok(Ok(p)) => Json(ProfileView::from(&p)).into_response(),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Ok(Err(e @ OperateError::NoLearner(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ OperateError::Refused(_))) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e @ OperateError::NotDurable(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

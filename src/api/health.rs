@@ -52,12 +52,16 @@ async fn metrics(
     )
 }
 
-pub async fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<()> {
+/// Binds first (before the agent starts), so a taken port fails fast and clean.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: HealthState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

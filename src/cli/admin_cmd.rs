@@ -49,6 +49,6 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 fn keyed(verb: &str, key: &str) -> anyhow::Result<String> {
-    LearnerKey::parse(key)?;
+    LearnerKey::parse(key).map_err(|e| super::UsageError(e.to_string()))?;
     Ok(format!("/v1/{verb}?key={}", encode_query_value(key)))
 }

@@ -64,7 +64,7 @@ pub enum DebugError {
     Admin(#[from] crate::api::admin_client::AdminClientError),
     #[error("the admin socket answered something that is not a database scan: {0}")]
     AdminAnswer(String),
-    #[error("no database at {}: not a directory (debug never creates one)", .0.display())]
+    #[error("no database at {}: {} (reading never creates one; give the agent's --db directory)", .0.display(), if .0.exists() { "not a directory" } else { "no such directory" })]
     NoDatabase(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,6 +88,9 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
         // A usage error (exit 2), like clap's own: the flags are global, so clap
         // cannot require one of them before it has seen the subcommand's.
         return Err(super::UsageError(DebugError::NoSource.to_string()).into());
+    }
+    if let DebugCommand::Show { key } = &args.command {
+        LearnerKey::parse(key).map_err(|e| super::UsageError(e.to_string()))?;
     }
     let scan = load(args.db.as_deref(), args.admin_socket.as_deref())?;
     let format = args.format;

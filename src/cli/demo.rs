@@ -73,7 +73,15 @@ pub fn learned_all(profiles: &[Profile], scenario: &Scenario, execs_done: u64) -
 pub fn render_profiles(profiles: &[Profile]) -> String {
     let mut out = String::new();
     for p in profiles {
-        let partial: Vec<String> = p.partial_reasons.iter().map(|r| format!("{r:?}")).collect();
+        let partial: Vec<String> = p
+            .partial_reasons
+            .iter()
+            .filter_map(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })
+            .collect();
         out.push_str(&format!(
             "{}  state={} {}{}\n",
             escape_for_terminal(&p.key.to_string()),

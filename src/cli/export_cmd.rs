@@ -102,6 +102,22 @@ pub fn render(
         });
     }
     warnings.extend(profiles.iter().filter_map(partial_warning));
+    let left_out: Vec<String> = profiles
+        .iter()
+        .flat_map(|p| {
+            p.executables
+                .values()
+                .filter(|r| !opts.keeps(r))
+                .map(move |r| format!("{} {}", p.key, r.path))
+        })
+        .collect();
+    if !left_out.is_empty() {
+        warnings.push(format!(
+            "{} executables seen only as exec probes or exec sessions are left out of the allow-lists (liveness/readiness probes that run them would be denied): {}; add --include-exec-probes / --include-exec-sessions to keep them",
+            left_out.len(),
+            left_out.join(", ")
+        ));
+    }
     let (_, skipped) = group_by_workload(profiles);
     for (p, why) in skipped {
         let why = match why {
@@ -147,7 +163,15 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         include_exec_sessions: args.include_exec_sessions,
         workload_label: args.workload_label.clone(),
     };
-    let store = open_for_debug(Some(&args.db)).map_err(ExportCmdError::from)?;
+    let store = match open_for_debug(Some(&args.db)) {
+        Err(super::debug_cmd::DebugError::Store(crate::store::StoreError::Locked { path })) => {
+            anyhow::bail!(
+                "database {} is locked by a running agent; export reads a stopped agent's database: stop the agent (or copy the directory while it is stopped) and run export again",
+                path.display()
+            )
+        }
+        other => other.map_err(ExportCmdError::from)?,
+    };
     let (profiles, bad) = store.scan().map_err(ExportCmdError::from)?;
     drop(store);
     if !bad.is_empty() {
@@ -188,6 +212,12 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), ExportCmdError> {
     tmp.write_all(text.as_bytes())
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| fail(e.to_string()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    // The error of a failed rename names the temporary file; say what it is about.
+    tmp.persist(path).map_err(|e| {
+        fail(format!(
+            "cannot move the finished file into place: {}",
+            e.error.kind()
+        ))
+    })?;
     Ok(())
 }

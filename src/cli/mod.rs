@@ -58,11 +58,11 @@ pub enum Command {
     Snapshot(snapshot_cmd::SnapshotArgs),
     /// Serve a fake Tetragon (scenario or replay, with faults).
     FakeTetragon(fake_cmd::FakeArgs),
-    /// Inspect a stopped agent's database: list, show KEY, dump, stats, check.
+    /// Inspect learned state (list, show KEY, dump, stats, check): a stopped agent's --db, or a running agent's --admin-socket.
     Debug(debug_cmd::DebugArgs),
     /// Operator commands for a running agent (lock, unlock, reset, status) via its admin socket.
     Admin(admin_cmd::AdminArgs),
-    /// Export learned profiles as JSON, policy proposals or Tetragon TracingPolicyNamespaced.
+    /// Export learned profiles (a stopped agent's --db) as JSON, policy proposals or Tetragon TracingPolicyNamespaced.
     Export(export_cmd::ExportArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
@@ -71,8 +71,17 @@ pub enum Command {
 /// Runs a parsed command. Actors need an actix System, so everything runs in
 /// one, on a multi-threaded tokio runtime.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
-    // The demo's output is its report; keep routine logs out of its way.
-    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" {
+    // One-shot commands print their result (or one error line); routine logs
+    // would only get in the way.
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Snapshot(_)
+            | Command::Debug(_)
+            | Command::Export(_)
+            | Command::Admin(_)
+    );
+    let level = if quiet && cli.log_level == "info" {
         "warn"
     } else {
         cli.log_level.as_str()

@@ -119,36 +119,39 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Everything that can fail on the command line's account is checked before
+    // the agent starts: a taken port or socket path stops it at once, cleanly.
+    let metrics_listener = match args.metrics_address {
+        Some(addr) => Some(health::bind(addr).await.with_context(|| {
+            format!("cannot listen on --metrics-address {addr}; pick a free port")
+        })?),
+        None => None,
+    };
+    let admin_listener = match &args.admin_socket {
+        Some(path) => Some(admin::bind(path).await?),
+        None => None,
+    };
     let agent = Agent::start(args.agent_config()).await?;
-    if let Some(addr) = args.metrics_address {
+    if let Some(listener) = metrics_listener {
         let state = HealthState {
             metrics: agent.metrics.clone(),
             connection: agent.connection_status.clone(),
             snapshot: agent.snapshot_status.clone(),
         };
-        let listener_check = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on --metrics-address {addr}; pick a free port")
-        })?;
-        drop(listener_check);
         tokio::spawn(async move {
-            if let Err(e) = health::serve(addr, state).await {
-                tracing::error!(error = %e, %addr, "health/metrics server stopped");
+            if let Err(e) = health::serve(listener, state).await {
+                tracing::error!(error = %e, "health/metrics server stopped");
             }
         });
     }
-    let admin = match &args.admin_socket {
-        Some(path) => {
-            let listener = admin::bind(path).await?;
-            let state = agent.admin_state();
-            let path = path.clone();
-            Some(tokio::spawn(async move {
-                if let Err(e) = admin::serve(listener, state).await {
-                    tracing::error!(error = %e, socket = %path.display(), "admin socket server stopped");
-                }
-            }))
-        }
-        None => None,
-    };
+    let admin = admin_listener.map(|listener| {
+        let state = agent.admin_state();
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(listener, state).await {
+                tracing::error!(error = %e, "admin socket server stopped");
+            }
+        })
+    });
     let signal = super::signals::wait_for_shutdown()
         .await
         .context("installing signal handlers")?;

@@ -57,7 +57,10 @@ pub fn render_table(s: &ProcessSnapshot) -> String {
 }
 
 pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
-    let (snap, report) = take(&args.tetragon.snapshot_options()).await?;
+    let (mut snap, report) = take(&args.tetragon.snapshot_options()).await?;
+    // Stable output for people and diffs.
+    snap.processes
+        .sort_by(|a, b| (a.pid, &a.exec_id).cmp(&(b.pid, &b.exec_id)));
     if let Some(reason) = &report.fallback_reason {
         tracing::warn!(reason = %reason, "GetDebug unavailable: snapshot served from the export log");
     }

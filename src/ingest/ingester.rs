@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::api::metrics::Metrics;
-use crate::learner::actor::{Apply, Drain, GetProfile, LearnerActor, Operate};
+use crate::learner::actor::{Apply, Drain, GetProfile, LearnerActor, Operate, OperateError};
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
@@ -36,7 +36,7 @@ pub struct SnapshotTaken(pub ProcessSnapshot);
 
 /// Operator command for one learner; creates nothing.
 #[derive(Message)]
-#[rtype(result = "Result<Profile, String>")]
+#[rtype(result = "Result<Profile, OperateError>")]
 pub struct OperateOn {
     pub key: LearnerKey,
     pub input: LearnerInput,
@@ -284,16 +284,16 @@ impl Handler<SnapshotTaken> for EventIngester {
 }
 
 impl Handler<OperateOn> for EventIngester {
-    type Result = ResponseFuture<Result<Profile, String>>;
+    type Result = ResponseFuture<Result<Profile, OperateError>>;
     fn handle(&mut self, msg: OperateOn, _: &mut Self::Context) -> Self::Result {
         let Some(addr) = self.learners.get(&msg.key).cloned() else {
             let key = msg.key.to_string();
-            return Box::pin(async move { Err(format!("no learner {key}; see `debug list`")) });
+            return Box::pin(async move { Err(OperateError::NoLearner(key)) });
         };
         Box::pin(async move {
             addr.send(Operate(msg.input))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| OperateError::NotDurable(e.to_string()))?
         })
     }
 }

@@ -27,8 +27,20 @@ pub struct Apply(pub Vec<LearnerInput>);
 /// An operator command (lock, unlock, reset). Resolves with the profile once
 /// the change is durable.
 #[derive(Message)]
-#[rtype(result = "Result<Profile, String>")]
+#[rtype(result = "Result<Profile, OperateError>")]
 pub struct Operate(pub LearnerInput);
+
+/// Why an operator command did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OperateError {
+    #[error("no learner {0}; see `debug list` for the keys")]
+    NoLearner(String),
+    /// The state machine refused it (e.g. locking a locked profile).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the change could not be made durable: {0}; it will be retried")]
+    NotDurable(String),
+}
 
 #[derive(Message)]
 #[rtype(result = "Profile")]
@@ -195,11 +207,13 @@ impl Handler<GetProfile> for LearnerActor {
 }
 
 impl Handler<Operate> for LearnerActor {
-    type Result = ResponseActFuture<Self, Result<Profile, String>>;
+    type Result = ResponseActFuture<Self, Result<Profile, OperateError>>;
     fn handle(&mut self, msg: Operate, _: &mut Self::Context) -> Self::Result {
         let effects = match step(&mut self.profile, msg.0, &self.cfg) {
             Ok(e) => e,
-            Err(e) => return Box::pin(actix::fut::ready(Err(e.to_string()))),
+            Err(e) => {
+                return Box::pin(actix::fut::ready(Err(OperateError::Refused(e.to_string()))))
+            }
         };
         let mut owed = std::mem::take(&mut self.unreported);
         owed.extend(effects);
@@ -218,7 +232,7 @@ impl Handler<Operate> for LearnerActor {
             };
             act.unreported.extend(owed);
             act.needs_flush = true;
-            Err(error)
+            Err(OperateError::NotDurable(error))
         }))
     }
 }

@@ -77,14 +77,11 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
                     act.metrics.snapshot(report.source.as_str(), "ok");
                     act.metrics.snapshot_processes.set(i64::try_from(report.processes).unwrap_or(i64::MAX));
                     act.metrics.snapshot_duration_ms.set(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
-                    tracing::info!(
-                        reason,
-                        source = report.source.as_str(),
-                        processes = report.processes,
-                        duration_ms = report.duration_ms,
-                        fallback_reason = report.fallback_reason.as_deref().unwrap_or(""),
-                        "snapshot taken"
-                    );
+                    if let Some(why) = &report.fallback_reason {
+                        tracing::warn!(reason, source = report.source.as_str(), processes = report.processes, fallback_reason = %why, "snapshot taken from the fallback source: GetDebug unavailable");
+                    } else {
+                        tracing::info!(reason, source = report.source.as_str(), processes = report.processes, duration_ms = report.duration_ms, "snapshot taken");
+                    }
                     st.taken += 1;
                     st.last_error = None;
                     st.last_report = Some(report.clone());

@@ -174,7 +174,7 @@ pub async fn take(
             }
             Err(debug_err) => {
                 let reason = debug_err.cause();
-                tracing::warn!(source = "debug-api", error = %reason, "GetDebug snapshot unavailable, falling back to the export log");
+                tracing::info!(source = "debug-api", error = %reason, "GetDebug snapshot unavailable, falling back to the export log");
                 match from_export_log(opts).await {
                     Ok((snap, stats)) => {
                         let r = report(&snap, Some(reason), Some(stats));

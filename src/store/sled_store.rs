@@ -55,6 +55,12 @@ fn classify_open_error(path: &Path, e: sled::Error) -> StoreError {
 
 /// A directory holding files but no sled `conf`/`db` is someone else's data.
 fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
+    if path.exists() && !path.is_dir() {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: "it is a file; --db takes a directory".into(),
+        });
+    }
     let Ok(entries) = std::fs::read_dir(path) else {
         return Ok(());
     };
@@ -71,7 +77,11 @@ fn check_not_foreign(path: &Path) -> Result<(), StoreError> {
     }
     Err(StoreError::Foreign {
         path: path.to_path_buf(),
-        reason: format!("it holds {} other files and no sled database", names.len()),
+        reason: format!(
+            "it holds {} other {} and no sled database",
+            names.len(),
+            if names.len() == 1 { "file" } else { "files" }
+        ),
     })
 }
 

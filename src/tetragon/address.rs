@@ -23,6 +23,8 @@ pub enum AddressError {
     UnsupportedScheme(String),
     #[error("address {0:?} has no port: give host:port, e.g. localhost:54321")]
     MissingPort(String),
+    #[error("address {0:?} is a path: write unix://{0} for a unix socket")]
+    BarePath(String),
 }
 
 impl TetragonAddress {
@@ -40,6 +42,9 @@ impl TetragonAddress {
                 return Err(AddressError::EmptyUnixPath(raw.to_string()));
             }
             return Ok(Self::Unix(PathBuf::from(rest)));
+        }
+        if s.starts_with('/') {
+            return Err(AddressError::BarePath(raw.to_string()));
         }
         let hostport = if let Some(rest) = s.strip_prefix("http://") {
             rest.trim_end_matches('/')

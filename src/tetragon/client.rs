@@ -10,12 +10,8 @@ use super::proto::fine_guidance_sensors_client::FineGuidanceSensorsClient;
 
 #[derive(Debug, Error)]
 pub enum ConnectError {
-    #[error("cannot connect to Tetragon at {address}: {source}; check that Tetragon runs and that --tetragon-address points at its gRPC server")]
-    Transport {
-        address: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("cannot connect to Tetragon at {address}: {detail}; check that Tetragon runs and that --tetragon-address points at its gRPC server")]
+    Transport { address: String, detail: String },
     #[error("invalid Tetragon address {address}: {source}")]
     InvalidUri {
         address: String,
@@ -65,13 +61,28 @@ pub async fn connect(
                 .await
         }
     };
-    result.map_err(|source| ConnectError::Transport {
+    result.map_err(|e| ConnectError::Transport {
         address: shown,
-        source,
+        detail: cause_chain(&e),
     })
 }
 
 /// A client with the receive limit raised: a busy node's process cache is large.
 pub fn client(channel: Channel, max_message_size: usize) -> FineGuidanceSensorsClient<Channel> {
     FineGuidanceSensorsClient::new(channel).max_decoding_message_size(max_message_size)
+}
+
+/// "transport error" alone says nothing: keep every distinct message down the
+/// source chain (e.g. the OS error of the socket connect).
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
