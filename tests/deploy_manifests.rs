@@ -14,6 +14,8 @@ const NAMESPACE: &str = "tetragon-learner";
 const SOCKET_DIR: &str = "/var/run/tetragon";
 const EXPORT_DIR: &str = "/var/run/cilium/tetragon";
 const STATE_DIR: &str = "/var/lib/tetragon-learner";
+/// In-memory emptyDir for the admin socket.
+const ADMIN_DIR: &str = "/run/tetragon-learner";
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -471,12 +473,14 @@ fn the_agent_accepts_the_configmap_and_args() {
                 return "127.0.0.1:0".to_owned();
             }
             let mut a = (*a).to_owned();
-            for host in [SOCKET_DIR, STATE_DIR] {
+            for host in [SOCKET_DIR, STATE_DIR, ADMIN_DIR] {
                 a = a.replace(host, &format!("{root}{host}"));
             }
             a
         })
         .collect();
+    // The emptyDir the kubelet would provide.
+    std::fs::create_dir_all(format!("{root}{ADMIN_DIR}")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tetragon-learner"))
         .args(&relocated)
         .env_clear()
