@@ -113,3 +113,43 @@ async fn debug_reads_a_running_agent_through_its_socket_and_operators_lock_it() 
     agent.shutdown().await.unwrap();
     fake.stop().await;
 }
+
+#[actix_rt::test]
+async fn export_reads_a_running_agent_through_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake(dir.path(), Scenario::demo(), None).await;
+    let agent = start_agent(config(&fake, &dir.path().join("db"))).await;
+    let socket = dir.path().join("admin.sock");
+    let server = tokio::spawn(admin::serve(
+        admin::bind(&socket).await.unwrap(),
+        agent.admin_state(),
+    ));
+    let key = LearnerKey::new("shop", "StatefulSet", "orders-db", "postgres");
+    wait_until("postgres learned", Duration::from_secs(20), || {
+        agent.durable_profiles().iter().any(|p| p.key == key)
+    })
+    .await;
+    let s = socket.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tetragon-learner"))
+            .args(["export", "--admin-socket", &s, "--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["key"]["workload"] == "orders-db"));
+    server.abort();
+    agent.shutdown().await.unwrap();
+    fake.stop().await;
+}

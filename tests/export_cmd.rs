@@ -526,7 +526,8 @@ fn database() -> (TempDir, PathBuf) {
 
 fn args(db: &Path, format: ExportFormat, output: Option<PathBuf>) -> ExportArgs {
     ExportArgs {
-        db: db.to_path_buf(),
+        db: Some(db.to_path_buf()),
+        admin_socket: None,
         format,
         output,
         namespace: None,

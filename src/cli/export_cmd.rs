@@ -22,8 +22,15 @@ use super::debug_cmd::{open_for_debug, DebugError};
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The agent's database directory (the agent must be stopped: sled locks it).
-    #[arg(long, env = "TETRAGON_LEARNER_DB")]
-    pub db: PathBuf,
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_DB",
+        required_unless_present = "admin_socket"
+    )]
+    pub db: Option<PathBuf>,
+    /// Export from a running agent through its admin socket instead (what is durable).
+    #[arg(long, env = "TETRAGON_LEARNER_ADMIN_SOCKET", conflicts_with = "db")]
+    pub admin_socket: Option<PathBuf>,
     /// json: the documented profiles array; proposal: WorkloadPolicyProposal
     /// YAML; tracingpolicy: Tetragon TracingPolicyNamespaced YAML.
     #[arg(long, value_enum, env = "TETRAGON_LEARNER_EXPORT_FORMAT")]
@@ -163,17 +170,28 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         include_exec_sessions: args.include_exec_sessions,
         workload_label: args.workload_label.clone(),
     };
-    let store = match open_for_debug(Some(&args.db)) {
-        Err(super::debug_cmd::DebugError::Store(crate::store::StoreError::Locked { path })) => {
-            anyhow::bail!(
-                "database {} is locked by a running agent; export reads a stopped agent's database: stop the agent (or copy the directory while it is stopped) and run export again",
-                path.display()
-            )
+    let (profiles, bad) = match (&args.admin_socket, &args.db) {
+        (Some(socket), _) => {
+            let scan = super::debug_cmd::load(None, Some(socket)).map_err(ExportCmdError::from)?;
+            (scan.profiles, scan.bad)
         }
-        other => other.map_err(ExportCmdError::from)?,
+        (None, db) => {
+            let store = match open_for_debug(db.as_deref()) {
+                Err(super::debug_cmd::DebugError::Store(crate::store::StoreError::Locked {
+                    path,
+                })) => {
+                    anyhow::bail!(
+                        "database {} is locked by a running agent; export from it with --admin-socket PATH, or stop the agent and run export again",
+                        path.display()
+                    )
+                }
+                other => other.map_err(ExportCmdError::from)?,
+            };
+            let scanned = store.scan().map_err(ExportCmdError::from)?;
+            drop(store);
+            scanned
+        }
     };
-    let (profiles, bad) = store.scan().map_err(ExportCmdError::from)?;
-    drop(store);
     if !bad.is_empty() {
         eprintln!(
             "warning: {} records cannot be decoded and are not exported; run `debug check`",
