@@ -24,7 +24,7 @@ pub struct DemoArgs {
     #[arg(long, env = "TETRAGON_LEARNER_DEMO_SCENARIO")]
     pub scenario: Option<std::path::PathBuf>,
     /// Give up waiting for the scenario to be learned after this long.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TETRAGON_LEARNER_DEMO_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 
