@@ -40,9 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     reset_peak_rss();
     let hwm_before = vm_hwm_kib();
+    let cpu_before = cpu_secs();
     let start = Instant::now();
     let (snapshot, stats) = read_snapshot(&ExportLogLocation::Path(path.clone()))?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_before;
     let hwm_after = vm_hwm_kib();
     let mbps = mb(stats.bytes) / secs;
     println!(
@@ -53,6 +55,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.procfs_execs,
         snapshot.processes.len(),
         stats.skipped()
+    );
+    println!(
+        "pipeline CPU: {cpu:.2} s = {:.0} MB per CPU second",
+        mb(stats.bytes) / cpu
     );
     println!("ratio pipeline/raw: {:.3}", mbps / raw_mbps);
     println!(
@@ -126,6 +132,17 @@ fn raw_line_count(path: &Path) -> std::io::Result<(u64, f64)> {
         lines += 1;
     }
     Ok((lines, start.elapsed().as_secs_f64()))
+}
+
+/// User + system CPU time of this process so far (the pipeline is single-threaded).
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Linux resets VmHWM to the current RSS on `echo 5 > /proc/self/clear_refs`,

@@ -42,8 +42,12 @@
 //!   flags, so only the event kind decides what a line does);
 //! - the scan's lines are interleaved with live events, so nothing assumes the
 //!   scan is one block.
+//!
+//! The fold sees each event only through [`FoldEvent`] (kind, exec_id, pid,
+//! flags) and keeps an opaque payload per live process: the reader keeps the raw
+//! line and decodes just the survivors; [`Generation::push`] keeps the
+//! converted [`SnapshotProcess`].
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 use serde::Serialize;
 
@@ -141,9 +145,45 @@ pub struct GenerationCounts {
     pub carried_dropped: u64,
 }
 
+/// What the fold reads of one event.
+#[derive(Debug, Clone, Copy)]
+pub enum FoldEvent<'a> {
+    /// A `process_exec`, with its `process` if it has one.
+    Exec(Option<FoldProcess<'a>>),
+    /// A `process_exit`, with its `process` if it has one.
+    Exit(Option<FoldProcess<'a>>),
+    /// Anything else (rate-limit info, kinds unknown to our proto subset).
+    Other,
+}
+
+/// What the fold reads of an event's `process`.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldProcess<'a> {
+    pub exec_id: &'a str,
+    pub pid: Option<u32>,
+    pub flags: &'a str,
+}
+
+impl<'a> FoldEvent<'a> {
+    pub fn of(event: &'a GetEventsResponse) -> Self {
+        let process = |p: Option<&'a Process>| {
+            p.map(|p| FoldProcess {
+                exec_id: &p.exec_id,
+                pid: p.pid.as_ref().map(|w| w.value),
+                flags: &p.flags,
+            })
+        };
+        match &event.event {
+            Some(Event::ProcessExec(exec)) => Self::Exec(process(exec.process.as_ref())),
+            Some(Event::ProcessExit(exit)) => Self::Exit(process(exit.process.as_ref())),
+            Some(Event::RateLimitInfo(_)) | None => Self::Other,
+        }
+    }
+}
+
 /// The result of the fold.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CompletedGeneration {
+pub struct CompletedGeneration<P = SnapshotProcess> {
     /// Where the start was recognized (the marker, or the inferred line).
     pub started_at: LinePos,
     pub marker: StartupMarker,
@@ -152,19 +192,30 @@ pub struct CompletedGeneration {
     /// Startup generations seen in the whole log (the last one is this).
     pub startups: u64,
     pub counts: GenerationCounts,
-    /// Alive at the end of the log, in the order their exec was logged.
-    pub processes: Vec<SnapshotProcess>,
+    /// Alive at the end of the log, in the order their exec was logged: the
+    /// payloads given with their execs.
+    pub processes: Vec<P>,
+}
+
+/// A live process: what the fold needs of it, and the caller's payload.
+#[derive(Debug)]
+struct Live<P> {
+    exec_id: String,
+    /// 0 when the exec had none (as in [`SnapshotProcess::pid`]).
+    pid: u32,
+    procfs: bool,
+    payload: P,
 }
 
 /// The fold state: only the live processes of the current generation.
-#[derive(Debug, Default)]
-pub struct Generation {
+#[derive(Debug)]
+pub struct Generation<P = SnapshotProcess> {
     started_at: Option<LinePos>,
     marker: Option<StartupMarker>,
     inferred_by: Option<InferredBy>,
     startups: u64,
     counts: GenerationCounts,
-    live: BTreeMap<LinePos, SnapshotProcess>,
+    live: BTreeMap<LinePos, Live<P>>,
     by_exec_id: HashMap<String, LinePos>,
     by_pid: HashMap<u32, LinePos>,
     /// procFS execs logged in this generation (alive or not, carried ones not
@@ -178,11 +229,55 @@ pub struct Generation {
     carry_cut: Option<LinePos>,
 }
 
+impl<P> Default for Generation<P> {
+    fn default() -> Self {
+        Self {
+            started_at: None,
+            marker: None,
+            inferred_by: None,
+            startups: 0,
+            counts: GenerationCounts::default(),
+            live: BTreeMap::new(),
+            by_exec_id: HashMap::new(),
+            by_pid: HashMap::new(),
+            procfs_ids: HashMap::new(),
+            procfs_pids: HashMap::new(),
+            prev_procfs_ids: HashMap::new(),
+            carry_cut: None,
+        }
+    }
+}
+
 impl Generation {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Applies one event found at `file_index`/`line_no`, keeping live
+    /// processes as [`SnapshotProcess`]. Positions must grow.
+    pub fn push(&mut self, file_index: usize, line_no: u64, event: &GetEventsResponse) -> Applied {
+        let pos = LinePos {
+            file_index,
+            line_no,
+        };
+        self.apply(pos, FoldEvent::of(event), || {
+            snapshot_of_exec(event).expect("the fold keeps only execs with a process")
+        })
+    }
+}
+
+/// The snapshot entry of an exec event's process (`None`: not an exec, or no process).
+pub fn snapshot_of_exec(event: &GetEventsResponse) -> Option<SnapshotProcess> {
+    match &event.event {
+        Some(Event::ProcessExec(exec)) => exec
+            .process
+            .as_ref()
+            .map(|p| process_to_snapshot(p, &event.node_name)),
+        _ => None,
+    }
+}
+
+impl<P> Generation<P> {
     /// Startup generations seen so far.
     pub fn startups(&self) -> u64 {
         self.startups
@@ -193,22 +288,24 @@ impl Generation {
         self.live.len()
     }
 
-    /// Applies one event found at `file_index`/`line_no`. Positions must grow.
-    pub fn push(&mut self, file_index: usize, line_no: u64, event: &GetEventsResponse) -> Applied {
-        let pos = LinePos {
-            file_index,
-            line_no,
-        };
-        match &event.event {
-            Some(Event::ProcessExec(exec)) => match usable(exec.process.as_ref()) {
-                Some(p) => self.exec(pos, p, &event.node_name),
+    /// Applies one event found at `pos`. Positions must grow. `payload` is
+    /// called (once) only if the event is an exec the fold keeps.
+    pub fn apply(
+        &mut self,
+        pos: LinePos,
+        event: FoldEvent<'_>,
+        payload: impl FnOnce() -> P,
+    ) -> Applied {
+        match event {
+            FoldEvent::Exec(p) => match usable(p) {
+                Some(p) => self.exec(pos, p, payload),
                 None => Applied::Incomplete,
             },
-            Some(Event::ProcessExit(exit)) => match usable(exit.process.as_ref()) {
-                Some(p) => self.exit(&p.exec_id),
+            FoldEvent::Exit(p) => match usable(p) {
+                Some(p) => self.exit(p.exec_id),
                 None => Applied::Incomplete,
             },
-            Some(Event::RateLimitInfo(_)) | None => Applied::OtherKind,
+            FoldEvent::Other => Applied::OtherKind,
         }
     }
 
@@ -239,12 +336,12 @@ impl Generation {
         ))
     }
 
-    fn exec(&mut self, pos: LinePos, p: &Process, node_name: &str) -> Applied {
-        let procfs = has_flag_word(&p.flags, "procFS");
-        let pid = p.pid.as_ref().map(|w| w.value);
+    fn exec(&mut self, pos: LinePos, p: FoldProcess<'_>, payload: impl FnOnce() -> P) -> Applied {
+        let procfs = has_flag_word(p.flags, "procFS");
+        let pid = p.pid;
         let mut began = None;
         if procfs {
-            if let Some((marker, start)) = self.startup_of(&p.exec_id, pid) {
+            if let Some((marker, start)) = self.startup_of(p.exec_id, pid) {
                 self.begin(pos, marker, start);
                 began = Some(match start {
                     Start::Fresh => Applied::StartupBegan,
@@ -265,7 +362,7 @@ impl Generation {
                 }
             }
         };
-        if let Some(old) = self.by_exec_id.get(&p.exec_id).copied() {
+        if let Some(old) = self.by_exec_id.get(p.exec_id).copied() {
             self.remove(old);
             uncarry(&mut self.counts, old);
             if old >= started_at || !procfs {
@@ -277,18 +374,26 @@ impl Generation {
             uncarry(&mut self.counts, old);
             self.counts.superseded += 1;
         }
-        self.by_exec_id.insert(p.exec_id.clone(), pos);
+        self.by_exec_id.insert(p.exec_id.to_owned(), pos);
         if let Some(pid) = pid {
             self.by_pid.insert(pid, pos);
         }
-        self.live.insert(pos, process_to_snapshot(p, node_name));
+        self.live.insert(
+            pos,
+            Live {
+                exec_id: p.exec_id.to_owned(),
+                pid: pid.unwrap_or(0),
+                procfs,
+                payload: payload(),
+            },
+        );
         if procfs {
             self.counts.procfs_execs += 1;
-            self.procfs_ids.insert(p.exec_id.clone(), pos);
+            self.procfs_ids.insert(p.exec_id.to_owned(), pos);
             if let Some(pid) = pid {
                 self.procfs_pids.insert(pid, pos);
             }
-            if let Some(old) = self.prev_procfs_ids.get(&p.exec_id).copied() {
+            if let Some(old) = self.prev_procfs_ids.get(p.exec_id).copied() {
                 self.drop_carried_before(old);
             }
         } else {
@@ -322,7 +427,7 @@ impl Generation {
     }
 
     fn begin(&mut self, pos: LinePos, marker: StartupMarker, start: Start) {
-        let old_live = std::mem::take(&mut self.live);
+        let mut old_live = std::mem::take(&mut self.live);
         let old_procfs_ids = std::mem::take(&mut self.procfs_ids);
         self.started_at = Some(pos);
         self.marker = Some(marker);
@@ -341,13 +446,16 @@ impl Generation {
         let Some(cut) = cut else {
             return;
         };
-        for (at, p) in old_live.range((Bound::Excluded(cut), Bound::Unbounded)) {
-            if p.has_flag("procFS") {
-                self.by_exec_id.insert(p.exec_id.clone(), *at);
+        // The entries logged after the cut (the cut itself excluded).
+        let mut after = old_live.split_off(&cut);
+        after.remove(&cut);
+        for (at, p) in after {
+            if p.procfs {
+                self.by_exec_id.insert(p.exec_id.clone(), at);
                 if p.pid != 0 {
-                    self.by_pid.insert(p.pid, *at);
+                    self.by_pid.insert(p.pid, at);
                 }
-                self.live.insert(*at, p.clone());
+                self.live.insert(at, p);
                 self.counts.procfs_execs += 1;
                 self.counts.carried_over += 1;
             }
@@ -385,7 +493,7 @@ impl Generation {
     }
 
     /// The live set of the last generation, or `None` if no startup was seen.
-    pub fn finish(self) -> Option<CompletedGeneration> {
+    pub fn finish(self) -> Option<CompletedGeneration<P>> {
         let started_at = self.started_at?;
         Some(CompletedGeneration {
             started_at,
@@ -393,7 +501,7 @@ impl Generation {
             inferred_by: self.inferred_by,
             startups: self.startups,
             counts: self.counts,
-            processes: self.live.into_values().collect(),
+            processes: self.live.into_values().map(|p| p.payload).collect(),
         })
     }
 }
@@ -408,7 +516,7 @@ enum Start {
 }
 
 /// A process that can be tracked: it must have an exec_id to be exited by.
-fn usable(p: Option<&Process>) -> Option<&Process> {
+fn usable(p: Option<FoldProcess<'_>>) -> Option<FoldProcess<'_>> {
     p.filter(|p| !p.exec_id.is_empty())
 }
 

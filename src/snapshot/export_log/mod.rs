@@ -10,6 +10,8 @@
 //! - [`files`]: where the log is, its rotated siblings and their order;
 //! - [`lines`]: bounded-memory line reading over plain and gzip files;
 //! - [`parse`]: one line to one event (or a counted reason to skip it);
+//! - [`light`]: the fast decode of only what the fold needs (the full decode
+//!   runs on the processes alive at the end, and on lines it does not accept);
 //! - [`generation`]: the pure fold from events to the live set;
 //! - [`reader`]: the shell that ties them together.
 //!
@@ -30,6 +32,7 @@
 pub mod error;
 pub mod files;
 pub mod generation;
+pub mod light;
 pub mod lines;
 pub mod parse;
 pub mod reader;
@@ -38,7 +41,8 @@ pub mod stats;
 pub use error::ExportLogError;
 pub use files::{ExportLogLocation, EXPORT_LOG_PATH, LEGACY_EXPORT_LOG_PATH};
 pub use generation::{
-    Applied, CompletedGeneration, Generation, GenerationCounts, InferredBy, LinePos, StartupMarker,
+    Applied, CompletedGeneration, FoldEvent, FoldProcess, Generation, GenerationCounts, InferredBy,
+    LinePos, StartupMarker,
 };
 pub use reader::{read_file_set, read_snapshot};
 pub use stats::ExportLogStats;

@@ -15,12 +15,27 @@ pub enum ParsedLine {
 /// are accepted (the generated serde code ignores them) so a newer Tetragon's
 /// log still reads; unknown kinds come back with `event: None`.
 pub fn parse_line(bytes: &[u8]) -> ParsedLine {
+    let text = match line_text(bytes) {
+        Ok(text) => text,
+        Err(skip) => return skip,
+    };
+    parse_text(text)
+}
+
+/// The line as text, or why it is skipped before any decoding
+/// ([`ParsedLine::NonUtf8`] or [`ParsedLine::Blank`]).
+pub fn line_text(bytes: &[u8]) -> Result<&str, ParsedLine> {
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return ParsedLine::NonUtf8;
+        return Err(ParsedLine::NonUtf8);
     };
     if text.trim().is_empty() {
-        return ParsedLine::Blank;
+        return Err(ParsedLine::Blank);
     }
+    Ok(text)
+}
+
+/// The full decode of a line [`line_text`] let through.
+pub fn parse_text(text: &str) -> ParsedLine {
     match serde_json::from_str::<GetEventsResponse>(text) {
         Ok(event) => ParsedLine::Event(Box::new(event)),
         Err(_) => ParsedLine::Malformed,
