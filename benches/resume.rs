@@ -10,12 +10,17 @@
 //!   `size_on_disk`;
 //! - logical size: path bytes plus a fixed estimate of the per-record fields
 //!   (times, count, source, flags) and per-profile fields, and the bytes actually
-//!   encoded (keys + version byte + JSON values);
+//!   encoded (keys + values, v1 JSON and v2 binary);
 //!
 //! and prints their ratios. Then it rewrites every profile once (a lazy
 //! checkpoint after one more sighting each, as a running agent does), and
 //! measures again: sled appends, so the second figure is closer to a database
 //! that has lived for a while.
+//!
+//! It does this twice, in the same run: first for a database of v1 values (as
+//! written before v2, straight into sled), whose rewrite through the store is
+//! the v1 -> v2 migration of a running agent; then for a fresh database written
+//! by the store (v2 values). `RESUME_BENCH_V1=0` skips the v1 database.
 //!
 //! Run: `cargo bench --bench resume`
 //! (`RESUME_BENCH_LEARNERS=1000 RESUME_BENCH_EXECS_PER=20` for a quick run).
@@ -27,7 +32,7 @@ use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::observation::FactSource;
 use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
-use tetragon_learner::store::codec::encode_profile;
+use tetragon_learner::store::codec::{encode_profile, encode_profile_v1};
 use tetragon_learner::store::{Store, StoreError};
 
 /// Profiles per `write_durably` call (one group commit each).
@@ -128,47 +133,34 @@ fn profile(n: usize, execs_per: usize, base: u64) -> Profile {
     p
 }
 
-/// (path bytes, logical estimate, encoded key + value bytes).
-fn sizes(profiles: &[Profile]) -> (u64, u64, u64) {
-    let mut path_bytes = 0;
-    let mut logical = 0;
-    let mut encoded = 0;
-    for p in profiles {
-        let key_len = p.key.to_string().len();
-        logical += key_len + PROFILE_FIXED;
-        for r in p.executables.values().chain(p.deviations.values()) {
-            path_bytes += r.path.len();
-            logical += r.path.len() + RECORD_FIXED;
-        }
-        encoded += key_len + encode_profile(p).len();
-    }
-    (path_bytes as u64, logical as u64, encoded as u64)
+/// Sizes of a profile set: path bytes, logical estimate, and the encoded keys
+/// + values in each value version.
+#[derive(Clone, Copy)]
+struct Sizes {
+    paths: u64,
+    logical: u64,
+    v1: u64,
+    v2: u64,
 }
 
-/// Sizes of candidate value encodings (not implemented), for the README's
-/// proposal: bincode of the same struct, and bincode without the path repeated
-/// inside each record (it is already the map key).
-fn alternatives(profiles: &[Profile], logical: (u64, u64, u64)) {
-    let (_, logical, encoded) = logical;
-    let mut bin = 0u64;
-    let mut bin_dedup = 0u64;
+fn sizes(profiles: &[Profile]) -> Sizes {
+    let mut out = Sizes {
+        paths: 0,
+        logical: 0,
+        v1: 0,
+        v2: 0,
+    };
     for p in profiles {
         let key_len = p.key.to_string().len() as u64;
-        bin += key_len + 1 + bincode::serialize(p).map_or(0, |b| b.len() as u64);
-        let mut q = p.clone();
-        for r in q.executables.values_mut().chain(q.deviations.values_mut()) {
-            r.path.clear();
+        out.logical += key_len + PROFILE_FIXED as u64;
+        for r in p.executables.values().chain(p.deviations.values()) {
+            out.paths += r.path.len() as u64;
+            out.logical += (r.path.len() + RECORD_FIXED) as u64;
         }
-        bin_dedup += key_len + 1 + bincode::serialize(&q).map_or(0, |b| b.len() as u64);
+        out.v1 += key_len + encode_profile_v1(p).len() as u64;
+        out.v2 += key_len + encode_profile(p).len() as u64;
     }
-    println!(
-        "  alternative values (not implemented): v1 JSON {:.1} MiB, bincode {:.1} MiB ({:.2}x logical), bincode without the repeated path {:.1} MiB ({:.2}x logical)",
-        encoded as f64 / MIB,
-        bin as f64 / MIB,
-        bin as f64 / logical as f64,
-        bin_dedup as f64 / MIB,
-        bin_dedup as f64 / logical as f64
-    );
+    out
 }
 
 fn dir_size(dir: &Path) -> std::io::Result<u64> {
@@ -200,6 +192,35 @@ fn open_when_unlocked(path: &Path) -> Result<(Store, Duration), StoreError> {
     }
 }
 
+/// Writes v1 values straight into sled, as an agent before v2 did (same mode,
+/// same tree, one flushed batch per `BATCH`), on a database `Store` created.
+fn write_all_v1(db: &Path, profiles: &[Profile]) -> Result<Duration, Box<dyn std::error::Error>> {
+    drop(Store::open(db)?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sled = loop {
+        match sled::Config::new()
+            .path(db)
+            .mode(sled::Mode::LowSpace)
+            .open()
+        {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let tree = sled.open_tree("profiles")?;
+    let t = Instant::now();
+    for chunk in profiles.chunks(BATCH) {
+        let mut batch = sled::Batch::default();
+        for p in chunk {
+            batch.insert(p.key.to_string().as_bytes(), encode_profile_v1(p));
+        }
+        tree.apply_batch(batch)?;
+        sled.flush()?;
+    }
+    Ok(t.elapsed())
+}
+
 fn write_all(store: &Store, profiles: &[Profile]) -> Result<Duration, StoreError> {
     let t = Instant::now();
     for chunk in profiles.chunks(BATCH) {
@@ -213,7 +234,7 @@ fn measure(
     label: &str,
     db: &Path,
     expected: &[Profile],
-    logical: (u64, u64, u64),
+    values: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (store, open_time) = open_when_unlocked(db)?;
     let t = Instant::now();
@@ -228,7 +249,13 @@ fn measure(
     let files = dir_size(db)?;
     let sled_size = store.size_on_disk();
     drop(store);
-    let (path_bytes, logical, encoded) = logical;
+    let Sizes {
+        paths,
+        logical,
+        v1,
+        v2,
+    } = sizes(expected);
+    let encoded = if values == "v1" { v1 } else { v2 };
     let resume = open_time + load_time;
     println!("{label}:");
     println!(
@@ -245,19 +272,32 @@ fn measure(
         sled_size as f64 / MIB
     );
     println!(
-        "  logical: paths {:.1} MiB, paths + fixed fields {:.1} MiB; encoded (keys + v1 JSON values) {:.1} MiB",
-        path_bytes as f64 / MIB,
+        "  logical: paths {:.1} MiB, paths + fixed fields {:.1} MiB; encoded keys + values: v1 JSON {:.1} MiB ({:.2}x logical), v2 binary {:.1} MiB ({:.2}x logical); this database holds {values}",
+        paths as f64 / MIB,
         logical as f64 / MIB,
-        encoded as f64 / MIB
+        v1 as f64 / MIB,
+        v1 as f64 / logical as f64,
+        v2 as f64 / MIB,
+        v2 as f64 / logical as f64
     );
     println!(
-        "  ratios: files/logical {:.1}x, files/encoded {:.1}x, encoded/logical {:.1}x, sled size_on_disk/logical {:.1}x",
+        "  ratios: files/logical {:.2}x, files/encoded {:.2}x, encoded/logical {:.2}x, sled size_on_disk/logical {:.2}x",
         files as f64 / logical as f64,
         files as f64 / encoded as f64,
         encoded as f64 / logical as f64,
         sled_size as f64 / logical as f64
     );
     Ok(())
+}
+
+/// One more sighting of every learner's first executable, to be checkpointed.
+fn one_more_sighting(profiles: &mut [Profile]) {
+    for p in profiles {
+        if let Some(r) = p.executables.values_mut().next() {
+            r.count += 1;
+            r.last_seen += 1_000;
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -279,6 +319,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         learners * execs_per
     );
 
+    if env_usize("RESUME_BENCH_V1", 1) != 0 {
+        let db = dir.path().join("db-v1");
+        let mut profiles = profiles.clone();
+        let write = write_all_v1(&db, &profiles)?;
+        println!(
+            "  v1 values written in {:.1} s ({} durable batches)",
+            write.as_secs_f64(),
+            learners.div_ceil(BATCH)
+        );
+        measure("v1 database (before v2)", &db, &profiles, "v1")?;
+        one_more_sighting(&mut profiles);
+        let (store, _) = open_when_unlocked(&db)?;
+        let write = write_all(&store, &profiles)?;
+        println!(
+            "  every profile rewritten once (now v2) in {:.1} s",
+            write.as_secs_f64()
+        );
+        drop(store);
+        measure(
+            "v1 database after one rewrite of every profile (migrated to v2)",
+            &db,
+            &profiles,
+            "v2",
+        )?;
+    }
+
     let store = Store::open(&db)?;
     let write = write_all(&store, &profiles)?;
     println!(
@@ -287,16 +353,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         learners.div_ceil(BATCH)
     );
     drop(store);
-    measure("fresh database", &db, &profiles, sizes(&profiles))?;
-    alternatives(&profiles, sizes(&profiles));
+    measure("fresh v2 database", &db, &profiles, "v2")?;
 
-    // One more sighting of every learner's first executable, checkpointed.
-    for p in &mut profiles {
-        if let Some(r) = p.executables.values_mut().next() {
-            r.count += 1;
-            r.last_seen += 1_000;
-        }
-    }
+    one_more_sighting(&mut profiles);
     let (store, _) = open_when_unlocked(&db)?;
     let write = write_all(&store, &profiles)?;
     println!(
@@ -305,10 +364,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(store);
     measure(
-        "after one rewrite of every profile",
+        "v2 database after one rewrite of every profile",
         &db,
         &profiles,
-        sizes(&profiles),
+        "v2",
     )?;
     Ok(())
 }

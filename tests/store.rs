@@ -11,6 +11,7 @@ use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::observation::{FactSource, Observation};
 use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
+use tetragon_learner::store::codec::encode_profile_v1;
 use tetragon_learner::store::{quarantine, Store, StoreError, SCHEMA_VERSION};
 
 // The on-disk layout this test pins (sled_store.rs keeps them private).
@@ -367,4 +368,58 @@ fn bad_records_are_found_by_scan_and_refused_by_load_all() {
     let err = store.load_all().expect_err("load_all refuses");
     assert!(matches!(err, StoreError::BadRecord { .. }), "{err:?}");
     assert!(err.to_string().contains(&dir.display().to_string()));
+}
+
+#[test]
+fn v1_records_load_and_are_rewritten_as_v2_when_written() {
+    let tmp = TempDir::new().expect("tempdir");
+    let dir = written_db(&tmp);
+    let want = sample();
+    {
+        // A database as an agent before v2 left it: every value is v1 JSON.
+        let db = raw_sled(&dir);
+        let profiles = db.open_tree(PROFILES_TREE).expect("profiles tree");
+        for p in &want {
+            profiles
+                .insert(p.key.to_string(), encode_profile_v1(p))
+                .expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    let version_bytes = |dir: &Path| -> BTreeMap<String, u8> {
+        let db = raw_sled(dir);
+        let profiles = db.open_tree(PROFILES_TREE).expect("profiles tree");
+        profiles
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.expect("record");
+                (String::from_utf8_lossy(&k).into_owned(), v[0])
+            })
+            .collect()
+    };
+    assert!(version_bytes(&dir).values().all(|&v| v == 1));
+
+    let store = reopen(&dir).expect("a v1 database opens");
+    let mut loaded = store.load_all().expect("v1 records load");
+    loaded.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut sorted = want.clone();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(loaded, sorted);
+    assert_eq!(store.schema_version(), 1, "value versions are per record");
+
+    // Only the learner that changed is rewritten, and as v2.
+    let mut changed = want[0].clone();
+    changed.drift_count += 1;
+    store
+        .write_durably(std::slice::from_ref(&changed))
+        .expect("write");
+    drop(store);
+    let versions = version_bytes(&dir);
+    assert_eq!(versions[&want[0].key.to_string()], 2);
+    assert_eq!(versions[&want[1].key.to_string()], 1);
+
+    let store = reopen(&dir).expect("a mixed database opens");
+    assert_eq!(store.get(&changed.key).expect("get"), Some(changed));
+    assert_eq!(store.get(&want[1].key).expect("get"), Some(want[1].clone()));
+    assert_eq!(store.load_all().expect("load").len(), want.len());
 }
