@@ -6,16 +6,27 @@ use std::path::Path;
 /// Removes `path` if it is a socket nobody answers on; refuses (AddrInUse) when a
 /// server still listens there.
 pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        // A typo must not delete someone's file.
         return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is listening on this socket",
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket",
         ));
     }
-    std::fs::remove_file(path)
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +46,12 @@ mod tests {
         drop(live);
         remove_stale_socket(&path).unwrap();
         assert!(!path.exists());
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "keep me").unwrap();
+        assert_eq!(
+            remove_stale_socket(&file).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(file.exists());
     }
 }

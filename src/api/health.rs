@@ -11,7 +11,6 @@ use parking_lot::RwLock;
 use crate::api::metrics::Metrics;
 use crate::snapshot::builder::SnapshotStatus;
 use crate::tetragon::connection::actor::ConnectionStatus;
-use crate::tetragon::connection::machine::ConnState;
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -28,10 +27,9 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
     let conn = s.connection.read().clone();
     let snap = s.snapshot.read().clone();
-    let streaming = matches!(
-        conn.state,
-        ConnState::Streaming | ConnState::Snapshotting | ConnState::Live
-    );
+    // Ready once Tetragon answered on the current connection (stream open or a
+    // snapshot taken), not merely when a socket connected.
+    let streaming = conn.ready;
     let body = serde_json::json!({ "connection": conn, "snapshot": snap }).to_string() + "\n";
     if streaming {
         (StatusCode::OK, body)

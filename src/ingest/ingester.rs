@@ -321,9 +321,12 @@ impl Handler<StopAll> for EventIngester {
         self.stopping = true;
         let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
         let drain = async move {
+            // All at once: the Checkpointer writes them in a few group commits
+            // instead of one flush per learner.
+            let results = futures::future::join_all(addrs.iter().map(|a| a.send(Drain))).await;
             let mut errors = Vec::new();
-            for a in addrs {
-                match a.send(Drain).await {
+            for r in results {
+                match r {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => errors.push(e),
                     Err(e) => errors.push(e.to_string()),

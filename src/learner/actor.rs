@@ -12,7 +12,6 @@ use crate::store::checkpointer::{Checkpointer, Persist};
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
-use super::key::LearnerKey;
 use super::machine::{durability_of, step, Durability, Effect, LearnerInput};
 use super::profile::Profile;
 
@@ -136,7 +135,9 @@ impl LearnerActor {
         let key = self.profile.key.clone();
         ctx.spawn(send.into_actor(self).map(move |res, act, _| {
             let error = match res {
-                Ok(Ok(())) => return report_durable(&key, &owed, &act.metrics),
+                // Against the profile as it is now: what a Reset wiped meanwhile
+                // is not reported.
+                Ok(Ok(())) => return report_durable(&act.profile, &owed, &act.metrics),
                 Ok(Err(e)) => e,
                 Err(e) => e.to_string(),
             };
@@ -148,9 +149,14 @@ impl LearnerActor {
 }
 
 /// Logs and counts what is now on disk: only durable learning is reported.
-fn report_durable(key: &LearnerKey, effects: &[Effect], metrics: &Metrics) {
+/// `profile` is what was just written: an effect it no longer holds (a Reset
+/// came in between) is not reported.
+fn report_durable(profile: &Profile, effects: &[Effect], metrics: &Metrics) {
+    let key = &profile.key;
     for e in effects {
         match e {
+            Effect::NewExecutable { path } if !profile.executables.contains_key(path) => {}
+            Effect::NewDeviation { path } if !profile.deviations.contains_key(path) => {}
             Effect::NewExecutable { path } => {
                 metrics.learned_executables.inc();
                 tracing::info!(key = %key, path = %path.escape_debug(), "learned executable");
@@ -224,7 +230,7 @@ impl Handler<Operate> for LearnerActor {
         Box::pin(send.into_actor(self).map(move |res, act, _| {
             let error = match res {
                 Ok(Ok(())) => {
-                    report_durable(&profile.key, &owed, &act.metrics);
+                    report_durable(&profile, &owed, &act.metrics);
                     return Ok(profile);
                 }
                 Ok(Err(e)) => e,
@@ -249,7 +255,7 @@ impl Handler<Drain> for LearnerActor {
             ctx.stop();
             match res {
                 Ok(Ok(())) => {
-                    report_durable(&key, &owed, &act.metrics);
+                    report_durable(&act.profile, &owed, &act.metrics);
                     Ok(())
                 }
                 Ok(Err(e)) => Err(format!("{key}: {e}")),

@@ -29,6 +29,9 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     profiles: sled::Tree,
+    /// Number of learner records: counted once at open (sled's `len` scans the
+    /// whole tree), then kept up to date by `write_durably`.
+    records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What `open` found in the directory.
@@ -142,12 +145,12 @@ impl Store {
             }
         }
         let written = read_marker(path);
-        if profiles.len() < written {
+        let count = profiles.len();
+        if count < written {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "sled recovered {} learner records but {written} were written before (its db file is damaged)",
-                    profiles.len()
+                    "sled recovered {count} learner records but {written} were written before (its db file is damaged)"
                 ),
             });
         }
@@ -155,6 +158,7 @@ impl Store {
             path: path.to_path_buf(),
             db,
             profiles,
+            records: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count)),
         })
     }
 
@@ -223,7 +227,15 @@ impl Store {
     /// Blocking: call it off the async workers.
     pub fn write_durably(&self, profiles: &[Profile]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut new_records = 0;
         for p in profiles {
+            if !self
+                .profiles
+                .contains_key(p.key.to_string().as_bytes())
+                .map_err(|e| self.io(e))?
+            {
+                new_records += 1;
+            }
             batch.insert(p.key.to_string().as_bytes(), encode_profile(p));
         }
         self.profiles.apply_batch(batch).map_err(|e| self.io(e))?;
@@ -231,7 +243,9 @@ impl Store {
         // Records are never deleted, so the count only grows: a reopened database
         // with fewer records than this lost some (see `open`). The data is durable
         // already; a marker that cannot be written only weakens that check.
-        if let Err(e) = write_marker(&self.path, self.profiles.len()) {
+        use std::sync::atomic::Ordering;
+        let records = self.records.fetch_add(new_records, Ordering::SeqCst) + new_records;
+        if let Err(e) = write_marker(&self.path, records) {
             tracing::warn!(error = %e, "cannot update the record-count marker; damage detection on the next start is weaker");
         }
         Ok(())
@@ -242,11 +256,11 @@ impl Store {
     }
 
     pub fn len(&self) -> usize {
-        self.profiles.len()
+        self.records.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.profiles.is_empty()
+        self.len() == 0
     }
 }
 

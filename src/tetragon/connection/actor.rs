@@ -44,6 +44,10 @@ pub struct ConnectionConfig {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConnectionStatus {
     pub state: ConnState,
+    /// Tetragon answered on this connection: the event stream opened, or a
+    /// snapshot succeeded (a quiet Tetragon sends no stream headers until the
+    /// first event). What `/readyz` reports.
+    pub ready: bool,
     pub connects: u64,
     pub last_error: Option<String>,
 }
@@ -52,6 +56,7 @@ impl Default for ConnectionStatus {
     fn default() -> Self {
         Self {
             state: ConnState::Disconnected,
+            ready: false,
             connects: 0,
             last_error: None,
         }
@@ -190,6 +195,9 @@ impl Driver {
     fn set_state(&self, m: &Connection, err: Option<String>) {
         let mut st = self.status.write();
         st.state = m.state;
+        if !m.is_streaming() {
+            st.ready = false;
+        }
         if err.is_some() {
             st.last_error = err;
         }
@@ -224,7 +232,16 @@ impl Driver {
                 for action in actions {
                     match action {
                         ConnAction::Connect => {
-                            match connect(&self.cfg.address, self.cfg.connect_timeout).await {
+                            let connecting = tokio::select! {
+                                r = connect(&self.cfg.address, self.cfg.connect_timeout) => Some(r),
+                                // A blackholed address must not hold up a shutdown.
+                                _ = self.stop.changed() => None,
+                            };
+                            let Some(connected) = connecting else {
+                                next = Some(ConnEvent::Shutdown);
+                                break;
+                            };
+                            match connected {
                                 Ok(channel) => {
                                     opening =
                                         Some(open_events(channel, self.cfg.address.to_string()));
@@ -285,6 +302,7 @@ impl Driver {
                     match res {
                         Ok(s) => {
                             tracing::info!(address = %self.cfg.address, "event stream open");
+                            self.status.write().ready = true;
                             stream = Some(s);
                         }
                         Err(e) => next = Some(self.stream_failed(&m, e)),
@@ -293,7 +311,10 @@ impl Driver {
                 res = async { snapshot.as_mut().expect("guarded by is_some").await }, if snapshot.is_some() => {
                     snapshot = None;
                     next = Some(match res {
-                        Ok(Ok(_)) => ConnEvent::SnapshotDone,
+                        Ok(Ok(_)) => {
+                            self.status.write().ready = true;
+                            ConnEvent::SnapshotDone
+                        }
                         _ => ConnEvent::SnapshotFailed,
                     });
                 }
