@@ -322,3 +322,69 @@ async fn an_idle_node_still_gets_its_snapshot() {
     agent.shutdown().await.unwrap();
     fake.stop().await;
 }
+
+/// Tetragon never tells a gRPC client what it dropped; the agent finds out from
+/// the next snapshots: processes alive whose exec never came through the stream.
+#[actix_rt::test]
+async fn execs_missed_while_the_stream_was_down_mark_learners_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::from_yaml(
+        "node_name: n\ncontainers:\n- {namespace: ns, pod: busy, container: c, execs: [{binary: /bin/a}, {binary: /bin/b}]}\n",
+        "gap",
+    )
+    .unwrap();
+    scenario.activity.rate_per_sec = 100;
+    scenario.activity.total_execs = 0;
+    scenario.activity.exit_after_exec = false; // they stay alive for the next snapshot
+    scenario.faults.abort_stream_after = Some(20);
+    let fake = fake(dir.path(), scenario, None).await;
+    let mut cfg = config(&fake, &dir.path().join("db"));
+    cfg.connection.backoff.base = Duration::from_millis(300);
+    cfg.connection.resnapshot_interval = Some(Duration::from_millis(2500));
+    let agent = start_agent(cfg).await;
+    let key = LearnerKey::new("ns", "Pod", "busy", "c");
+    wait_until("events-dropped mark", Duration::from_secs(30), || {
+        agent
+            .durable_profiles()
+            .iter()
+            .any(|p| p.key == key && p.partial_reasons.contains(&PartialReason::EventsDropped))
+    })
+    .await;
+    assert!(agent
+        .metrics
+        .render()
+        .contains("tetragon_learner_missed_exec_events_total"));
+    agent.shutdown().await.unwrap();
+    fake.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_healthy_stream_is_never_reported_as_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::from_yaml(
+        "node_name: n\ncontainers:\n- {namespace: ns, pod: busy, container: c, execs: [{binary: /bin/a}, {binary: /bin/b}]}\n",
+        "steady",
+    )
+    .unwrap();
+    scenario.activity.rate_per_sec = 50;
+    scenario.activity.total_execs = 150;
+    scenario.activity.exit_after_exec = false;
+    let mut fake = fake(dir.path(), scenario, None).await;
+    let mut cfg = config(&fake, &dir.path().join("db"));
+    cfg.connection.resnapshot_interval = Some(Duration::from_millis(400));
+    let agent = start_agent(cfg).await;
+    fake.activity_done().await;
+    // Two more re-snapshots after the last exec.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(fake.debug_calls() >= 4, "re-snapshots happened");
+    let profiles = agent.durable_profiles();
+    assert!(!profiles.is_empty());
+    assert!(
+        profiles
+            .iter()
+            .all(|p| !p.partial_reasons.contains(&PartialReason::EventsDropped)),
+        "{profiles:?}"
+    );
+    agent.shutdown().await.unwrap();
+    fake.stop().await;
+}

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub skipped: Family<Labels, Counter>,
     pub dropped_by_tetragon: Counter,
     pub shed: Counter,
+    pub missed_execs: Counter,
     pub snapshots: Family<Labels, Counter>,
     pub snapshot_processes: Gauge,
     pub snapshot_duration_ms: Gauge,
@@ -43,6 +44,7 @@ impl Metrics {
             skipped: Family::default(),
             dropped_by_tetragon: Counter::default(),
             shed: Counter::default(),
+            missed_execs: Counter::default(),
             snapshots: Family::default(),
             snapshot_processes: Gauge::default(),
             snapshot_duration_ms: Gauge::default(),
@@ -74,6 +76,11 @@ impl Metrics {
             "shed_events",
             "Events the agent itself shed under load",
             m.shed.clone(),
+        );
+        registry.register(
+            "missed_exec_events",
+            "Live processes a snapshot showed whose exec never came through the stream",
+            m.missed_execs.clone(),
         );
         registry.register(
             "snapshots",

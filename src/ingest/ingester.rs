@@ -22,7 +22,11 @@ use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::now_ms;
 
 use super::facts::{fact_from_event, learnable, Fact, IngestConfig};
-use super::process_table::ProcessTable;
+use super::process_table::{ProcessTable, SnapshotEntry};
+
+/// Exec events of processes that started this shortly before a snapshot may
+/// still be on their way; such processes are judged at the next snapshot.
+const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
 
 /// Events from one read of the stream.
 #[derive(Message)]
@@ -64,6 +68,8 @@ pub struct EventIngester {
     /// Keys loaded from the database: their history started before this run.
     resumed: std::collections::HashSet<LearnerKey>,
     first_snapshot_done: bool,
+    /// When the previous snapshot was taken (to judge which execs were missed).
+    last_snapshot_at: Option<crate::time::UnixMillis>,
     /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
     /// create a fresh learner over a drained one.
     stopping: bool,
@@ -92,6 +98,7 @@ impl EventIngester {
             tick,
             resumed: resumed_keys,
             first_snapshot_done: false,
+            last_snapshot_at: None,
             stopping: false,
         };
         for p in resumed {
@@ -232,12 +239,31 @@ impl Handler<SnapshotTaken> for EventIngester {
             _ => FactSource::Snapshot,
         };
         let mut learnables = Vec::new();
+        let mut entries = Vec::new();
         for p in &msg.0.processes {
             match learnable(p, source, now, &self.cfg) {
-                Ok(l) => learnables.push(l),
+                Ok(l) => {
+                    entries.push(SnapshotEntry {
+                        exec_id: l.exec_id.clone(),
+                        key: l.key.clone(),
+                        start: p
+                            .start_time
+                            .as_deref()
+                            .and_then(crate::time::parse_rfc3339_ms),
+                    });
+                    learnables.push(l);
+                }
                 Err(reason) => self.metrics.skip(reason.label()),
             }
         }
+        let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
+        let missed = self.table.reconcile(
+            entries,
+            self.last_snapshot_at,
+            taken_at,
+            IN_FLIGHT_MARGIN_MS,
+        );
+        self.last_snapshot_at = Some(taken_at);
         let before = self.learners.len();
         let mut out = Delivery::new();
         if !self.first_snapshot_done {
@@ -261,9 +287,22 @@ impl Handler<SnapshotTaken> for EventIngester {
                 );
             }
         }
-        let mut live = Vec::with_capacity(learnables.len());
+        if !missed.is_empty() {
+            self.metrics.missed_execs.inc_by(missed.len() as u64);
+            tracing::warn!(
+                learners = missed.len(),
+                "the snapshot shows processes whose exec never came through the stream (Tetragon drops events for a slow client, or the stream was down): their learners are marked partial (events-dropped)"
+            );
+        }
+        for key in &missed {
+            self.push(
+                &mut out,
+                key,
+                LearnerInput::MarkPartial(PartialReason::EventsDropped),
+                source,
+            );
+        }
         for l in learnables {
-            live.push((l.exec_id, l.key.clone()));
             self.push(
                 &mut out,
                 &l.key,
@@ -271,7 +310,6 @@ impl Handler<SnapshotTaken> for EventIngester {
                 source,
             );
         }
-        self.table.replace(live);
         tracing::info!(
             source = msg.0.source.as_str(),
             processes = msg.0.processes.len(),

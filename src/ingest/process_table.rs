@@ -1,26 +1,86 @@
-//! The live process table: which learner each running process belongs to.
-//! Snapshot entries and execs go in, exits go out.
+//! The live process table: which learner each running process belongs to, and
+//! how the agent knows of it. Execs and snapshot entries go in, exits go out.
+//!
+//! It also finds lost events. Tetragon drops events silently for a slow gRPC
+//! client (and sends `rate_limit_info` only to its export log), so the agent
+//! checks each snapshot against what the stream delivered: a live process that
+//! started after the previous snapshot but whose exec never came through the
+//! stream was lost, and its learner may miss other executables too.
 use std::collections::HashMap;
 
 use crate::learner::key::LearnerKey;
+use crate::time::UnixMillis;
+
+/// How the agent knows of a live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Its exec came through the stream.
+    Stream,
+    /// A snapshot showed it, and it is old enough that its exec (if any) was due.
+    Snapshot,
+    /// A snapshot showed it so soon after it started that its exec event may
+    /// still have been on its way; the next snapshot decides.
+    Provisional,
+}
 
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    live: HashMap<String, LearnerKey>,
+    live: HashMap<String, (LearnerKey, Seen)>,
+}
+
+/// One learnable process of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub exec_id: String,
+    pub key: LearnerKey,
+    pub start: Option<UnixMillis>,
 }
 
 impl ProcessTable {
     pub fn exec(&mut self, exec_id: String, key: LearnerKey) {
-        self.live.insert(exec_id, key);
+        self.live.insert(exec_id, (key, Seen::Stream));
     }
 
     pub fn exit(&mut self, exec_id: &str) -> Option<LearnerKey> {
-        self.live.remove(exec_id)
+        self.live.remove(exec_id).map(|(k, _)| k)
     }
 
-    /// A snapshot is the truth about what runs now: it replaces the table.
-    pub fn replace(&mut self, entries: impl IntoIterator<Item = (String, LearnerKey)>) {
-        self.live = entries.into_iter().collect();
+    /// Replaces the table with a snapshot taken at `taken_at`, the previous one
+    /// having been taken at `previous` (None: first snapshot of this run).
+    /// Returns the keys of processes whose exec the stream should have delivered
+    /// and did not. `margin` covers events still in flight when the snapshot
+    /// was taken.
+    pub fn reconcile(
+        &mut self,
+        entries: Vec<SnapshotEntry>,
+        previous: Option<UnixMillis>,
+        taken_at: UnixMillis,
+        margin: UnixMillis,
+    ) -> Vec<LearnerKey> {
+        let young_since = taken_at.saturating_sub(margin);
+        let mut missed = Vec::new();
+        let mut next = HashMap::with_capacity(entries.len());
+        for e in entries {
+            let seen = match (self.live.get(&e.exec_id).map(|(_, s)| *s), e.start) {
+                (Some(Seen::Stream), _) | (Some(Seen::Snapshot), _) => Seen::Snapshot,
+                // Young at the last snapshot, and still no exec since.
+                (Some(Seen::Provisional), _) => {
+                    missed.push(e.key.clone());
+                    Seen::Snapshot
+                }
+                (None, Some(start)) if start > young_since => Seen::Provisional,
+                (None, Some(start)) if previous.is_some_and(|p| start > p) => {
+                    missed.push(e.key.clone());
+                    Seen::Snapshot
+                }
+                (None, _) => Seen::Snapshot,
+            };
+            next.insert(e.exec_id, (e.key, seen));
+        }
+        self.live = next;
+        missed.sort();
+        missed.dedup();
+        missed
     }
 
     pub fn len(&self) -> usize {
@@ -36,15 +96,89 @@ impl ProcessTable {
 mod tests {
     use super::*;
 
+    fn key(w: &str) -> LearnerKey {
+        LearnerKey::new("ns", "Pod", w, "c")
+    }
+
+    fn entry(id: &str, w: &str, start: u64) -> SnapshotEntry {
+        SnapshotEntry {
+            exec_id: id.into(),
+            key: key(w),
+            start: Some(start),
+        }
+    }
+
     #[test]
-    fn exec_exit_and_replace() {
+    fn exec_and_exit() {
         let mut t = ProcessTable::default();
-        let k = LearnerKey::new("ns", "Pod", "p", "c");
-        t.exec("a".into(), k.clone());
-        t.exec("b".into(), k.clone());
-        assert_eq!(t.exit("a"), Some(k.clone()));
+        t.exec("a".into(), key("p"));
+        assert_eq!(t.exit("a"), Some(key("p")));
         assert_eq!(t.exit("a"), None);
-        t.replace([("z".to_string(), k)]);
-        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn first_snapshot_finds_nothing_missing() {
+        let mut t = ProcessTable::default();
+        let missed = t.reconcile(
+            vec![entry("old", "a", 10), entry("young", "b", 99_900)],
+            None,
+            100_000,
+            2_000,
+        );
+        assert!(missed.is_empty());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_process_started_between_snapshots_without_its_exec_was_missed() {
+        let mut t = ProcessTable::default();
+        t.reconcile(vec![entry("old", "a", 10)], None, 100_000, 2_000);
+        t.exec("seen".into(), key("b"));
+        let missed = t.reconcile(
+            vec![
+                entry("old", "a", 10),
+                entry("seen", "b", 150_000),
+                entry("lost", "c", 160_000),
+            ],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        assert_eq!(missed, vec![key("c")]);
+    }
+
+    #[test]
+    fn a_young_process_is_judged_at_the_next_snapshot() {
+        let mut t = ProcessTable::default();
+        t.reconcile(vec![], None, 100_000, 2_000);
+        // Started 500 ms before the snapshot: its exec may still be in flight.
+        assert!(t
+            .reconcile(
+                vec![entry("y", "a", 199_500), entry("z", "b", 199_600)],
+                Some(100_000),
+                200_000,
+                2_000
+            )
+            .is_empty());
+        // The exec of `y` arrives late; `z`'s never does.
+        t.exec("y".into(), key("a"));
+        let missed = t.reconcile(
+            vec![entry("y", "a", 199_500), entry("z", "b", 199_600)],
+            Some(200_000),
+            300_000,
+            2_000,
+        );
+        assert_eq!(missed, vec![key("b")]);
+    }
+
+    #[test]
+    fn processes_without_a_start_time_are_not_judged() {
+        let mut t = ProcessTable::default();
+        let e = SnapshotEntry {
+            exec_id: "x".into(),
+            key: key("a"),
+            start: None,
+        };
+        assert!(t.reconcile(vec![e], Some(1), 100_000, 2_000).is_empty());
     }
 }
