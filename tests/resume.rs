@@ -317,6 +317,7 @@ async fn resume_of_each_learner_state_with_its_timers() {
     cfg.learner = LearnerConfig {
         stability_window_ms: 20_000,
         min_learning_ms: 20_000,
+        ..LearnerConfig::default()
     };
     cfg.tick = Duration::from_millis(200);
     let learner_cfg = cfg.learner;
@@ -442,6 +443,7 @@ async fn restarting_twice_keeps_every_count_monotonic() {
     let learner_cfg = LearnerConfig {
         stability_window_ms: 1_000,
         min_learning_ms: 1_000,
+        ..LearnerConfig::default()
     };
 
     let mut previous = seeded.clone();

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Longest wait between reconnection attempts.
     #[arg(long, env = "TETRAGON_LEARNER_BACKOFF_CAP", default_value = "2m", value_parser = duration)]
     pub backoff_cap: Duration,
+    /// A profile keeps at most this many executables (and deviations); beyond,
+    /// it is marked partial: a container cannot grow the agent without bound.
+    #[arg(long, env = "TETRAGON_LEARNER_MAX_EXECUTABLES_PER_PROFILE", default_value_t = crate::learner::config::DEFAULT_MAX_EXECUTABLES)]
+    pub max_executables_per_profile: usize,
     /// Also learn processes outside pods, as one learner per node (kind Host).
     #[arg(long, env = "TETRAGON_LEARNER_LEARN_HOST_PROCESSES")]
     pub learn_host_processes: bool,
@@ -111,6 +115,7 @@ impl RunArgs {
                 stability_window_ms: u64::try_from(self.stability_window.as_millis())
                     .unwrap_or(u64::MAX),
                 min_learning_ms: u64::try_from(self.min_learning.as_millis()).unwrap_or(u64::MAX),
+                max_executables: self.max_executables_per_profile,
             },
             tick: Duration::from_secs(1),
             lazy_checkpoint: self.checkpoint_interval,

@@ -200,6 +200,7 @@ fn reason_name(r: PartialReason) -> &'static str {
     match r {
         PartialReason::StartedBeforeAgent => "started-before-agent",
         PartialReason::EventsDropped => "events-dropped",
+        PartialReason::TooManyExecutables => "too-many-executables",
     }
 }
 

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 /// 30 minutes: long enough for cron-like helpers and probes to show up once.
 pub const DEFAULT_STABILITY_WINDOW_MS: u64 = 30 * 60 * 1000;
+/// A profile (and, while locked, its deviations) holds at most this many
+/// executables: a container that execs random file names in a loop must not
+/// grow the agent's memory and disk without bound.
+pub const DEFAULT_MAX_EXECUTABLES: usize = 5_000;
 /// 1 hour: a container that happens to be quiet right after the agent starts
 /// must not be declared stable before it had a fair chance to do things.
 pub const DEFAULT_MIN_LEARNING_MS: u64 = 60 * 60 * 1000;
@@ -15,6 +19,9 @@ pub struct LearnerConfig {
     pub stability_window_ms: u64,
     /// The current learning period must have lasted at least this long too.
     pub min_learning_ms: u64,
+    /// Beyond this many executables (or deviations), new ones are not recorded
+    /// and the profile is marked partial (too-many-executables).
+    pub max_executables: usize,
 }
 
 impl Default for LearnerConfig {
@@ -22,6 +29,7 @@ impl Default for LearnerConfig {
         Self {
             stability_window_ms: DEFAULT_STABILITY_WINDOW_MS,
             min_learning_ms: DEFAULT_MIN_LEARNING_MS,
+            max_executables: DEFAULT_MAX_EXECUTABLES,
         }
     }
 }

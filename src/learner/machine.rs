@@ -96,9 +96,26 @@ pub fn durability_of(effects: &[Effect]) -> Durability {
         .unwrap_or(Durability::None)
 }
 
+/// A new executable (or, while locked, a new deviation) that does not fit under
+/// `max_executables`: it is not recorded, the profile is marked partial.
+fn over_capacity(profile: &Profile, obs: &Observation, cfg: &LearnerConfig) -> bool {
+    if profile.knows(&obs.path) {
+        return false;
+    }
+    match profile.state {
+        LearnerState::Locked => {
+            !profile.deviations.contains_key(&obs.path)
+                && profile.deviations.len() >= cfg.max_executables
+        }
+        _ => profile.executables.len() >= cfg.max_executables,
+    }
+}
+
 /// What `input` means to the transition table, given the profile.
 pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) -> LearnerEvent {
     match input {
+        // Not a new executable for the table: nothing is learned, no drift.
+        LearnerInput::Observe(obs) if over_capacity(profile, obs, cfg) => LearnerEvent::MarkPartial,
         LearnerInput::Observe(obs) if profile.knows(&obs.path) => LearnerEvent::KnownExecutable,
         LearnerInput::Observe(_) => LearnerEvent::NewExecutable,
         LearnerInput::Tick { now } if profile.is_quiet_at(*now, cfg) => LearnerEvent::Quiet,
@@ -126,6 +143,16 @@ pub fn step(
     let to = from.on(event)?;
     let mut effects = Vec::new();
     match input {
+        LearnerInput::Observe(_) if event == LearnerEvent::MarkPartial => {
+            if profile
+                .partial_reasons
+                .insert(PartialReason::TooManyExecutables)
+            {
+                effects.push(Effect::MarkedPartial {
+                    reason: PartialReason::TooManyExecutables,
+                });
+            }
+        }
         LearnerInput::Observe(obs) => observe(profile, obs, from, &mut effects),
         LearnerInput::Tick { .. } | LearnerInput::Lock { .. } => {}
         LearnerInput::Unlock { now } => {

@@ -21,6 +21,8 @@ pub enum PartialReason {
     StartedBeforeAgent,
     /// Tetragon dropped events for us (slow client) while this key was live.
     EventsDropped,
+    /// More distinct executables than `max_executables`: the rest were not kept.
+    TooManyExecutables,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +208,7 @@ mod tests {
         let cfg = LearnerConfig {
             stability_window_ms: 10,
             min_learning_ms: 100,
+            ..LearnerConfig::default()
         };
         let mut p = Profile::new(LearnerKey::new("ns", "Pod", "p", "c"), 1_000);
         p.last_new_at = 1_095;

@@ -11,7 +11,8 @@
 //!   deviations                                      varint count, then records
 //!   drift_count                                     varint u64
 //!   partial_reasons                                 u8 bitset (bit 0 started-before-agent,
-//!                                                   bit 1 events-dropped)
+//!                                                   bit 1 events-dropped,
+//!                                                   bit 2 too-many-executables)
 //!   record = path string, first_seen varint, last_seen varint, count varint, flags u8
 //!   flags  = bits 0-2 sources (bit 0 snapshot, 1 event, 2 export-log),
 //!            bits 3-4 source (0 snapshot, 1 event, 2 export-log),
@@ -87,9 +88,10 @@ const SOURCE_CODES: [FactSource; 3] = [
     FactSource::Event,
     FactSource::ExportLog,
 ];
-const REASON_CODES: [PartialReason; 2] = [
+const REASON_CODES: [PartialReason; 3] = [
     PartialReason::StartedBeforeAgent,
     PartialReason::EventsDropped,
+    PartialReason::TooManyExecutables,
 ];
 
 const SOURCE_SHIFT: u8 = 3;
@@ -117,6 +119,7 @@ fn reason_code(r: PartialReason) -> u8 {
     match r {
         PartialReason::StartedBeforeAgent => 0,
         PartialReason::EventsDropped => 1,
+        PartialReason::TooManyExecutables => 2,
     }
 }
 
@@ -395,7 +398,7 @@ mod tests {
 
         let mut bad = good.clone();
         let last = bad.len() - 1;
-        bad[last] = 0b100;
+        bad[last] = 0b1000;
         assert!(err(&bad).contains("unknown partial reason"));
 
         // Two records with the same path.

@@ -17,6 +17,7 @@ fn cfg() -> LearnerConfig {
     LearnerConfig {
         stability_window_ms: 100,
         min_learning_ms: 300,
+        ..LearnerConfig::default()
     }
 }
 

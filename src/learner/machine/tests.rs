@@ -9,6 +9,7 @@ fn cfg() -> LearnerConfig {
     LearnerConfig {
         stability_window_ms: 30 * MIN,
         min_learning_ms: 60 * MIN,
+        ..LearnerConfig::default()
     }
 }
 
@@ -332,4 +333,44 @@ fn clock_going_backwards_delays_but_does_not_panic() {
     assert_eq!(p.executables["/bin/app"].count, 2);
     assert_eq!(p.executables["/bin/app"].first_seen, 0);
     assert_eq!(p.executables["/bin/app"].last_seen, u64::MAX);
+}
+
+#[test]
+fn a_full_profile_keeps_what_it_has_and_says_it_is_partial() {
+    let cfg = LearnerConfig {
+        max_executables: 2,
+        ..cfg()
+    };
+    let mut p = profile();
+    step(&mut p, seen("/a", 1), &cfg).unwrap();
+    step(&mut p, seen("/b", 2), &cfg).unwrap();
+    let effects = step(&mut p, seen("/c", 3), &cfg).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::MarkedPartial {
+            reason: PartialReason::TooManyExecutables
+        }]
+    );
+    assert_eq!(p.executables.len(), 2);
+    assert!(!p.knows("/c"));
+    // Known ones are still counted; more new ones change nothing.
+    assert_eq!(
+        step(&mut p, seen("/a", 4), &cfg).unwrap(),
+        vec![Effect::Touched]
+    );
+    assert_eq!(
+        step(&mut p, seen("/d", 5), &cfg).unwrap(),
+        vec![Effect::Nothing]
+    );
+    // Stable does not drift because of an executable it cannot keep.
+    p.state = LearnerState::Stable;
+    step(&mut p, seen("/e", 6), &cfg).unwrap();
+    assert_eq!((p.state, p.drift_count), (LearnerState::Stable, 0));
+    // Locked: deviations are capped the same way.
+    p.state = LearnerState::Locked;
+    step(&mut p, seen("/x", 7), &cfg).unwrap();
+    step(&mut p, seen("/y", 8), &cfg).unwrap();
+    step(&mut p, seen("/z", 9), &cfg).unwrap();
+    assert_eq!(p.deviations.len(), 2);
+    assert_eq!(p.executables.len(), 2);
 }
