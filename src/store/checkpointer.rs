@@ -34,6 +34,9 @@ pub struct Persist {
     pub revision: u64,
 }
 
+/// Wait before writing again after a failed write.
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
+
 /// Write everything pending now (shutdown); resolves when durable.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -123,6 +126,10 @@ impl Checkpointer {
             }
             if act.urgent && res.is_ok() {
                 act.flush(ctx);
+            } else if res.is_err() {
+                // Retry soon (not only at the next lazy tick), without spinning on a
+                // disk that keeps failing.
+                ctx.run_later(RETRY_AFTER_ERROR, |act, ctx| act.flush(ctx));
             }
         }));
     }
