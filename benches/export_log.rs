@@ -18,6 +18,9 @@ use tetragon_learner::snapshot::export_log::{read_snapshot, ExportLogLocation};
 const FIXTURE: &str = "tests/fixtures/export-log/real/tetragon-export.jsonl";
 const MIB: u64 = 1024 * 1024;
 
+mod common;
+use common::{cpu_time, reset_peak_rss, vm_hwm_kib};
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target_mib: u64 = std::env::var("EXPORT_LOG_BENCH_MB")
         .ok()
@@ -40,11 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     reset_peak_rss();
     let hwm_before = vm_hwm_kib();
-    let cpu_before = cpu_secs();
+    let cpu_before = cpu_time(libc::RUSAGE_SELF).as_secs_f64();
     let start = Instant::now();
     let (snapshot, stats) = read_snapshot(&ExportLogLocation::Path(path.clone()))?;
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu_before;
+    let cpu = cpu_time(libc::RUSAGE_SELF).as_secs_f64() - cpu_before;
     let hwm_after = vm_hwm_kib();
     let mbps = mb(stats.bytes) / secs;
     println!(
@@ -132,34 +135,4 @@ fn raw_line_count(path: &Path) -> std::io::Result<(u64, f64)> {
         lines += 1;
     }
     Ok((lines, start.elapsed().as_secs_f64()))
-}
-
-/// User + system CPU time of this process so far (the pipeline is single-threaded).
-fn cpu_secs() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// Linux resets VmHWM to the current RSS on `echo 5 > /proc/self/clear_refs`,
-/// so the peak measured afterwards is the pipeline's own, not the generator's.
-fn reset_peak_rss() {
-    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
-        eprintln!("  (could not reset VmHWM; 'before' includes log generation)");
-    }
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -48,6 +48,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+mod common;
+use common::{cpu_time, reset_peak_rss, vm_hwm_kib};
+
 fn main() -> BenchResult<()> {
     let execs: u64 = std::env::var("PIPELINE_BENCH_EXECS")
         .ok()
@@ -406,35 +409,4 @@ async fn run_pipeline(dir: &Path, scenario: &Scenario) -> BenchResult<(Measured,
     let executables = profiles.iter().map(|p| p.executables.len()).sum();
     fake.stop();
     Ok((m, profiles.len(), executables))
-}
-
-fn cpu_time(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Linux resets VmHWM to the current RSS on `echo 5 > /proc/self/clear_refs`,
-/// so each run's peak is its own.
-fn reset_peak_rss() {
-    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
-        eprintln!("  (could not reset VmHWM; peaks include earlier runs)");
-    }
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
