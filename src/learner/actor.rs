@@ -64,6 +64,8 @@ pub struct LearnerActor {
     needs_flush: bool,
     /// Increases with every profile sent, so the Checkpointer keeps the newest.
     revision: u64,
+    /// Effects of flushes sent and not yet confirmed, by revision.
+    in_flight: std::collections::BTreeMap<u64, Vec<Effect>>,
     tick: Duration,
 }
 
@@ -84,6 +86,7 @@ impl LearnerActor {
             unreported: Vec::new(),
             needs_flush: false,
             revision: 0,
+            in_flight: std::collections::BTreeMap::new(),
             tick,
         }
     }
@@ -129,11 +132,15 @@ impl LearnerActor {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.dirty = false;
         self.needs_flush = false;
-        let owed = std::mem::take(&mut self.unreported);
         let msg = self.persist_message(Durability::Flush);
+        let revision = msg.revision;
+        let owed = std::mem::take(&mut self.unreported);
+        self.in_flight.insert(revision, owed);
         let send = self.checkpointer.send(msg);
         let key = self.profile.key.clone();
         ctx.spawn(send.into_actor(self).map(move |res, act, _| {
+            // A Drain may have reported (and taken) it already.
+            let Some(owed) = act.in_flight.remove(&revision) else { return };
             let error = match res {
                 // Against the profile as it is now: what a Reset wiped meanwhile
                 // is not reported.
@@ -247,7 +254,13 @@ impl Handler<Drain> for LearnerActor {
     // Atomic: nothing else runs on this learner until it is written and stopped.
     type Result = AtomicResponse<Self, Result<(), String>>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
-        let owed = std::mem::take(&mut self.unreported);
+        // This write supersedes every earlier one: what they owed is reported
+        // with it (their futures die with the actor).
+        let mut owed: Vec<Effect> = std::mem::take(&mut self.in_flight)
+            .into_values()
+            .flatten()
+            .collect();
+        owed.append(&mut self.unreported);
         let key = self.profile.key.clone();
         let msg = self.persist_message(Durability::Flush);
         let send = self.checkpointer.send(msg);
