@@ -138,6 +138,8 @@ struct AgentLog {
     other: Vec<String>,
     errors: Vec<String>,
     lines: usize,
+    /// The agent said it started (signal handlers are installed by then).
+    started: bool,
 }
 
 struct Agent {
@@ -177,6 +179,9 @@ fn start_agent(addr: &str, db: &Path) -> Agent {
             };
             if v["level"] == "ERROR" {
                 log.errors.push(line.clone());
+            }
+            if v["message"] == "agent started" {
+                log.started = true;
             }
             if v["message"] == "learned executable" {
                 let key = v["key"].as_str().expect("learned executable has a key");
@@ -354,7 +359,8 @@ fn learned_executables_survive_sigkill() {
         for (k, p) in &agent.log.lock().unwrap().learned {
             known.entry(k.clone()).or_default().insert(p.clone());
         }
-        if missing_from(&known, &oracle).is_empty() {
+        // A SIGTERM before the agent installed its handlers would simply kill it.
+        if missing_from(&known, &oracle).is_empty() && agent.log.lock().unwrap().started {
             break;
         }
         assert!(

@@ -138,13 +138,13 @@ impl FakeArgs {
 }
 
 pub async fn run(args: FakeArgs) -> anyhow::Result<()> {
+    let mut signals =
+        super::signals::ShutdownSignals::install().context("installing signal handlers")?;
     let fake =
         FakeTetragon::start(&args.listen, args.source()?, args.export_log.as_deref()).await?;
     // Scripts read this line to learn the address (port 0 picks a free one).
     println!("fake-tetragon listening on {}", fake.address);
-    super::signals::wait_for_shutdown()
-        .await
-        .context("waiting for a shutdown signal")?;
+    signals.wait().await;
     fake.stop().await;
     Ok(())
 }

@@ -124,6 +124,8 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut signals =
+        super::signals::ShutdownSignals::install().context("installing signal handlers")?;
     // Everything that can fail on the command line's account is checked before
     // the agent starts: a taken port or socket path stops it at once, cleanly.
     let metrics_listener = match args.metrics_address {
@@ -137,6 +139,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let agent = Agent::start(args.agent_config()).await?;
+    tracing::info!(
+        tetragon = %args.tetragon.tetragon_address,
+        db = %args.db.display(),
+        resumed_learners = agent.resumed,
+        "agent started"
+    );
     if let Some(listener) = metrics_listener {
         let state = HealthState {
             metrics: agent.metrics.clone(),
@@ -157,9 +165,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
     });
-    let signal = super::signals::wait_for_shutdown()
-        .await
-        .context("installing signal handlers")?;
+    let signal = signals.wait().await;
     tracing::info!(
         signal,
         "shutting down: draining and writing the final checkpoint"

@@ -1,11 +1,26 @@
 //! One place for shutdown signals: SIGTERM (Kubernetes) and SIGINT (a terminal).
-use tokio::signal::unix::{signal, SignalKind};
+//! Installed first thing, so a signal that arrives while the agent is still
+//! starting is not fatal (the default action) but starts an orderly drain.
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-pub async fn wait_for_shutdown() -> std::io::Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+pub struct ShutdownSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the first of them; returns its name.
+    pub async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
