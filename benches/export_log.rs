@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          {} live processes at end, {} skipped",
         stats.lines,
         stats.startups,
-        stats.procfs_execs,
+        stats.startup_counts.procfs_execs,
         snapshot.processes.len(),
         stats.skipped()
     );

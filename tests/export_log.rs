@@ -143,7 +143,7 @@ fn real_rotation_reads_all_files_in_order_and_uses_startup_3() {
     assert_eq!(stats.startup_line, Some(347));
     assert_eq!(stats.startup_marker, Some(StartupMarker::Kernel));
     assert_eq!(stats.startup_inferred_by, None);
-    assert_eq!(stats.procfs_execs, 313);
+    assert_eq!(stats.startup_counts.procfs_execs, 313);
     assert_eq!(snap.source, SnapshotSource::ExportLog);
     assert_eq!(
         stats.newest_event_time.as_deref().map(|t| &t[..10]),
@@ -224,12 +224,12 @@ fn several_startups_in_one_file_the_latest_wins() {
     write_lines(&path, &lines[..346]);
     let (snap2, stats2) = read(&path).expect("startup 2");
     assert_eq!((stats2.startups, stats2.startup_line), (1, Some(109)));
-    assert_eq!(stats2.procfs_execs, 10);
+    assert_eq!(stats2.startup_counts.procfs_execs, 10);
     // The whole file: startup 3 replaces startup 2 entirely.
     write_lines(&path, &lines);
     let (snap3, stats3) = read(&path).expect("startup 3");
     assert_eq!((stats3.startups, stats3.startup_line), (2, Some(347)));
-    assert_eq!(stats3.procfs_execs, 313);
+    assert_eq!(stats3.startup_counts.procfs_execs, 313);
     let ids2 = ids(&snap2);
     let only_in_3 = ids(&snap3)
         .into_iter()
@@ -267,8 +267,20 @@ fn a_startup_that_begins_in_a_rotated_file_continues_in_the_active_one() {
         names(&stats.startup_file.into_iter().collect::<Vec<_>>()),
         ["tetragon-2026-11-29T15-00-00.000.log.gz"]
     );
-    assert_eq!((stats.procfs_execs, stats.live_execs), (4, 1));
-    assert_eq!((stats.exits_applied, stats.exits_unmatched), (1, 1));
+    assert_eq!(
+        (
+            stats.startup_counts.procfs_execs,
+            stats.startup_counts.live_execs
+        ),
+        (4, 1)
+    );
+    assert_eq!(
+        (
+            stats.startup_counts.exits_applied,
+            stats.startup_counts.exits_unmatched
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -375,7 +387,7 @@ fn real_single_startup_export() {
     assert_eq!(names(&stats.files_read), ["tetragon-export.jsonl"]);
     assert_eq!((stats.lines, stats.execs, stats.exits), (2006, 947, 1059));
     assert_eq!((stats.startups, stats.startup_line), (1, Some(1)));
-    assert_eq!(stats.procfs_execs, 10);
+    assert_eq!(stats.startup_counts.procfs_execs, 10);
     assert_eq!(snap.processes.len(), 9);
     assert_eq!(
         snap.processes
@@ -549,10 +561,16 @@ fn without_kernel_lines_the_startups_are_inferred_and_startup_3_is_found() {
         "dm06Mjc3MjE4MDAwMDAwMDoxMjY4"
     );
     assert_eq!(procfs_pairs(&snap), expected_without(&["<kernel>"]));
-    assert_eq!(stats.procfs_execs, 312);
+    assert_eq!(stats.startup_counts.procfs_execs, 312);
     // Startup 2's procFS processes logged after its pid 1268 line were carried
     // and dropped again as startup 3 re-reported later ones (or confirmed).
-    assert_eq!((stats.carried_over, stats.carried_dropped), (0, 5));
+    assert_eq!(
+        (
+            stats.startup_counts.carried_over,
+            stats.startup_counts.carried_dropped
+        ),
+        (0, 5)
+    );
 }
 
 #[test]
@@ -591,10 +609,16 @@ fn without_kernel_and_bash_lines_new_processes_before_the_first_re_report_are_ke
         procfs_pairs(&snap),
         expected_without(&["<kernel>", "/usr/bin/bash"])
     );
-    assert_eq!(stats.procfs_execs, 305);
+    assert_eq!(stats.startup_counts.procfs_execs, 305);
     // 300 sleeps + a python carried (the other 4 came after the re-report);
     // startup 2's python and daemon, without exits here, dropped again.
-    assert_eq!((stats.carried_over, stats.carried_dropped), (301, 2));
+    assert_eq!(
+        (
+            stats.startup_counts.carried_over,
+            stats.startup_counts.carried_dropped
+        ),
+        (301, 2)
+    );
 
     // With the exits: the same never-exited set as the marked read, minus
     // what was dropped.
@@ -653,7 +677,13 @@ fn pod_only_log_with_two_startups_uses_the_second() {
         .all(|p| p.pod.as_ref().is_some_and(|pod| pod.namespace == "shop")));
     // The exit of startup 2's worker came before its procFS line: that exit
     // was applied to the startup-1 entry, the re-report adds it again.
-    assert_eq!((stats.procfs_execs, stats.carried_over), (4, 1));
+    assert_eq!(
+        (
+            stats.startup_counts.procfs_execs,
+            stats.startup_counts.carried_over
+        ),
+        (4, 1)
+    );
 }
 
 /// A restart whose scan re-reports no process of the previous one cannot be
@@ -680,5 +710,5 @@ fn a_restart_sharing_no_process_with_the_previous_scan_gives_the_union() {
     assert_eq!(stats.startup_inferred_by, Some(InferredBy::FirstProcfs));
     assert_eq!(stats.startup_line, Some(1));
     assert_eq!(ids(&snap), ["b", "x", "d"]);
-    assert_eq!(stats.procfs_execs, 4);
+    assert_eq!(stats.startup_counts.procfs_execs, 4);
 }

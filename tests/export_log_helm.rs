@@ -72,7 +72,7 @@ async fn helm_default_deny_list_pod_processes_found_host_ones_not() {
     let (snap, stats) = read(&log);
     assert_eq!(stats.startup_marker, Some(StartupMarker::Inferred));
     assert_eq!(stats.startup_inferred_by, Some(InferredBy::FirstProcfs));
-    assert_eq!((stats.startups, stats.procfs_execs), (1, 2));
+    assert_eq!((stats.startups, stats.startup_counts.procfs_execs), (1, 2));
     let want: BTreeSet<(String, String)> = [
         ("shop", "/usr/sbin/nginx"),
         ("shop", "/usr/bin/curl"),

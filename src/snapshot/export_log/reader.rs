@@ -99,7 +99,7 @@ fn read_with(
             file = ?stats.startup_file,
             line = stats.startup_line,
             inferred_by = stats.startup_inferred_by.map(InferredBy::as_str),
-            carried_over = stats.carried_over,
+            carried_over = stats.startup_counts.carried_over,
             "Tetragon export log has no startup marker (pid 0 <kernel> not exported, as with \
              the Helm chart's default export deny list); startup inferred from procFS lines: \
              a scan whose beginning was rotated away cannot be told from a complete one"
@@ -111,7 +111,7 @@ fn read_with(
         bytes = stats.bytes,
         startups = stats.startups,
         startup_marker = stats.startup_marker.map(StartupMarker::as_str),
-        procfs_execs = stats.procfs_execs,
+        procfs_execs = stats.startup_counts.procfs_execs,
         processes = snapshot.processes.len(),
         "snapshot built from Tetragon export log"
     );
@@ -123,13 +123,7 @@ fn finish_stats(done: CompletedGeneration<Payload>, stats: &mut ExportLogStats) 
     stats.startup_line = Some(done.started_at.line_no);
     stats.startup_marker = Some(done.marker);
     stats.startup_inferred_by = done.inferred_by;
-    stats.carried_over = done.counts.carried_over;
-    stats.carried_dropped = done.counts.carried_dropped;
-    stats.procfs_execs = done.counts.procfs_execs;
-    stats.live_execs = done.counts.live_execs;
-    stats.exits_applied = done.counts.exits_applied;
-    stats.exits_unmatched = done.counts.exits_unmatched;
-    stats.superseded = done.counts.superseded;
+    stats.startup_counts = done.counts.clone();
     ProcessSnapshot {
         source: SnapshotSource::ExportLog,
         taken_at: rfc3339_ms(now_ms()),

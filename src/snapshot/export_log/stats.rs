@@ -36,20 +36,10 @@ pub struct ExportLogStats {
     /// Where the used startup begins (an inferred one: where it was recognized).
     pub startup_file: Option<PathBuf>,
     pub startup_line: Option<u64>,
-    /// procFS execs of the used startup.
-    pub procfs_execs: u64,
-    /// Live execs after the used startup began.
-    pub live_execs: u64,
-    pub exits_applied: u64,
-    /// Exits of processes the used startup never saw exec.
-    pub exits_unmatched: u64,
-    /// Entries replaced by a later exec of the same pid.
-    pub superseded: u64,
-    /// Inferred startup only: procFS processes taken over from the previous
-    /// generation (logged before the restart was recognized) and still held.
-    pub carried_over: u64,
-    /// Inferred startup only: carried entries dropped as an older scan's.
-    pub carried_dropped: u64,
+    /// The used startup's own counters (procFS execs, live execs, exits,
+    /// superseded and carried entries), flattened into the JSON.
+    #[serde(flatten)]
+    pub startup_counts: super::generation::GenerationCounts,
     /// Not JSON, or JSON that is not a `GetEventsResponse`.
     pub skipped_malformed: u64,
     pub skipped_non_utf8: u64,
