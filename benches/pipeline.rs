@@ -2,18 +2,22 @@
 //! -> ingester -> learners) next to a raw decode-and-drop client on the same
 //! feed, as a ratio measured in one run.
 //!
-//! Method. Each consumer gets its own fresh fake Tetragon (same scenario: 50
-//! containers x 20 distinct executables, every exec followed by its exit, a
-//! fixed `PIPELINE_BENCH_EXECS` execs, default 200,000 = 400,000 events) with
-//! `rate_per_sec: 0`: the fake publishes as fast as it can from the moment the
-//! consumer subscribes. Like Tetragon it drops events for a client that reads
-//! too slowly, so the figure is what the consumer actually *received and
-//! processed* per second of wall time, from the moment it starts connecting
-//! until the fake's activity is over and every published event is either
-//! processed or counted as dropped by the fake. The drops are printed for each
-//! consumer: a consumer with drops was the bottleneck (its figure is its
-//! capacity); one without drops kept up with the fake (its figure is a lower
-//! bound of its capacity, bounded by the fake's publishing rate).
+//! Method. Each consumer gets its own fresh fake Tetragon serving the same
+//! scenario (50 containers x 20 distinct executables, every exec followed by its
+//! exit, a fixed `PIPELINE_BENCH_EXECS` execs, default 200,000 = 400,000
+//! events). The events are prebuilt with `FakeNode` on the fake's thread before
+//! the clock starts and served as a `FakeSource::Replay` with `rate_per_sec: 0`:
+//! from the moment the consumer subscribes, the fake only publishes them (in
+//! bursts, see `fake::feed::BURST`) and encodes them for the client. Like
+//! Tetragon it drops events for a client that reads too slowly, so the figure is
+//! what the consumer actually *received and processed* per second of wall time,
+//! from the moment it starts connecting until the fake's activity is over and
+//! every published event is either processed or counted as dropped by the fake.
+//! The drops are printed for each consumer: a consumer with drops was the
+//! bottleneck (its figure is its capacity); one without drops kept up with the
+//! fake (its figure is a lower bound of its capacity, bounded by the fake's
+//! publishing rate). Peak RSS includes the prebuilt feed, so the RSS when the
+//! clock started and the growth during the run are printed too.
 //!
 //! The fake runs in this process but on its own OS thread (a current-thread
 //! tokio runtime), so its CPU time is measured apart (`RUSAGE_THREAD`) and the
@@ -31,13 +35,17 @@ use std::time::{Duration, Instant};
 
 use tetragon_learner::agent::Agent;
 use tetragon_learner::cli::demo::demo_agent_config;
-use tetragon_learner::fake::scenario::{Activity, ContainerSpec, ExecSpec, Scenario, StartMode};
+use tetragon_learner::fake::node::FakeNode;
+use tetragon_learner::fake::replay::Replay;
+use tetragon_learner::fake::scenario::{ContainerSpec, ExecSpec, Scenario};
 use tetragon_learner::fake::state::FakeState;
 use tetragon_learner::fake::{FakeSource, FakeTetragon};
 use tetragon_learner::snapshot::policy::SourcePolicy;
 use tetragon_learner::tetragon::address::TetragonAddress;
 use tetragon_learner::tetragon::client::{client, connect};
 use tetragon_learner::tetragon::connection::actor::events_request;
+use tetragon_learner::tetragon::proto::get_events_response::Event;
+use tetragon_learner::time::now_ms;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 
@@ -49,17 +57,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 mod common;
-use common::{cpu_time, reset_peak_rss, vm_hwm_kib};
+use common::{cpu_time, reset_peak_rss, vm_hwm_kib, vm_rss_kib};
 
 fn main() -> BenchResult<()> {
     let execs: u64 = std::env::var("PIPELINE_BENCH_EXECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let scenario = scenario(execs);
+    let scenario = scenario();
     println!(
         "pipeline bench: {CONTAINERS} containers x {EXECS_PER_CONTAINER} executables, \
-         {execs} execs + exits = {} events per run, fake at rate 0 (as fast as possible)",
+         {execs} execs + exits = {} events per run, prebuilt before the clock starts and \
+         replayed at rate 0 (as fast as possible)",
         execs * 2
     );
     println!(
@@ -78,13 +87,11 @@ fn main() -> BenchResult<()> {
             .prefix("tetragon-learner-bench")
             .tempdir()?;
 
-        reset_peak_rss();
-        let raw = run_raw(dir.path(), &scenario).await?;
+        let raw = run_raw(dir.path(), &scenario, execs).await?;
         let raw_hwm = vm_hwm_kib();
         raw.print("raw decode-and-drop");
 
-        reset_peak_rss();
-        let (pipe, profiles, executables) = run_pipeline(dir.path(), &scenario).await?;
+        let (pipe, profiles, executables) = run_pipeline(dir.path(), &scenario, execs).await?;
         let pipe_hwm = vm_hwm_kib();
         pipe.print("pipeline (agent)");
 
@@ -102,9 +109,15 @@ fn main() -> BenchResult<()> {
             }
         }
         println!(
-            "peak RSS (VmHWM, whole process incl. the fake): raw run {} MiB, pipeline run {} MiB",
+            "peak RSS (VmHWM, whole process incl. the fake and its prebuilt feed): raw run {} MiB, \
+             pipeline run {} MiB; RSS when the clock started (prebuilt feed in memory): {} / {} MiB; \
+             growth during the run: {} / {} MiB",
             raw_hwm / 1024,
-            pipe_hwm / 1024
+            pipe_hwm / 1024,
+            raw.rss_at_start_kib / 1024,
+            pipe.rss_at_start_kib / 1024,
+            raw_hwm.saturating_sub(raw.rss_at_start_kib) / 1024,
+            pipe_hwm.saturating_sub(pipe.rss_at_start_kib) / 1024,
         );
         println!(
             "sanity: {profiles} learned profiles (expected {CONTAINERS}), \
@@ -118,7 +131,8 @@ fn main() -> BenchResult<()> {
     })
 }
 
-fn scenario(execs: u64) -> Scenario {
+/// The node and its containers; the activity is prebuilt by `prebuilt_replay`.
+fn scenario() -> Scenario {
     let containers = (0..CONTAINERS)
         .map(|i| ContainerSpec {
             namespace: "bench".to_string(),
@@ -147,15 +161,49 @@ fn scenario(execs: u64) -> Scenario {
         kernel_threads: 4,
         host_processes: vec!["/usr/bin/kubelet".to_string()],
         containers,
-        activity: Activity {
-            rate_per_sec: 0,
-            total_execs: execs,
-            exit_after_exec: true,
-            start: StartMode::OnFirstClient,
-        },
-        faults: Default::default(),
         ..Default::default()
     }
+}
+
+/// The scenario's activity built offline, before any clock starts, with the
+/// same `FakeNode` the fake's live scenario feed uses: `execs` execs round
+/// robin over the containers' executables, each `process_exec` followed by its
+/// `process_exit`. The startup is the node's procFS /proc scan. Served as a
+/// `FakeSource::Replay` at rate 0, the fake only publishes and serves these.
+fn prebuilt_replay(scenario: &Scenario, execs: u64) -> BenchResult<Replay> {
+    let t0 = Instant::now();
+    let boot = now_ms();
+    let mut node = FakeNode::new(scenario, boot);
+    let startup = node.startup_events(boot);
+    let plan = scenario.exec_plan();
+    let mut feed = Vec::with_capacity(2 * execs as usize);
+    for step in 0..execs {
+        let (ci, ei) = plan[(step % plan.len() as u64) as usize];
+        let now = now_ms();
+        let exec = node.exec(ci, &scenario.containers[ci].execs[ei], now);
+        let id = match exec.event.as_ref() {
+            Some(Event::ProcessExec(e)) => e.process.as_ref().map(|p| p.exec_id.clone()),
+            _ => None,
+        }
+        .ok_or("FakeNode::exec built no process_exec")?;
+        let exit = node
+            .exit(&id, now)
+            .ok_or("FakeNode::exit found no process")?;
+        feed.push(exec);
+        feed.push(exit);
+    }
+    println!(
+        "prebuilt {} startup + {} feed events in {:.2} s",
+        startup.len(),
+        feed.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Replay {
+        node_name: node.node_name().to_string(),
+        startup,
+        feed,
+        skipped_lines: 0,
+    })
 }
 
 /// A fake Tetragon on its own thread and current-thread runtime.
@@ -170,7 +218,9 @@ struct Fake {
 }
 
 impl Fake {
-    fn start(socket: &Path, scenario: &Scenario) -> BenchResult<Self> {
+    /// Builds the feed on the fake's thread (its allocations are then freed
+    /// where they were made, not across glibc arenas), then serves it.
+    fn start(socket: &Path, scenario: &Scenario, execs: u64) -> BenchResult<Self> {
         let listen = TetragonAddress::Unix(socket.to_path_buf());
         let scenario = scenario.clone();
         let done = Arc::new(AtomicBool::new(false));
@@ -186,16 +236,26 @@ impl Fake {
                     .build()
                     .expect("fake runtime");
                 rt.block_on(async move {
-                    let mut fake =
-                        match FakeTetragon::start(&listen, FakeSource::Scenario(scenario), None)
-                            .await
-                        {
-                            Ok(f) => f,
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e.to_string()));
-                                return;
-                            }
-                        };
+                    let replay = match prebuilt_replay(&scenario, execs) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let source = FakeSource::Replay {
+                        replay,
+                        rate_per_sec: 0,
+                        faults: Default::default(),
+                        export_deny_namespaces: Vec::new(),
+                    };
+                    let mut fake = match FakeTetragon::start(&listen, source, None).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
                     let _ = ready_tx.send(Ok((fake.address.clone(), fake.state.clone())));
                     // Everything here runs on this thread: RUSAGE_THREAD is the fake's CPU.
                     tokio::spawn(async move {
@@ -269,6 +329,8 @@ struct Measured {
     fake_cpu: Duration,
     /// When the fake finished publishing, from the start of the run.
     fake_wall: Duration,
+    /// Resident memory when the clock started (the prebuilt feed included).
+    rss_at_start_kib: u64,
 }
 
 impl Measured {
@@ -336,8 +398,10 @@ async fn wait_drained(
     }
 }
 
-async fn run_raw(dir: &Path, scenario: &Scenario) -> BenchResult<Measured> {
-    let fake = Fake::start(&dir.join("raw.sock"), scenario)?;
+async fn run_raw(dir: &Path, scenario: &Scenario, execs: u64) -> BenchResult<Measured> {
+    let fake = Fake::start(&dir.join("raw.sock"), scenario, execs)?;
+    reset_peak_rss();
+    let rss_at_start_kib = vm_rss_kib();
     let count = Arc::new(AtomicU64::new(0));
     let fake_cpu0 = fake.cpu().await;
     let cpu0 = cpu_time(libc::RUSAGE_SELF);
@@ -368,6 +432,7 @@ async fn run_raw(dir: &Path, scenario: &Scenario) -> BenchResult<Measured> {
         process_cpu,
         fake_cpu,
         fake_wall,
+        rss_at_start_kib,
     };
     reader.abort();
     fake.stop();
@@ -383,8 +448,14 @@ fn events_total(rendered: &str) -> u64 {
         .sum()
 }
 
-async fn run_pipeline(dir: &Path, scenario: &Scenario) -> BenchResult<(Measured, usize, usize)> {
-    let fake = Fake::start(&dir.join("pipeline.sock"), scenario)?;
+async fn run_pipeline(
+    dir: &Path,
+    scenario: &Scenario,
+    execs: u64,
+) -> BenchResult<(Measured, usize, usize)> {
+    let fake = Fake::start(&dir.join("pipeline.sock"), scenario, execs)?;
+    reset_peak_rss();
+    let rss_at_start_kib = vm_rss_kib();
     let mut cfg = demo_agent_config(fake.address.clone(), dir.join("db"));
     cfg.snapshot.policy = SourcePolicy::None;
     let fake_cpu0 = fake.cpu().await;
@@ -403,6 +474,7 @@ async fn run_pipeline(dir: &Path, scenario: &Scenario) -> BenchResult<(Measured,
         process_cpu,
         fake_cpu,
         fake_wall,
+        rss_at_start_kib,
     };
     agent.shutdown().await?;
     let profiles = agent.durable_profiles();

@@ -35,3 +35,15 @@ pub fn vm_hwm_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Current resident set size (VmRSS) in KiB.
+pub fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
