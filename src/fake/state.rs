@@ -2,7 +2,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::tetragon::proto::GetEventsResponse;
 
@@ -10,15 +10,16 @@ use super::export_writer::ExportWriter;
 use super::node::FakeNode;
 use super::scenario::Faults;
 
-/// Tetragon's default per-listener queue: events beyond it are dropped, silently,
-/// for a client that reads too slowly.
+/// Tetragon's default per-listener queue: when it is full, new events are
+/// dropped, silently, for that client (Tetragon only counts them in a metric).
 pub const LISTENER_QUEUE: usize = 10_000;
 
 pub struct FakeState {
     pub node: Mutex<FakeNode>,
     pub faults: Faults,
-    /// The live feed. A client only sees what happens while it is subscribed.
-    pub events: broadcast::Sender<GetEventsResponse>,
+    /// The live feed: one bounded queue per listener, as in Tetragon. A client
+    /// only sees what happens while it is subscribed.
+    listeners: Mutex<Vec<mpsc::Sender<GetEventsResponse>>>,
     pub first_client: Notify,
     /// Set when the fake stops: open streams end, as when Tetragon goes away.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -37,11 +38,10 @@ pub struct Counters {
 
 impl FakeState {
     pub fn new(node: FakeNode, faults: Faults, export: Option<ExportWriter>) -> Self {
-        let (events, _) = broadcast::channel(LISTENER_QUEUE);
         Self {
             node: Mutex::new(node),
             faults,
-            events,
+            listeners: Mutex::new(Vec::new()),
             first_client: Notify::new(),
             stopping: tokio::sync::watch::channel(false).0,
             export: export.map(Mutex::new),
@@ -60,7 +60,24 @@ impl FakeState {
         self.counters
             .events_published
             .fetch_add(1, Ordering::Relaxed);
-        // No receiver is fine: a live feed does not keep what nobody heard.
-        let _ = self.events.send(ev);
+        // No listener is fine: a live feed does not keep what nobody heard.
+        let mut listeners = self.listeners.lock();
+        listeners.retain(|tx| match tx.try_send(ev.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters
+                    .dropped_for_slow_clients
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// A new listener's queue: it receives what is published from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<GetEventsResponse> {
+        let (tx, rx) = mpsc::channel(LISTENER_QUEUE);
+        self.listeners.lock().push(tx);
+        rx
     }
 }
