@@ -192,7 +192,7 @@ impl Handler<EventBatch> for EventIngester {
             self.metrics.event(event_kind(ev));
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
-                    self.table.exec(l.exec_id.clone(), l.key.clone());
+                    self.table.exec(l.exec_id.clone(), l.key.clone(), now);
                     self.push(
                         &mut out,
                         &l.key,

@@ -14,14 +14,17 @@ use crate::time::UnixMillis;
 /// How the agent knows of a live process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
-    /// Its exec came through the stream.
-    Stream,
+    /// Its exec came through the stream, received at this time.
+    Stream(UnixMillis),
     /// A snapshot showed it, and it is old enough that its exec (if any) was due.
     Snapshot,
     /// A snapshot showed it so soon after it started that its exec event may
     /// still have been on its way; the next snapshot decides.
     Provisional,
 }
+
+/// How long before a snapshot a streamed exec absent from it is still kept.
+const STREAM_CARRY_MS: UnixMillis = 30_000;
 
 #[derive(Debug, Default)]
 pub struct ProcessTable {
@@ -37,8 +40,8 @@ pub struct SnapshotEntry {
 }
 
 impl ProcessTable {
-    pub fn exec(&mut self, exec_id: String, key: LearnerKey) {
-        self.live.insert(exec_id, (key, Seen::Stream));
+    pub fn exec(&mut self, exec_id: String, key: LearnerKey, now: UnixMillis) {
+        self.live.insert(exec_id, (key, Seen::Stream(now)));
     }
 
     pub fn exit(&mut self, exec_id: &str) -> Option<LearnerKey> {
@@ -62,7 +65,7 @@ impl ProcessTable {
         let mut next = HashMap::with_capacity(entries.len());
         for e in entries {
             let seen = match (self.live.get(&e.exec_id).map(|(_, s)| *s), e.start) {
-                (Some(Seen::Stream), _) | (Some(Seen::Snapshot), _) => Seen::Snapshot,
+                (Some(Seen::Stream(_)), _) | (Some(Seen::Snapshot), _) => Seen::Snapshot,
                 // Young at the last snapshot, and still no exec since.
                 (Some(Seen::Provisional), _) => {
                     missed.push(e.key.clone());
@@ -76,6 +79,16 @@ impl ProcessTable {
                 (None, _) => Seen::Snapshot,
             };
             next.insert(e.exec_id, (e.key, seen));
+        }
+        // Execs received while the snapshot was being taken and handed over may
+        // be missing from it (the cache was read before they happened): keep
+        // them, or the next snapshot would call them missed. Older stream entries
+        // the snapshot does not show are gone (their exit was not seen).
+        let recent = taken_at.saturating_sub(STREAM_CARRY_MS);
+        for (id, (key, seen)) in std::mem::take(&mut self.live) {
+            if matches!(seen, Seen::Stream(at) if at >= recent) {
+                next.entry(id).or_insert((key, seen));
+            }
         }
         self.live = next;
         missed.sort();
@@ -111,7 +124,7 @@ mod tests {
     #[test]
     fn exec_and_exit() {
         let mut t = ProcessTable::default();
-        t.exec("a".into(), key("p"));
+        t.exec("a".into(), key("p"), 1);
         assert_eq!(t.exit("a"), Some(key("p")));
         assert_eq!(t.exit("a"), None);
     }
@@ -133,7 +146,7 @@ mod tests {
     fn a_process_started_between_snapshots_without_its_exec_was_missed() {
         let mut t = ProcessTable::default();
         t.reconcile(vec![entry("old", "a", 10)], None, 100_000, 2_000);
-        t.exec("seen".into(), key("b"));
+        t.exec("seen".into(), key("b"), 150_000);
         let missed = t.reconcile(
             vec![
                 entry("old", "a", 10),
@@ -161,7 +174,7 @@ mod tests {
             )
             .is_empty());
         // The exec of `y` arrives late; `z`'s never does.
-        t.exec("y".into(), key("a"));
+        t.exec("y".into(), key("a"), 200_100);
         let missed = t.reconcile(
             vec![entry("y", "a", 199_500), entry("z", "b", 199_600)],
             Some(200_000),
@@ -169,6 +182,29 @@ mod tests {
             2_000,
         );
         assert_eq!(missed, vec![key("b")]);
+    }
+
+    #[test]
+    fn an_exec_received_while_a_snapshot_was_taken_is_not_called_missed_later() {
+        let mut t = ProcessTable::default();
+        t.reconcile(vec![], None, 100_000, 2_000);
+        // Started and streamed just after the cache was read for the snapshot at
+        // 200_000, but handled before that snapshot was ingested.
+        t.exec("late".into(), key("a"), 199_950);
+        assert!(t
+            .reconcile(vec![], Some(100_000), 200_000, 2_000)
+            .is_empty());
+        let missed = t.reconcile(
+            vec![entry("late", "a", 199_900)],
+            Some(200_000),
+            300_000,
+            2_000,
+        );
+        assert!(missed.is_empty(), "{missed:?}");
+        // A streamed process long gone (its exit lost) does not linger.
+        t.exec("old".into(), key("b"), 300_500);
+        t.reconcile(vec![], Some(300_000), 400_000, 2_000);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
