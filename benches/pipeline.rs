@@ -76,13 +76,7 @@ fn main() -> BenchResult<()> {
          processed / wall time from connect until the fake is done and every published \
          event is processed or dropped; drops = the fake's dropped_for_slow_clients"
     );
-    let system = actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
-    });
-    system.block_on(async move {
+    tetragon_learner::cli::actor_system().block_on(async move {
         let dir = tempfile::Builder::new()
             .prefix("tetragon-learner-bench")
             .tempdir()?;

@@ -68,6 +68,17 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// An actix System on a multi-threaded tokio runtime: actors need the System,
+/// tonic and sled's blocking work want the threads.
+pub fn actor_system() -> actix::SystemRunner {
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
+    })
+}
+
 /// Runs a parsed command. Actors need an actix System, so everything runs in
 /// one, on a multi-threaded tokio runtime.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -87,13 +98,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         cli.log_level.as_str()
     };
     logging::init(cli.log_format, level);
-    let system = actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
-    });
-    system.block_on(async move {
+    actor_system().block_on(async move {
         match cli.command {
             Command::Run(a) => run_cmd::run(a).await,
             Command::Snapshot(a) => snapshot_cmd::run(a).await,

@@ -277,6 +277,18 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ObjectMeta {
+    /// The metadata every exported object of workload `id` carries.
+    pub fn for_workload(id: &WorkloadId, annotations: BTreeMap<String, String>) -> Self {
+        Self {
+            name: object_name(&id.kind, &id.workload),
+            namespace: id.namespace.clone(),
+            labels: object_labels(),
+            annotations,
+        }
+    }
+}
+
 /// A Kubernetes label selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

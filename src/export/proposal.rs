@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::learner::profile::Profile;
 
 use super::{
-    annotations, group_by_workload, object_labels, object_name, workload_pod_selector, ExportError,
-    ExportOptions, LabelSelector, ObjectMeta, Workload,
+    annotations, group_by_workload, workload_pod_selector, ExportError, ExportOptions,
+    LabelSelector, ObjectMeta, Workload,
 };
 
 pub const API_VERSION: &str = "security.rancher.io/v1alpha1";
@@ -65,12 +65,7 @@ pub fn proposal(
     Ok(WorkloadPolicyProposal {
         api_version: API_VERSION.to_string(),
         kind: KIND.to_string(),
-        metadata: ObjectMeta {
-            name: object_name(&w.id.kind, &w.id.workload),
-            namespace: w.id.namespace.clone(),
-            labels: object_labels(),
-            annotations: annotations(w, opts)?,
-        },
+        metadata: ObjectMeta::for_workload(&w.id, annotations(w, opts)?),
         spec: ProposalSpec {
             selector: workload_pod_selector(w, opts)?,
             rules_by_container,

@@ -25,9 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::learner::profile::Profile;
 
 use super::{
-    annotations, group_by_workload, object_labels, object_name, workload_pod_selector, ExportError,
-    ExportOptions, LabelSelector, LabelSelectorRequirement, ObjectMeta, Workload, WorkloadId,
-    ANNOTATION_PREFIX,
+    annotations, group_by_workload, workload_pod_selector, ExportError, ExportOptions,
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, Workload, WorkloadId, ANNOTATION_PREFIX,
 };
 
 pub const API_VERSION: &str = "cilium.io/v1alpha1";
@@ -123,12 +122,7 @@ pub fn policy(
     Ok(Some(TracingPolicyNamespaced {
         api_version: API_VERSION.to_string(),
         kind: KIND.to_string(),
-        metadata: ObjectMeta {
-            name: object_name(&w.id.kind, &w.id.workload),
-            namespace: w.id.namespace.clone(),
-            labels: object_labels(),
-            annotations,
-        },
+        metadata: ObjectMeta::for_workload(&w.id, annotations),
         spec: TracingPolicySpec {
             pod_selector: workload_pod_selector(w, opts)?,
             container_selector: LabelSelector {

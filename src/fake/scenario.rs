@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::learner::key::{workload_of, LearnerKey};
+use crate::learner::key::LearnerKey;
 
 /// The scenario `demo` runs when no file is given.
 pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.yaml");
@@ -244,13 +244,14 @@ impl Scenario {
 
     /// The learner key the agent must derive for a container.
     pub fn key_of(&self, c: &ContainerSpec) -> LearnerKey {
-        let (kind, workload) = workload_of(&c.pod, &c.workload, &c.workload_kind, &c.labels);
-        LearnerKey {
-            namespace: c.namespace.clone(),
-            workload_kind: kind,
-            workload,
-            container: c.container.clone(),
-        }
+        LearnerKey::for_pod(
+            &c.namespace,
+            &c.pod,
+            &c.workload,
+            &c.workload_kind,
+            &c.labels,
+            &c.container,
+        )
     }
 
     /// The oracle: what an agent that saw the snapshot and every event must have

@@ -2,7 +2,7 @@
 //! learners. Snapshot entries and exec events go through the same rules.
 use serde::Serialize;
 
-use crate::learner::key::{workload_of, LearnerKey};
+use crate::learner::key::LearnerKey;
 use crate::learner::observation::{FactSource, Observation};
 use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
 use crate::snapshot::model::SnapshotProcess;
@@ -89,16 +89,14 @@ pub fn learnable(
         (None, _) => return Err(SkipReason::HostProcess),
         (Some(_), None) => return Err(SkipReason::PodWithoutContainer),
         (Some(_), Some(c)) if c.name.is_empty() => return Err(SkipReason::PodWithoutContainer),
-        (Some(pod), Some(c)) => {
-            let (kind, workload) =
-                workload_of(&pod.name, &pod.workload, &pod.workload_kind, &pod.labels);
-            LearnerKey {
-                namespace: pod.namespace.clone(),
-                workload_kind: kind,
-                workload,
-                container: c.name.clone(),
-            }
-        }
+        (Some(pod), Some(c)) => LearnerKey::for_pod(
+            &pod.namespace,
+            &pod.name,
+            &pod.workload,
+            &pod.workload_kind,
+            &pod.labels,
+            &c.name,
+        ),
     };
     if let Some(pod) = &p.pod {
         let ns = &pod.namespace;

@@ -40,6 +40,25 @@ impl LearnerKey {
         Self::new("", HOST_KIND, node_name, "")
     }
 
+    /// The key of a pod's container: workload fields when Tetragon sends them,
+    /// else derived as Tetragon does (see `workload_of`).
+    pub fn for_pod(
+        namespace: &str,
+        pod_name: &str,
+        workload: &str,
+        workload_kind: &str,
+        labels: &BTreeMap<String, String>,
+        container: &str,
+    ) -> Self {
+        let (kind, workload) = workload_of(pod_name, workload, workload_kind, labels);
+        Self {
+            namespace: namespace.to_string(),
+            workload_kind: kind,
+            workload,
+            container: container.to_string(),
+        }
+    }
+
     /// Parses the `Display` form. Kubernetes names cannot hold `/`, so the split is
     /// unambiguous; empty parts are allowed (the host key has empty ones).
     pub fn parse(s: &str) -> Result<Self, KeyParseError> {
