@@ -13,7 +13,7 @@ use tetragon_learner::cli::export_cmd::{
 };
 use tetragon_learner::export::{
     in_namespace, is_dns1123_subdomain, is_label_value, object_name, ExportError, ExportOptions,
-    DEFAULT_WORKLOAD_LABEL,
+    PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::observation::{FactSource, Observation};
@@ -204,7 +204,10 @@ fn proposals_validate_against_the_crd_one_per_workload() {
         rules.as_object().expect("map").keys().collect::<Vec<_>>(),
         ["envoy", "nginx"]
     );
-    let mut want = vec!["/usr/sbin/nginx".to_string()];
+    let mut want = vec![
+        "/bin/healthcheck".to_string(),
+        "/usr/sbin/nginx".to_string(),
+    ];
     want.extend(hostile_paths());
     want.sort();
     assert_eq!(strings(&rules["nginx"]["executables"]["allowed"]), want);
@@ -218,13 +221,11 @@ fn proposals_validate_against_the_crd_one_per_workload() {
         strings(&db["spec"]["rulesByContainer"]["postgres"]["executables"]["allowed"]),
         ["/usr/bin/postgres"]
     );
-    // A probe-only container keeps its key with an empty list.
+    // A probe-only container's probe is allowed by default.
     let agent = find(&docs, "daemonset-agent");
-    assert!(
-        agent["spec"]["rulesByContainer"]["agent"]["executables"]["allowed"]
-            .as_array()
-            .expect("array")
-            .is_empty()
+    assert_eq!(
+        strings(&agent["spec"]["rulesByContainer"]["agent"]["executables"]["allowed"]),
+        ["/bin/probe"]
     );
 }
 
@@ -245,8 +246,16 @@ fn annotations_carry_state_completeness_and_a_partial_warning() {
     let learners: Value =
         serde_json::from_str(web[key("learners")].as_str().expect("learners")).expect("json");
     assert_eq!(learners[1]["container"], "nginx");
-    assert_eq!(learners[1]["allowed"], 3);
-    assert_eq!(learners[1]["excluded"], 2);
+    assert_eq!(learners[1]["allowed"], 4);
+    assert_eq!(
+        learners[1]["excluded"], 1,
+        "the kubectl exec session's /bin/bash"
+    );
+    assert_eq!(web[key("excluded")], "exec-session-only");
+    assert!(web[key("exec-sessions")]
+        .as_str()
+        .expect("sessions note")
+        .contains("interactive sessions running them will be denied"));
     let db = &find(&docs, "statefulset-db")["metadata"]["annotations"];
     assert_eq!(db[key("state")], "locked");
     assert_eq!(db[key("completeness")], "complete");
@@ -266,23 +275,25 @@ fn annotations_carry_state_completeness_and_a_partial_warning() {
 fn tracing_policies_validate_against_tetragons_schema() {
     let out = render(&profiles(), ExportFormat::TracingPolicy, &opts()).expect("render");
     let docs = yaml_docs(&out.text);
-    assert_eq!(
-        docs.len(),
-        2,
-        "web and db; agent has only probe executables"
-    );
-    assert_eq!(out.objects, 2);
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("DaemonSet kube-system/agent")));
+    assert_eq!(docs.len(), 3, "web, db and agent (its probe is allowed)");
+    assert_eq!(out.objects, 3);
     let v = tracing_policy_validator();
     for d in &docs {
         assert_valid(&v, d);
         assert_eq!(d["apiVersion"], "cilium.io/v1alpha1");
         assert_eq!(d["kind"], "TracingPolicyNamespaced");
         assert!(d["spec"].get("hostSelector").is_none());
+        // Monitor mode by default.
+        assert_eq!(
+            d["spec"]["options"],
+            serde_json::json!([{"name": "policy-mode", "value": "monitor"}])
+        );
     }
+    let agent = find(&docs, "daemonset-agent");
+    assert_eq!(
+        strings(&agent["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]),
+        ["/bin/probe"]
+    );
     let web = find(&docs, "deployment-web");
     assert_eq!(web["metadata"]["namespace"], "shop");
     let spec = &web["spec"];
@@ -295,13 +306,16 @@ fn tracing_policies_validate_against_tetragons_schema() {
     assert_eq!(containers["operator"], "In");
     assert_eq!(strings(&containers["values"]), ["envoy", "nginx"]);
     let kprobe = &spec["kprobes"][0];
-    assert_eq!(kprobe["call"], "security_bprm_check");
+    assert_eq!(kprobe["call"], "security_bprm_creds_for_exec");
     assert_eq!(kprobe["syscall"], false);
+    assert_eq!(kprobe["args"][0]["index"], 0);
     assert_eq!(kprobe["args"][0]["type"], "linux_binprm");
+    assert!(spec.get("lsmhooks").is_none());
     let selector = &kprobe["selectors"][0];
     assert_eq!(selector["matchArgs"][0]["index"], 0);
     assert_eq!(selector["matchArgs"][0]["operator"], "NotEqual");
     let mut want = vec![
+        "/bin/healthcheck".to_string(),
         "/usr/local/bin/envoy".to_string(),
         "/usr/sbin/nginx".to_string(),
     ];
@@ -314,39 +328,129 @@ fn tracing_policies_validate_against_tetragons_schema() {
         web["metadata"]["annotations"]["tetragon-learner.io/completeness"],
         "partial"
     );
+    // The session-only /bin/bash is left out, and stderr says so.
+    assert!(out.warnings.iter().any(|w| w
+        .contains("1 executables seen only in kubectl exec sessions are left out")
+        && w.contains("shop/Deployment/web/nginx /bin/bash")));
+}
+
+/// The four shapes (monitor|enforce x kprobe|lsm) validate against Tetragon's
+/// schema, carry the same allow-list and the same action, and differ only in
+/// the policy-mode option and the hook.
+#[test]
+fn every_mode_and_hook_validates_and_carries_the_learned_allow_list() {
+    let v = tracing_policy_validator();
+    let mut want = vec![
+        "/bin/healthcheck".to_string(),
+        "/usr/local/bin/envoy".to_string(),
+        "/usr/sbin/nginx".to_string(),
+    ];
+    want.extend(hostile_paths());
+    want.sort();
+    for (mode, mode_name) in [
+        (PolicyMode::Monitor, "monitor"),
+        (PolicyMode::Enforce, "enforce"),
+    ] {
+        for hook in [PolicyHook::Kprobe, PolicyHook::Lsm] {
+            let o = ExportOptions {
+                mode,
+                hook,
+                ..opts()
+            };
+            let out = render(&profiles(), ExportFormat::TracingPolicy, &o).expect("render");
+            let docs = yaml_docs(&out.text);
+            assert_eq!(docs.len(), 3);
+            for d in &docs {
+                assert_valid(&v, d);
+            }
+            let spec = &find(&docs, "deployment-web")["spec"];
+            assert_eq!(
+                spec["options"],
+                serde_json::json!([{"name": "policy-mode", "value": mode_name}])
+            );
+            let hooked = match hook {
+                PolicyHook::Kprobe => {
+                    assert!(spec.get("lsmhooks").is_none());
+                    assert_eq!(spec["kprobes"].as_array().expect("kprobes").len(), 1);
+                    assert_eq!(spec["kprobes"][0]["call"], "security_bprm_creds_for_exec");
+                    assert_eq!(spec["kprobes"][0]["syscall"], false);
+                    &spec["kprobes"][0]
+                }
+                PolicyHook::Lsm => {
+                    assert!(spec.get("kprobes").is_none());
+                    assert_eq!(spec["lsmhooks"].as_array().expect("lsmhooks").len(), 1);
+                    assert_eq!(spec["lsmhooks"][0]["hook"], "bprm_creds_for_exec");
+                    &spec["lsmhooks"][0]
+                }
+            };
+            assert_eq!(
+                hooked["args"],
+                serde_json::json!([{"index": 0, "type": "linux_binprm"}])
+            );
+            let selectors = hooked["selectors"].as_array().expect("selectors");
+            assert_eq!(selectors.len(), 1);
+            let match_args = selectors[0]["matchArgs"].as_array().expect("matchArgs");
+            assert_eq!(match_args.len(), 1);
+            assert_eq!(match_args[0]["index"], 0);
+            assert_eq!(match_args[0]["operator"], "NotEqual");
+            assert_eq!(
+                strings(&match_args[0]["values"]),
+                want,
+                "{mode_name} {hook:?}"
+            );
+            assert_eq!(
+                selectors[0]["matchActions"],
+                serde_json::json!([{"action": "Override", "argError": -1}])
+            );
+        }
+    }
 }
 
 #[test]
-fn include_flags_add_probe_and_session_executables() {
+fn exclude_probes_and_include_sessions_change_the_lists() {
     let all = ExportOptions {
-        include_exec_probes: true,
         include_exec_sessions: true,
         ..opts()
     };
     let out = render(&profiles(), ExportFormat::TracingPolicy, &all).expect("render");
     let docs = yaml_docs(&out.text);
-    assert_eq!(docs.len(), 3, "agent's probe executable now counts");
+    assert_eq!(docs.len(), 3);
     let web = find(&docs, "deployment-web");
     let values = strings(&web["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]);
     assert!(values.contains(&"/bin/healthcheck") && values.contains(&"/bin/bash"));
-    assert!(web["metadata"]["annotations"]
-        .get("tetragon-learner.io/excluded")
+    let annotations = &web["metadata"]["annotations"];
+    assert!(annotations.get("tetragon-learner.io/excluded").is_none());
+    assert!(annotations
+        .get("tetragon-learner.io/exec-sessions")
         .is_none());
-    let only_probes = ExportOptions {
-        include_exec_probes: true,
+    let no_probes = ExportOptions {
+        exclude_exec_probes: true,
         ..opts()
     };
-    let out = render(&profiles(), ExportFormat::Proposal, &only_probes).expect("render");
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &no_probes).expect("render");
+    let docs = yaml_docs(&out.text);
+    assert_eq!(docs.len(), 2, "agent has nothing left but its probe");
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("DaemonSet kube-system/agent")));
+    assert!(out.warnings.iter().any(|w| w.contains(
+        "2 executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes)"
+    )));
+    let web = find(&docs, "deployment-web");
+    assert_eq!(
+        web["metadata"]["annotations"]["tetragon-learner.io/excluded"],
+        "exec-probe-only,exec-session-only"
+    );
+    let out = render(&profiles(), ExportFormat::Proposal, &no_probes).expect("render");
     let docs = yaml_docs(&out.text);
     let nginx = strings(
         &find(&docs, "deployment-web")["spec"]["rulesByContainer"]["nginx"]["executables"]
             ["allowed"],
-    )
-    .into_iter()
-    .map(str::to_owned)
-    .collect::<Vec<_>>();
-    assert!(nginx.contains(&"/bin/healthcheck".to_string()));
-    assert!(!nginx.contains(&"/bin/bash".to_string()));
+    );
+    assert!(!nginx.contains(&"/bin/healthcheck"));
+    assert!(!nginx.contains(&"/bin/bash"));
+    assert!(nginx.contains(&"/usr/sbin/nginx"));
 }
 
 /// Every output carries each hostile path exactly and parses back into as many
@@ -509,7 +613,7 @@ fn a_bad_workload_label_key_is_a_clear_error() {
     };
     let out = render(&profiles(), ExportFormat::TracingPolicy, &app).expect("render");
     assert_eq!(
-        yaml_docs(&out.text)[0]["spec"]["podSelector"]["matchLabels"]["app"],
+        find(&yaml_docs(&out.text), "deployment-web")["spec"]["podSelector"]["matchLabels"]["app"],
         "web"
     );
 }
@@ -528,9 +632,14 @@ fn args(db: &Path, format: ExportFormat, output: Option<PathBuf>) -> ExportArgs 
     ExportArgs {
         db: Some(db.to_path_buf()),
         admin_socket: None,
+        input: Vec::new(),
         format,
         output,
         namespace: None,
+        workload: Vec::new(),
+        mode: PolicyMode::Monitor,
+        hook: PolicyHook::Kprobe,
+        exclude_exec_probes: false,
         include_exec_probes: false,
         include_exec_sessions: false,
         workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
@@ -557,7 +666,7 @@ fn run_writes_the_file_from_a_real_database() {
     run_retrying(|| args(&db, ExportFormat::TracingPolicy, Some(file.clone()))).expect("export");
     let text = std::fs::read_to_string(&file).expect("written");
     let docs = yaml_docs(&text);
-    assert_eq!(docs.len(), 2);
+    assert_eq!(docs.len(), 3);
     let v = tracing_policy_validator();
     for d in &docs {
         assert_valid(&v, d);

@@ -1,23 +1,29 @@
-//! `tetragon-learner export --db DIR --format json|proposal|tracingpolicy`:
-//! reads a stopped agent's database (like `debug`) and writes the learned
-//! profiles as the documented JSON, as `WorkloadPolicyProposal`s or as Tetragon
-//! `TracingPolicyNamespaced` allow-lists. `render` is pure and returns the exact
-//! text written plus the warnings printed on stderr.
-use std::io::Write;
+//! `tetragon-learner export (--db DIR | --admin-socket P | --input FILE...)
+//! --format json|proposal|tracingpolicy`: reads a stopped agent's database
+//! (like `debug`), a running agent's admin socket, or several nodes' JSON
+//! exports (merged, see `export::merge`), and writes the learned profiles as
+//! the documented JSON, as `WorkloadPolicyProposal`s or as Tetragon
+//! `TracingPolicyNamespaced` allow-lists. `render` is pure and returns the
+//! exact text written plus the warnings printed on stderr. Nothing is written
+//! unless every input was read and the whole output rendered.
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use thiserror::Error;
 
+use crate::export::filter::{in_workloads, WorkloadFilter};
+use crate::export::input::{input_name, parse_profiles, InputError};
 use crate::export::{
-    self, group_by_workload, json, partial_warning, proposal, tracing_policy, ExportError,
-    ExportOptions, Skip, DEFAULT_WORKLOAD_LABEL,
+    self, group_by_workload, json, merge, partial_warning, proposal, tracing_policy, ExecKind,
+    ExportError, ExportOptions, PolicyHook, PolicyMode, Skip, DEFAULT_WORKLOAD_LABEL,
 };
 use crate::learner::profile::Profile;
 use crate::store::inspect::escape_for_terminal;
 use crate::store::StoreError;
 
 use super::debug_cmd::{open_for_debug, DebugError};
+use super::UsageError;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -25,12 +31,21 @@ pub struct ExportArgs {
     #[arg(
         long,
         env = "TETRAGON_LEARNER_DB",
-        required_unless_present = "admin_socket"
+        required_unless_present_any = ["admin_socket", "input"]
     )]
     pub db: Option<PathBuf>,
     /// Export from a running agent through its admin socket instead (what is durable).
     #[arg(long, env = "TETRAGON_LEARNER_ADMIN_SOCKET", conflicts_with = "db")]
     pub admin_socket: Option<PathBuf>,
+    /// Merge the profiles of these `export --format json` files (one per node;
+    /// repeatable; `-` is stdin) instead of reading a database.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TETRAGON_LEARNER_EXPORT_INPUT",
+        conflicts_with_all = ["db", "admin_socket"]
+    )]
+    pub input: Vec<String>,
     /// json: the documented profiles array; proposal: WorkloadPolicyProposal
     /// YAML; tracingpolicy: Tetragon TracingPolicyNamespaced YAML.
     #[arg(long, value_enum, env = "TETRAGON_LEARNER_EXPORT_FORMAT")]
@@ -41,10 +56,50 @@ pub struct ExportArgs {
     /// Export only this namespace's learners.
     #[arg(long, value_name = "NS", env = "TETRAGON_LEARNER_EXPORT_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Allow executables only ever seen as exec probes (liveness/readiness).
-    #[arg(long, env = "TETRAGON_LEARNER_EXPORT_INCLUDE_EXEC_PROBES")]
+    /// Export only this workload of --namespace (KIND/NAME, e.g. Deployment/web;
+    /// repeatable).
+    #[arg(
+        long,
+        value_name = "KIND/NAME",
+        env = "TETRAGON_LEARNER_EXPORT_WORKLOAD",
+        value_delimiter = ',',
+        requires = "namespace"
+    )]
+    pub workload: Vec<WorkloadFilter>,
+    /// tracingpolicy: Tetragon policy mode. monitor reports what would be
+    /// denied; enforce denies it. Switch a loaded policy with
+    /// `tetra tracingpolicy set-mode`.
+    #[arg(
+        long,
+        value_enum,
+        env = "TETRAGON_LEARNER_EXPORT_MODE",
+        default_value = "monitor"
+    )]
+    pub mode: PolicyMode,
+    /// tracingpolicy: kprobe (security_bprm_creds_for_exec + Override; needs
+    /// CONFIG_BPF_KPROBE_OVERRIDE) or lsm (BPF-LSM bprm_creds_for_exec; needs a
+    /// kernel booted with lsm=...,bpf).
+    #[arg(
+        long,
+        value_enum,
+        env = "TETRAGON_LEARNER_EXPORT_HOOK",
+        default_value = "kprobe"
+    )]
+    pub hook: PolicyHook,
+    /// Leave out executables only ever seen as exec probes (liveness/readiness).
+    /// By default they are allowed: a denied probe restarts the pod.
+    #[arg(long, env = "TETRAGON_LEARNER_EXPORT_EXCLUDE_EXEC_PROBES")]
+    pub exclude_exec_probes: bool,
+    /// Old flag: exec probes are allowed by default now. Accepted and ignored.
+    #[arg(
+        long,
+        hide = true,
+        env = "TETRAGON_LEARNER_EXPORT_INCLUDE_EXEC_PROBES",
+        conflicts_with = "exclude_exec_probes"
+    )]
     pub include_exec_probes: bool,
-    /// Allow executables only ever seen outside the init tree (`kubectl exec`).
+    /// Allow executables only ever seen in `kubectl exec` sessions. Without it,
+    /// interactive sessions running them are denied under enforcement.
     #[arg(long, env = "TETRAGON_LEARNER_EXPORT_INCLUDE_EXEC_SESSIONS")]
     pub include_exec_sessions: bool,
     /// Pod label key the generated selectors match, with the workload name as
@@ -74,6 +129,10 @@ pub enum ExportCmdError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("reading {name} failed: {reason}; check that it exists and is readable")]
+    Read { name: String, reason: String },
     #[error("writing the export to {} failed: {reason}; check that the directory exists and is writable", path.display())]
     Write { path: PathBuf, reason: String },
     #[error("writing the export to stdout failed: {0}")]
@@ -109,20 +168,31 @@ pub fn render(
         });
     }
     warnings.extend(profiles.iter().filter_map(partial_warning));
-    let left_out: Vec<String> = profiles
-        .iter()
-        .flat_map(|p| {
-            p.executables
-                .values()
-                .filter(|r| !opts.keeps(r))
-                .map(move |r| format!("{} {}", p.key, r.path))
-        })
-        .collect();
-    if !left_out.is_empty() {
+    let left_out = |kind: ExecKind| -> Vec<String> {
+        profiles
+            .iter()
+            .flat_map(|p| {
+                p.executables
+                    .values()
+                    .filter(move |r| ExecKind::of(r) == kind && !opts.keeps(r))
+                    .map(move |r| format!("{} {}", p.key, r.path))
+            })
+            .collect()
+    };
+    let probes = left_out(ExecKind::ProbeOnly);
+    if !probes.is_empty() {
         warnings.push(format!(
-            "{} executables seen only as exec probes or exec sessions are left out of the allow-lists (liveness/readiness probes that run them would be denied): {}; add --include-exec-probes / --include-exec-sessions to keep them",
-            left_out.len(),
-            left_out.join(", ")
+            "{} executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes): under enforcement the liveness/readiness probes that run them fail and their pods restart: {}",
+            probes.len(),
+            probes.join(", ")
+        ));
+    }
+    let sessions = left_out(ExecKind::SessionOnly);
+    if !sessions.is_empty() {
+        warnings.push(format!(
+            "{} executables seen only in kubectl exec sessions are left out of the allow-lists: under enforcement interactive sessions running them will be denied: {}; add --include-exec-sessions to allow them",
+            sessions.len(),
+            sessions.join(", ")
         ));
     }
     let (_, skipped) = group_by_workload(profiles);
@@ -145,7 +215,7 @@ pub fn render(
             let out = tracing_policy::policies(profiles, opts)?;
             for id in &out.empty {
                 warnings.push(format!(
-                    "no TracingPolicyNamespaced for {} {}/{}: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-probes / --include-exec-sessions",
+                    "no TracingPolicyNamespaced for {} {}/{}: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
                     id.kind, id.namespace, id.workload
                 ));
             }
@@ -162,43 +232,84 @@ pub fn render(
     })
 }
 
+/// Reads and merges every `--input` (`-` is stdin). Any unreadable or
+/// malformed input fails the whole export, naming that input.
+pub fn read_inputs(inputs: &[String]) -> Result<Vec<Profile>, ExportCmdError> {
+    let mut nodes = Vec::with_capacity(inputs.len());
+    for arg in inputs {
+        let name = input_name(arg);
+        let text = if arg == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .lock()
+                .read_to_string(&mut text)
+                .map(|_| text)
+        } else {
+            std::fs::read_to_string(arg)
+        }
+        .map_err(|e| ExportCmdError::Read {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
+        nodes.push(parse_profiles(&name, &text)?);
+    }
+    Ok(merge::merge(nodes))
+}
+
+/// The profiles to export and the number of undecodable records skipped.
+fn load(args: &ExportArgs) -> anyhow::Result<(Vec<Profile>, usize)> {
+    if !args.input.is_empty() {
+        return Ok((read_inputs(&args.input)?, 0));
+    }
+    if let Some(socket) = &args.admin_socket {
+        let scan = super::debug_cmd::load(None, Some(socket)).map_err(ExportCmdError::from)?;
+        return Ok((scan.profiles, scan.bad.len()));
+    }
+    let store = match open_for_debug(args.db.as_deref()) {
+        Err(DebugError::Store(StoreError::Locked { path })) => {
+            anyhow::bail!(
+                "database {} is locked by a running agent; export from it with --admin-socket PATH, or stop the agent and run export again",
+                path.display()
+            )
+        }
+        other => other.map_err(ExportCmdError::from)?,
+    };
+    let (profiles, bad) = store.scan().map_err(ExportCmdError::from)?;
+    drop(store);
+    Ok((profiles, bad.len()))
+}
+
 /// The CLI entry point: writes the export, warnings on stderr; an error is
-/// exit code 1.
+/// exit code 1 (2 for a usage mistake) and leaves `--output` untouched.
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    if args.input.iter().filter(|i| *i == "-").count() > 1 {
+        return Err(UsageError("--input - (stdin) can be given only once".into()).into());
+    }
+    if args.include_exec_probes {
+        eprintln!("warning: --include-exec-probes is the default now and does nothing; use --exclude-exec-probes to leave exec probes out");
+    }
     let opts = ExportOptions {
-        include_exec_probes: args.include_exec_probes,
+        exclude_exec_probes: args.exclude_exec_probes,
         include_exec_sessions: args.include_exec_sessions,
         workload_label: args.workload_label.clone(),
+        mode: args.mode,
+        hook: args.hook,
     };
-    let (profiles, bad) = match (&args.admin_socket, &args.db) {
-        (Some(socket), _) => {
-            let scan = super::debug_cmd::load(None, Some(socket)).map_err(ExportCmdError::from)?;
-            (scan.profiles, scan.bad)
-        }
-        (None, db) => {
-            let store = match open_for_debug(db.as_deref()) {
-                Err(super::debug_cmd::DebugError::Store(crate::store::StoreError::Locked {
-                    path,
-                })) => {
-                    anyhow::bail!(
-                        "database {} is locked by a running agent; export from it with --admin-socket PATH, or stop the agent and run export again",
-                        path.display()
-                    )
-                }
-                other => other.map_err(ExportCmdError::from)?,
-            };
-            let scanned = store.scan().map_err(ExportCmdError::from)?;
-            drop(store);
-            scanned
-        }
-    };
-    if !bad.is_empty() {
+    let (profiles, bad) = load(&args)?;
+    if bad > 0 {
         eprintln!(
-            "warning: {} records cannot be decoded and are not exported; run `debug check`",
-            bad.len()
+            "warning: {bad} records cannot be decoded and are not exported; run `debug check`"
         );
     }
     let profiles = export::in_namespace(profiles, args.namespace.as_deref());
+    let (profiles, unmatched) = in_workloads(profiles, &args.workload);
+    for f in unmatched {
+        eprintln!(
+            "warning: no learner of {} in namespace {}; see `debug list` for the learned workloads",
+            escape_for_terminal(&f.to_string()),
+            escape_for_terminal(args.namespace.as_deref().unwrap_or_default())
+        );
+    }
     let rendered = render(&profiles, args.format, &opts).map_err(ExportCmdError::from)?;
     for w in &rendered.warnings {
         eprintln!("warning: {}", escape_for_terminal(w));

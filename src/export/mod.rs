@@ -5,7 +5,11 @@
 //! structs (or a `serde_json::Value`); the text is produced by serde_json /
 //! serde_yaml only, never by templates, so a hostile executable path is carried
 //! exactly and cannot forge structure. The CLI shell is `cli::export_cmd`.
+pub mod enforcement;
+pub mod filter;
+pub mod input;
 pub mod json;
+pub mod merge;
 pub mod proposal;
 pub mod tracing_policy;
 
@@ -17,6 +21,8 @@ use thiserror::Error;
 use crate::learner::key::HOST_KIND;
 use crate::learner::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
 use crate::learner::state::LearnerState;
+
+pub use enforcement::{PolicyHook, PolicyMode};
 
 /// Prefix of every label and annotation key this tool writes.
 pub const ANNOTATION_PREFIX: &str = "tetragon-learner.io/";
@@ -31,23 +37,59 @@ pub const MAX_NAME_LEN: usize = 253;
 pub const MAX_LABEL_VALUE_LEN: usize = 63;
 const HASH_LEN: usize = 10;
 
-/// What goes into an allow-list.
+/// What goes into an allow-list, and how a tracing policy enforces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportOptions {
-    /// Keep executables only ever seen as Tetragon-flagged exec probes.
-    pub include_exec_probes: bool,
-    /// Keep executables only ever seen outside the init tree (`kubectl exec`).
+    /// Leave out executables only ever seen as Tetragon-flagged exec probes.
+    /// Off by default: probes are part of the pod spec, and a denied liveness
+    /// probe restarts the pod.
+    pub exclude_exec_probes: bool,
+    /// Keep executables only ever seen in `kubectl exec` sessions (outside the
+    /// init tree and not a probe). Off by default: under enforcement such
+    /// interactive sessions are denied.
     pub include_exec_sessions: bool,
     /// Pod label key used in generated selectors.
     pub workload_label: String,
+    /// Tracing policies: Tetragon policy mode.
+    pub mode: PolicyMode,
+    /// Tracing policies: kprobe or BPF-LSM hook.
+    pub hook: PolicyHook,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
         Self {
-            include_exec_probes: false,
+            exclude_exec_probes: false,
             include_exec_sessions: false,
             workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
+            mode: PolicyMode::default(),
+            hook: PolicyHook::default(),
+        }
+    }
+}
+
+/// What one learned executable is, for an allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecKind {
+    /// Seen at least once as an ordinary process of the container.
+    Ordinary,
+    /// Only ever seen as a Tetragon-flagged exec probe.
+    ProbeOnly,
+    /// Only ever seen in `kubectl exec` sessions.
+    SessionOnly,
+}
+
+impl ExecKind {
+    /// The probe mark wins: before probes and sessions were told apart, every
+    /// probe (Tetragon sends `in_init_tree: false` with `maybe_exec_probe:
+    /// true`) was stored with both marks, and such a record is a probe.
+    pub fn of(rec: &ExecutableRecord) -> Self {
+        if rec.exec_probe {
+            Self::ProbeOnly
+        } else if rec.exec_session {
+            Self::SessionOnly
+        } else {
+            Self::Ordinary
         }
     }
 }
@@ -55,8 +97,11 @@ impl Default for ExportOptions {
 impl ExportOptions {
     /// Whether one learned executable belongs in an exported allow-list.
     pub fn keeps(&self, rec: &ExecutableRecord) -> bool {
-        (self.include_exec_probes || !rec.exec_probe)
-            && (self.include_exec_sessions || !rec.exec_session)
+        match ExecKind::of(rec) {
+            ExecKind::Ordinary => true,
+            ExecKind::ProbeOnly => !self.exclude_exec_probes,
+            ExecKind::SessionOnly => self.include_exec_sessions,
+        }
     }
 
     /// The exported allow-list of one profile, sorted by path (byte order).
@@ -168,6 +213,9 @@ pub fn workload_completeness(w: &Workload<'_>) -> Completeness {
     }
 }
 
+/// The `exec-sessions` annotation when session-only executables are left out.
+pub const SESSIONS_DENIED: &str = "executables seen only in kubectl exec sessions are not in the allow-list: under enforcement, interactive sessions running them will be denied; export with --include-exec-sessions to allow them";
+
 /// Per-container detail recorded (as JSON) in the `learners` annotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LearnerSummary {
@@ -236,11 +284,12 @@ pub fn annotations(
     let summaries: Vec<LearnerSummary> = w.profiles.iter().map(|p| summary(p, opts)).collect();
     a.insert(key("learners"), serde_json::to_string(&summaries)?);
     let mut excluded = Vec::new();
-    if !opts.include_exec_probes {
+    if opts.exclude_exec_probes {
         excluded.push("exec-probe-only");
     }
     if !opts.include_exec_sessions {
         excluded.push("exec-session-only");
+        a.insert(key("exec-sessions"), SESSIONS_DENIED.to_string());
     }
     if !excluded.is_empty() {
         a.insert(key("excluded"), excluded.join(","));
@@ -504,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_and_session_only_executables_are_left_out_unless_asked() {
+    fn probes_are_kept_and_sessions_left_out_by_default() {
         let mut p = Profile::new(LearnerKey::new("ns", "Deployment", "w", "c"), 0);
         for r in [
             rec("/bin/app", false, false),
@@ -514,11 +563,27 @@ mod tests {
             p.executables.insert(r.path.clone(), r);
         }
         let mut o = ExportOptions::default();
-        assert_eq!(o.allowed(&p), ["/bin/app"]);
-        o.include_exec_probes = true;
         assert_eq!(o.allowed(&p), ["/bin/app", "/bin/probe"]);
+        o.exclude_exec_probes = true;
+        assert_eq!(o.allowed(&p), ["/bin/app"]);
         o.include_exec_sessions = true;
-        assert_eq!(o.allowed(&p).len(), 3);
+        assert_eq!(o.allowed(&p), ["/bin/app", "/bin/sh"]);
+        o.exclude_exec_probes = false;
+        assert_eq!(o.allowed(&p), ["/bin/app", "/bin/probe", "/bin/sh"]);
+    }
+
+    #[test]
+    fn a_stored_record_marked_both_probe_and_session_is_a_probe() {
+        // Written before probes and sessions were told apart.
+        let old = rec("/usr/bin/pg_isready", true, true);
+        assert_eq!(ExecKind::of(&old), ExecKind::ProbeOnly);
+        assert!(ExportOptions::default().keeps(&old));
+        let no_probes = ExportOptions {
+            exclude_exec_probes: true,
+            include_exec_sessions: true,
+            ..ExportOptions::default()
+        };
+        assert!(!no_probes.keeps(&old));
     }
 
     #[test]

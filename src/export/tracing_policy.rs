@@ -2,14 +2,24 @@
 //! (`cilium.io/v1alpha1`) per workload that denies every exec outside the
 //! learned allow-list.
 //!
-//! Shape, after Tetragon's documented enforcement pattern (examples
-//! `security_bprm_check.yaml` / `lsm_brm_check.yaml`, docs "Selectors" ›
-//! "Override action"): a kprobe on `security_bprm_check` (`syscall: false`),
-//! its `linux_binprm` argument (index 0, the file about to be executed) matched
-//! with `NotEqual` against the allowed paths, and an `Override` action with
-//! `argError: -1` so the exec fails with EPERM (overriding `security_` hooks
-//! needs kernel >= 5.7 and `CONFIG_BPF_KPROBE_OVERRIDE`). `matchBinaries` is
-//! not used: it matches the *calling* process, not the file being executed.
+//! Shape, after Tetragon's documented enforcement pattern (docs "Selectors" ›
+//! "Override action", "Enforcement Mode"): the `linux_binprm` argument
+//! (index 0, the file named by the `execve`) matched with `NotEqual` against
+//! the allowed paths, and an `Override` action with `argError: -1` so the exec
+//! fails with EPERM. The hook is chosen with `--hook`:
+//! - `kprobe` (default): `spec.kprobes` on `security_bprm_creds_for_exec`
+//!   (`syscall: false`). Overriding a `security_` function needs
+//!   `CONFIG_BPF_KPROBE_OVERRIDE` or fmod_ret; without them Tetragon refuses
+//!   the policy (`override action not supported on security_ hooks, fmod_ret
+//!   not available`).
+//! - `lsm`: `spec.lsmhooks` on `bprm_creds_for_exec`, for kernels with the BPF
+//!   LSM enabled (`lsm=...,bpf`).
+//!
+//! See `enforcement.rs` for why this hook and not `bprm_check_security`.
+//! `spec.options` carries `policy-mode` (`--mode`, default `monitor`): the
+//! action list is the same in both modes, so `tetra tracingpolicy set-mode`
+//! switches a loaded policy without editing it. `matchBinaries` is not used: it
+//! matches the *calling* process, not the file being executed.
 //!
 //! Scope: `metadata.namespace` is the workload's namespace; `podSelector`
 //! matches `{<workload label key>: <workload>}` (pods must carry that label:
@@ -24,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::learner::profile::Profile;
 
+use super::enforcement::{PolicyHook, POLICY_MODE_OPTION};
 use super::{
     annotations, group_by_workload, workload_pod_selector, ExportError, ExportOptions,
     LabelSelector, LabelSelectorRequirement, ObjectMeta, Workload, WorkloadId, ANNOTATION_PREFIX,
@@ -31,8 +42,6 @@ use super::{
 
 pub const API_VERSION: &str = "cilium.io/v1alpha1";
 pub const KIND: &str = "TracingPolicyNamespaced";
-/// The kernel function hooked: the LSM check run for every exec.
-pub const HOOK: &str = "security_bprm_check";
 /// `-EPERM` as Tetragon's `Override` writes it.
 pub const DENY_ERROR: i32 = -1;
 
@@ -50,7 +59,26 @@ pub struct TracingPolicyNamespaced {
 pub struct TracingPolicySpec {
     pub pod_selector: LabelSelector,
     pub container_selector: LabelSelector,
+    pub options: Vec<PolicyOption>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kprobes: Vec<KProbeSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lsmhooks: Vec<LsmHookSpec>,
+}
+
+/// One of Tetragon's `spec.options` (name/value strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyOption {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsmHookSpec {
+    pub hook: String,
+    pub message: String,
+    pub args: Vec<KProbeArg>,
+    pub selectors: Vec<KProbeSelector>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,8 +145,50 @@ pub fn policy(
     let mut annotations = annotations(w, opts)?;
     annotations.insert(
         format!("{ANNOTATION_PREFIX}enforcement"),
-        format!("{HOOK} NotEqual allow-list, Override argError {DENY_ERROR} (EPERM); union of the containers' allow-lists"),
+        format!(
+            "{} {} NotEqual allow-list, Override argError {DENY_ERROR} (EPERM), policy-mode {}; union of the containers' allow-lists",
+            opts.hook.as_str(),
+            opts.hook.hook_name(),
+            opts.mode.as_str()
+        ),
     );
+    let args = vec![KProbeArg {
+        index: 0,
+        ty: "linux_binprm".to_string(),
+    }];
+    let selectors = vec![KProbeSelector {
+        match_args: vec![ArgSelector {
+            index: 0,
+            operator: "NotEqual".to_string(),
+            values: allowed,
+        }],
+        match_actions: vec![ActionSelector {
+            action: "Override".to_string(),
+            arg_error: DENY_ERROR,
+        }],
+    }];
+    let message = "exec outside the allow-list learned by tetragon-learner".to_string();
+    let (kprobes, lsmhooks) = match opts.hook {
+        PolicyHook::Kprobe => (
+            vec![KProbeSpec {
+                call: opts.hook.hook_name().to_string(),
+                syscall: false,
+                message,
+                args,
+                selectors,
+            }],
+            Vec::new(),
+        ),
+        PolicyHook::Lsm => (
+            Vec::new(),
+            vec![LsmHookSpec {
+                hook: opts.hook.hook_name().to_string(),
+                message,
+                args,
+                selectors,
+            }],
+        ),
+    };
     Ok(Some(TracingPolicyNamespaced {
         api_version: API_VERSION.to_string(),
         kind: KIND.to_string(),
@@ -133,26 +203,12 @@ pub fn policy(
                     values: containers,
                 }],
             },
-            kprobes: vec![KProbeSpec {
-                call: HOOK.to_string(),
-                syscall: false,
-                message: "exec outside the allow-list learned by tetragon-learner".to_string(),
-                args: vec![KProbeArg {
-                    index: 0,
-                    ty: "linux_binprm".to_string(),
-                }],
-                selectors: vec![KProbeSelector {
-                    match_args: vec![ArgSelector {
-                        index: 0,
-                        operator: "NotEqual".to_string(),
-                        values: allowed,
-                    }],
-                    match_actions: vec![ActionSelector {
-                        action: "Override".to_string(),
-                        arg_error: DENY_ERROR,
-                    }],
-                }],
+            options: vec![PolicyOption {
+                name: POLICY_MODE_OPTION.to_string(),
+                value: opts.mode.as_str().to_string(),
             }],
+            kprobes,
+            lsmhooks,
         },
     }))
 }

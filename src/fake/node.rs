@@ -254,7 +254,10 @@ impl FakeNode {
         let pod_info = pod.map(|(ci, e)| self.pod_for(ci, e));
         self.insert_plain(pid, binary, args, flags, &id, parent, pod_info);
         if let Some((_, e)) = pod {
-            if e.session {
+            // Probes and `kubectl exec` sessions both start outside the
+            // container's init tree; Tetragon tells probes apart with
+            // `maybe_exec_probe` (set in `pod_for`).
+            if e.session || e.probe {
                 if let Some(p) = self.cache.get_mut(&id) {
                     p.process.in_init_tree = Some(BoolValue { value: false });
                 }
@@ -288,7 +291,10 @@ impl FakeNode {
         );
         if let Some(p) = self.cache.get_mut(&id) {
             p.process.start_time = Some(ts(now));
-            p.process.in_init_tree = Some(BoolValue { value: !e.session });
+            // As real Tetragon: an exec probe is outside the init tree too.
+            p.process.in_init_tree = Some(BoolValue {
+                value: !(e.session || e.probe),
+            });
         }
         let process = self
             .cache
@@ -424,6 +430,41 @@ mod tests {
         assert_eq!(node.len(), before + 1);
         assert!(node.exit(&p.exec_id, 2_001).is_some());
         assert_eq!(node.len(), before);
+    }
+
+    /// Real Tetragon sends an exec probe with `in_init_tree: false` and
+    /// `maybe_exec_probe: true`; a `kubectl exec` session with `in_init_tree:
+    /// false` alone; the container's own processes inside the init tree.
+    #[test]
+    fn probes_and_sessions_carry_tetragons_flags() {
+        let s = Scenario::demo();
+        let mut node = FakeNode::new(&s, 1_000);
+        let flags = |ev: GetEventsResponse| {
+            let Some(Event::ProcessExec(exec)) = ev.event else {
+                panic!("not an exec")
+            };
+            let p = exec.process.unwrap();
+            let probe = p.pod.unwrap().container.unwrap().maybe_exec_probe;
+            (p.in_init_tree.map(|b| b.value), probe)
+        };
+        let spec = |probe, session| ExecSpec {
+            binary: "/bin/x".into(),
+            probe,
+            session,
+            ..ExecSpec::default()
+        };
+        assert_eq!(
+            flags(node.exec(0, &spec(true, false), 2_000)),
+            (Some(false), true)
+        );
+        assert_eq!(
+            flags(node.exec(0, &spec(false, true), 2_000)),
+            (Some(false), false)
+        );
+        assert_eq!(
+            flags(node.exec(0, &spec(false, false), 2_000)),
+            (Some(true), false)
+        );
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub fn learnable(
             return Err(SkipReason::NamespaceFiltered);
         }
     }
+    let exec_probe = p.container.as_ref().is_some_and(|c| c.maybe_exec_probe);
     Ok(Learnable {
         key,
         exec_id: p.exec_id.clone(),
@@ -114,10 +115,15 @@ pub fn learnable(
             path: p.binary.clone(),
             at,
             source,
-            exec_probe: p.container.as_ref().is_some_and(|c| c.maybe_exec_probe),
-            // Only meaningful inside a container: Tetragon reports `in_init_tree`
-            // false for every process outside one (seen on real hosts).
-            exec_session: p.pod.is_some() && !p.in_init_tree,
+            exec_probe,
+            // A `kubectl exec` session: outside the container's init tree and
+            // not a probe. Tetragon sends every exec probe with `in_init_tree:
+            // false` too (the kubelet starts it through the runtime, not from
+            // the container's init), so without the second test every probe
+            // would also count as a session and be left out with them. Only
+            // meaningful inside a pod: Tetragon reports `in_init_tree` false for
+            // every process outside a container (seen on real hosts).
+            exec_session: p.pod.is_some() && !p.in_init_tree && !exec_probe,
         },
     })
 }
@@ -239,14 +245,32 @@ mod tests {
     }
 
     #[test]
-    fn probe_and_session_marks() {
-        let mut p = pod_process("/bin/sh");
-        p.in_init_tree = false;
-        if let Some(c) = p.container.as_mut() {
+    fn a_probe_is_not_a_session() {
+        // What Tetragon sends for a liveness probe: outside the init tree and
+        // flagged as a possible probe.
+        let mut probe = pod_process("/usr/bin/pg_isready");
+        probe.in_init_tree = false;
+        if let Some(c) = probe.container.as_mut() {
             c.maybe_exec_probe = true;
         }
-        let l = learnable(&p, FactSource::Snapshot, 0, &IngestConfig::default()).unwrap();
-        assert!(l.observation.exec_probe && l.observation.exec_session);
+        let l = learnable(&probe, FactSource::Event, 0, &IngestConfig::default()).unwrap();
+        assert!(l.observation.exec_probe);
+        assert!(!l.observation.exec_session);
+        // `kubectl exec`: outside the init tree, no probe flag.
+        let mut session = pod_process("/bin/bash");
+        session.in_init_tree = false;
+        let l = learnable(&session, FactSource::Event, 0, &IngestConfig::default()).unwrap();
+        assert!(!l.observation.exec_probe);
+        assert!(l.observation.exec_session);
+        // The container's own processes.
+        let l = learnable(
+            &pod_process("/bin/app"),
+            FactSource::Snapshot,
+            0,
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        assert!(!l.observation.exec_probe && !l.observation.exec_session);
     }
 
     #[test]

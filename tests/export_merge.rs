@@ -1,0 +1,483 @@
+//! `export --input FILE...`: several nodes' `export --format json` files merged
+//! into one cluster-wide export, through the real binary. Expected outputs are
+//! written out here, not computed by the merge under test. Errors leave no
+//! output file behind and never replace an existing one.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
+const TRACING_POLICY_SCHEMA: &str =
+    include_str!("fixtures/schemas/tracingpolicynamespaced-cilium.io.json");
+const EVIL: &str = "/bin/evil\n{{ x }}\"\u{202e}";
+
+fn exe(
+    path: &str,
+    first: &str,
+    last: &str,
+    count: u64,
+    source: &str,
+    probe: bool,
+    session: bool,
+) -> Value {
+    json!({"path": path, "first_seen": first, "last_seen": last, "count": count,
+           "source": source, "sources": [source], "exec_probe": probe, "exec_session": session})
+}
+
+fn key(kind: &str, workload: &str, container: &str) -> Value {
+    json!({"namespace": "shop", "workload_kind": kind, "workload": workload, "container": container})
+}
+
+/// Node A: web's nginx, stable, with a probe-only /bin/sh.
+fn node_a() -> Value {
+    json!([{
+        "key": key("Deployment", "web", "nginx"),
+        "state": "stable",
+        "executables": [
+            exe("/bin/sh", "2026-01-01T10:01:00.000Z", "2026-01-01T10:02:00.000Z", 4, "event", true, false),
+            exe("/usr/sbin/nginx", "2026-01-01T10:00:00.000Z", "2026-01-01T10:05:00.000Z", 3, "snapshot", false, false),
+        ],
+        "deviations": [],
+        "completeness": "complete", "partial_reasons": [], "drift_count": 1,
+        "created_at": "2026-01-01T09:50:00.000Z",
+        "learning_since": "2026-01-01T09:50:00.000Z",
+        "last_new_at": "2026-01-01T10:01:00.000Z"
+    }])
+}
+
+/// Node B: the same nginx learning, /bin/sh run by the container itself, a
+/// kubectl exec session's curl, dropped events; and db's postgres, locked with
+/// a hostile deviation.
+fn node_b() -> Value {
+    json!([
+        {
+            "key": key("Deployment", "web", "nginx"),
+            "state": "learning",
+            "executables": [
+                exe("/bin/sh", "2026-01-01T11:00:00.000Z", "2026-01-01T11:00:00.000Z", 1, "event", false, false),
+                exe("/usr/bin/curl", "2026-01-01T11:10:00.000Z", "2026-01-01T11:10:00.000Z", 1, "event", false, true),
+                exe("/usr/sbin/nginx", "2026-01-01T09:00:00.000Z", "2026-01-01T09:30:00.000Z", 2, "event", false, false),
+            ],
+            "deviations": [],
+            "completeness": "partial", "partial_reasons": ["events-dropped"], "drift_count": 0,
+            "created_at": "2026-01-01T08:55:00.000Z",
+            "learning_since": "2026-01-01T11:10:00.000Z",
+            "last_new_at": "2026-01-01T11:10:00.000Z",
+            "a_field_from_a_later_version": true
+        },
+        {
+            "key": key("StatefulSet", "db", "postgres"),
+            "state": "locked",
+            "executables": [
+                exe("/usr/bin/postgres", "2026-01-01T08:00:00.000Z", "2026-01-01T08:00:00.000Z", 1, "snapshot", false, false),
+            ],
+            "deviations": [
+                exe(EVIL, "2026-01-01T12:00:00.000Z", "2026-01-01T12:00:00.000Z", 1, "event", false, false),
+            ],
+            "completeness": "complete", "partial_reasons": [], "drift_count": 0,
+            "created_at": "2026-01-01T08:00:00.000Z",
+            "learning_since": "2026-01-01T08:00:00.000Z",
+            "last_new_at": "2026-01-01T08:00:00.000Z"
+        }
+    ])
+}
+
+/// The merge of A and B, by the rules in the README, written out by hand.
+fn merged_a_b() -> Value {
+    json!([
+        {
+            "key": key("Deployment", "web", "nginx"),
+            "state": "learning",
+            "executables": [
+                // A probe on A, an ordinary run on B: not probe-only.
+                exe("/bin/sh", "2026-01-01T10:01:00.000Z", "2026-01-01T11:00:00.000Z", 5, "event", false, false),
+                exe("/usr/bin/curl", "2026-01-01T11:10:00.000Z", "2026-01-01T11:10:00.000Z", 1, "event", false, true),
+                {"path": "/usr/sbin/nginx", "first_seen": "2026-01-01T09:00:00.000Z",
+                 "last_seen": "2026-01-01T10:05:00.000Z", "count": 5, "source": "event",
+                 "sources": ["snapshot", "event"], "exec_probe": false, "exec_session": false},
+            ],
+            "deviations": [],
+            "completeness": "partial", "partial_reasons": ["events-dropped"], "drift_count": 1,
+            "created_at": "2026-01-01T08:55:00.000Z",
+            "learning_since": "2026-01-01T11:10:00.000Z",
+            "last_new_at": "2026-01-01T11:10:00.000Z"
+        },
+        node_b()[1].clone()
+    ])
+}
+
+struct Files {
+    _tmp: TempDir,
+    dir: PathBuf,
+}
+
+impl Files {
+    fn new() -> Self {
+        let tmp = TempDir::new().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        Self { _tmp: tmp, dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+}
+
+fn export(args: &[&str], files: &[&Path], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("export").args(args);
+    for f in files {
+        cmd.arg("--input").arg(f);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("runs");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).expect("stdin written");
+        }
+    }
+    child.wait_with_output().expect("finishes")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json output")
+}
+
+fn yaml_docs(text: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(text).expect("utf-8");
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("YAML parses");
+            serde_json::to_value(v).expect("YAML maps to JSON")
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn two_node_files_merge_into_the_union() {
+    let f = Files::new();
+    let a = f.write("node-a.json", &node_a().to_string());
+    let b = f.write("node-b.json", &node_b().to_string());
+    let out = export(&["--format", "json"], &[&a, &b], None);
+    assert_eq!(stdout_json(&out), merged_a_b());
+    // The order of the files does not matter.
+    let out = export(&["--format", "json"], &[&b, &a], None);
+    assert_eq!(stdout_json(&out), merged_a_b());
+    // `-` reads stdin.
+    let out = export(
+        &["--format", "json", "--input", "-"],
+        &[&b],
+        Some(&node_a().to_string()),
+    );
+    assert_eq!(stdout_json(&out), merged_a_b());
+}
+
+#[test]
+fn a_merged_tracing_policy_allows_what_any_node_ran() {
+    let f = Files::new();
+    let a = f.write("node-a.json", &node_a().to_string());
+    let b = f.write("node-b.json", &node_b().to_string());
+    let out = export(&["--format", "tracingpolicy"], &[&a, &b], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = yaml_docs(&out.stdout);
+    let schema: Value = serde_json::from_str(TRACING_POLICY_SCHEMA).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("compiles");
+    let lists: Vec<(String, Value)> = docs
+        .iter()
+        .map(|d| {
+            assert!(validator.is_valid(d), "{d:#}");
+            (
+                d["metadata"]["name"].as_str().expect("name").to_string(),
+                d["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            (
+                "deployment-web".to_string(),
+                json!(["/bin/sh", "/usr/sbin/nginx"])
+            ),
+            ("statefulset-db".to_string(), json!(["/usr/bin/postgres"])),
+        ]
+    );
+    let web = &docs[0]["metadata"]["annotations"];
+    assert_eq!(web["tetragon-learner.io/state"], "learning");
+    assert_eq!(web["tetragon-learner.io/completeness"], "partial");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("shop/Deployment/web/nginx /usr/bin/curl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_file_merged_with_itself_keeps_its_sets_and_adds_counts() {
+    let f = Files::new();
+    let b = f.write("node-b.json", &node_b().to_string());
+    let out = export(&["--format", "json"], &[&b, &b], None);
+    let got = stdout_json(&out);
+    let mut want = json!([
+        {
+            "key": key("Deployment", "web", "nginx"),
+            "state": "learning",
+            "executables": [
+                exe("/bin/sh", "2026-01-01T11:00:00.000Z", "2026-01-01T11:00:00.000Z", 2, "event", false, false),
+                exe("/usr/bin/curl", "2026-01-01T11:10:00.000Z", "2026-01-01T11:10:00.000Z", 2, "event", false, true),
+                exe("/usr/sbin/nginx", "2026-01-01T09:00:00.000Z", "2026-01-01T09:30:00.000Z", 4, "event", false, false),
+            ],
+            "deviations": [],
+            "completeness": "partial", "partial_reasons": ["events-dropped"], "drift_count": 0,
+            "created_at": "2026-01-01T08:55:00.000Z",
+            "learning_since": "2026-01-01T11:10:00.000Z",
+            "last_new_at": "2026-01-01T11:10:00.000Z"
+        },
+        node_b()[1].clone()
+    ]);
+    want[1]["executables"][0]["count"] = 2.into();
+    want[1]["deviations"][0]["count"] = 2.into();
+    assert_eq!(got, want);
+}
+
+/// Every bad input: exit 1, one stderr line naming the file, no output file
+/// created, an existing one left as it was.
+#[test]
+fn bad_input_names_the_file_and_writes_nothing() {
+    let f = Files::new();
+    let good = f.write("good.json", &node_a().to_string());
+    let mut unknown_source = node_a();
+    unknown_source[0]["executables"][0]["source"] = "ebpf-magic".into();
+    let mut unknown_state = node_a();
+    unknown_state[0]["state"] = "enforcing".into();
+    let cases = [
+        (
+            "not-json.json",
+            "this is not json".to_string(),
+            "not a profiles array",
+        ),
+        (
+            "object.json",
+            json!({"profiles": []}).to_string(),
+            "not a profiles array",
+        ),
+        (
+            "shape.json",
+            json!([{"key": "x"}]).to_string(),
+            "not a profiles array",
+        ),
+        (
+            "newer.json",
+            unknown_source.to_string(),
+            "unknown variant `ebpf-magic`",
+        ),
+        (
+            "state.json",
+            unknown_state.to_string(),
+            "unknown variant `enforcing`",
+        ),
+    ];
+    let existing = f.write("existing.yaml", "kept as it was\n");
+    for (name, text, want) in cases {
+        let bad = f.write(name, &text);
+        for output in [f.dir.join(format!("{name}.out")), existing.clone()] {
+            let out = export(
+                &[
+                    "--format",
+                    "tracingpolicy",
+                    "--output",
+                    output.to_str().expect("utf-8"),
+                ],
+                &[&good, &bad],
+                None,
+            );
+            assert_eq!(out.status.code(), Some(1), "{name}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{stderr}");
+            assert!(errors[0].contains(bad.to_str().expect("utf-8")), "{stderr}");
+            assert!(errors[0].contains(want), "{want:?} not in {stderr}");
+            assert!(out.stdout.is_empty());
+        }
+        assert!(!f.dir.join(format!("{name}.out")).exists(), "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&existing).expect("still there"),
+            "kept as it was\n"
+        );
+    }
+    // A missing file and bad stdin are named too.
+    let missing = f.dir.join("missing.json");
+    let out = export(&["--format", "json"], &[&missing], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+    let out = export(&["--format", "json", "--input", "-"], &[], Some("[{"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: stdin is not a profiles array"));
+}
+
+#[test]
+fn input_is_a_source_of_its_own() {
+    let f = Files::new();
+    let a = f.write("node-a.json", &node_a().to_string());
+    let db = f.dir.join("db");
+    let out = export(
+        &["--format", "json", "--db", db.to_str().expect("utf-8")],
+        &[&a],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--input with --db is a usage error"
+    );
+    let out = export(
+        &["--format", "json", "--input", "-", "--input", "-"],
+        &[],
+        Some("[]"),
+    );
+    assert_eq!(out.status.code(), Some(2), "stdin twice");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only once"));
+    let out = export(&["--format", "json"], &[], None);
+    assert_eq!(out.status.code(), Some(2), "no source at all");
+}
+
+#[test]
+fn workload_filter_keeps_the_named_workloads_in_every_format() {
+    let f = Files::new();
+    let b = f.write("node-b.json", &node_b().to_string());
+    let only_db = ["--namespace", "shop", "--workload", "statefulset/db"];
+    let out = export(&[&["--format", "json"][..], &only_db].concat(), &[&b], None);
+    assert_eq!(stdout_json(&out), json!([node_b()[1].clone()]));
+    for format in ["proposal", "tracingpolicy"] {
+        let out = export(&[&["--format", format][..], &only_db].concat(), &[&b], None);
+        assert!(out.status.success());
+        let docs = yaml_docs(&out.stdout);
+        let names: Vec<&str> = docs
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["statefulset-db"], "{format}");
+    }
+    // Two workloads; one that matches nothing is a warning.
+    let out = export(
+        &[
+            "--format",
+            "json",
+            "--namespace",
+            "shop",
+            "--workload",
+            "Deployment/web",
+            "--workload",
+            "StatefulSet/db",
+            "--workload",
+            "Job/nope",
+        ],
+        &[&b],
+        None,
+    );
+    assert_eq!(stdout_json(&out).as_array().expect("array").len(), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no learner of Job/nope in namespace shop")
+    );
+    // Usage errors: malformed, or without --namespace.
+    for bad in [
+        &["--namespace", "shop", "--workload", "web"][..],
+        &["--namespace", "shop", "--workload", "Deployment/"][..],
+        &["--workload", "Deployment/web"][..],
+    ] {
+        let out = export(&[&["--format", "json"][..], bad].concat(), &[&b], None);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_old_include_exec_probes_flag_is_accepted_and_harmless() {
+    let f = Files::new();
+    let a = f.write("node-a.json", &node_a().to_string());
+    let plain = export(&["--format", "tracingpolicy"], &[&a], None);
+    let old = export(
+        &["--format", "tracingpolicy", "--include-exec-probes"],
+        &[&a],
+        None,
+    );
+    assert!(old.status.success());
+    assert_eq!(old.stdout, plain.stdout, "probes are allowed either way");
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("--include-exec-probes is the default now")
+    );
+    let both = export(
+        &[
+            "--format",
+            "tracingpolicy",
+            "--include-exec-probes",
+            "--exclude-exec-probes",
+        ],
+        &[&a],
+        None,
+    );
+    assert_eq!(both.status.code(), Some(2));
+    let excluded = export(
+        &["--format", "tracingpolicy", "--exclude-exec-probes"],
+        &[&a],
+        None,
+    );
+    let docs = yaml_docs(&excluded.stdout);
+    assert_eq!(
+        docs[0]["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"],
+        json!(["/usr/sbin/nginx"])
+    );
+}
+
+#[test]
+fn mode_and_hook_flags_shape_the_policy() {
+    let f = Files::new();
+    let a = f.write("node-a.json", &node_a().to_string());
+    let out = export(
+        &[
+            "--format",
+            "tracingpolicy",
+            "--mode",
+            "enforce",
+            "--hook",
+            "lsm",
+        ],
+        &[&a],
+        None,
+    );
+    assert!(out.status.success());
+    let docs = yaml_docs(&out.stdout);
+    let spec = &docs[0]["spec"];
+    assert_eq!(
+        spec["options"],
+        json!([{"name": "policy-mode", "value": "enforce"}])
+    );
+    assert_eq!(spec["lsmhooks"][0]["hook"], "bprm_creds_for_exec");
+    assert_eq!(
+        spec["lsmhooks"][0]["selectors"][0]["matchArgs"][0]["values"],
+        json!(["/bin/sh", "/usr/sbin/nginx"])
+    );
+    let out = export(
+        &["--format", "tracingpolicy", "--mode", "audit"],
+        &[&a],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
