@@ -174,6 +174,19 @@ fn two_node_files_merge_into_the_union() {
     let b = f.write("node-b.json", &node_b().to_string());
     let out = export(&["--format", "json"], &[&a, &b], None);
     assert_eq!(stdout_json(&out), merged_a_b());
+    // Several files after one --input, as a shell glob gives them.
+    let out = export(
+        &[
+            "--format",
+            "json",
+            "--input",
+            a.to_str().expect("utf-8"),
+            b.to_str().expect("utf-8"),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(stdout_json(&out), merged_a_b());
     // The order of the files does not matter.
     let out = export(&["--format", "json"], &[&b, &a], None);
     assert_eq!(stdout_json(&out), merged_a_b());

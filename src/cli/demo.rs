@@ -116,6 +116,52 @@ pub fn render_profiles(profiles: &[Profile]) -> String {
     out
 }
 
+/// What to do next with what was learned: the safe rollout, starting with
+/// the policies `export` would write in monitor mode (nothing denied yet).
+pub fn rollout_hint(profiles: &[Profile]) -> String {
+    use crate::export::{tracing_policy, ExecKind, ExportOptions};
+    let opts = ExportOptions::default();
+    let policies = tracing_policy::policies(profiles, &opts)
+        .map(|p| p.policies.len())
+        .unwrap_or(0);
+    let marked = |kind: ExecKind| -> Vec<String> {
+        profiles
+            .iter()
+            .flat_map(|p| {
+                p.executables
+                    .values()
+                    .filter(move |r| ExecKind::of(r) == kind)
+                    .map(move |r| {
+                        escape_for_terminal(&format!("{} {}", p.key.workload, r.path)).into_owned()
+                    })
+            })
+            .collect()
+    };
+    let probes = marked(ExecKind::ProbeOnly);
+    let sessions = marked(ExecKind::SessionOnly);
+    let mut out = format!(
+        "\nSafe rollout: `export --format tracingpolicy` would write {policies} TracingPolicyNamespaced in monitor mode (nothing is denied yet).\n"
+    );
+    if !probes.is_empty() {
+        out.push_str(&format!(
+            "  exec probes allowed (a denied probe restarts its pod): {}\n",
+            probes.join(", ")
+        ));
+    }
+    if !sessions.is_empty() {
+        out.push_str(&format!(
+            "  kubectl exec sessions left out (denied under enforcement unless --include-exec-sessions): {}\n",
+            sessions.join(", ")
+        ));
+    }
+    out.push_str(
+        "  1. tetragon-learner export --admin-socket /run/tetragon-learner/admin.sock --format tracingpolicy --mode monitor --output policies.yaml\n\
+         \x20 2. kubectl apply -f policies.yaml, then watch each policy's events: tetra getevents -o compact --policy-names <name>\n\
+         \x20 3. when nothing legitimate shows up: tetra tracingpolicy set-mode --namespace <ns> <name> enforce (per node), or re-export with --mode enforce and apply\n",
+    );
+    out
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let scenario = match &args.scenario {
         Some(p) => Scenario::from_file(p)?,
@@ -159,10 +205,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         profiles.len(),
         if complete { "yes" } else { "NO" }
     )?;
+    out.write_all(rollout_hint(&profiles).as_bytes())?;
     anyhow::ensure!(
         complete,
         "the agent did not learn the whole scenario within {:?}",
         args.timeout
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learner::key::LearnerKey;
+    use crate::learner::observation::{FactSource, Observation};
+    use crate::learner::profile::ExecutableRecord;
+
+    #[test]
+    fn the_hint_starts_in_monitor_mode_and_names_probes_and_sessions() {
+        let mut p = Profile::new(LearnerKey::new("shop", "StatefulSet", "db", "pg"), 0);
+        for (path, probe, session) in [
+            ("/bin/postgres", false, false),
+            ("/bin/pg_isready", true, false),
+            ("/bin/bash", false, true),
+        ] {
+            let r = ExecutableRecord::first(&Observation {
+                path: path.into(),
+                at: 1,
+                source: FactSource::Event,
+                exec_probe: probe,
+                exec_session: session,
+            });
+            p.executables.insert(path.into(), r);
+        }
+        let hint = rollout_hint(&[p]);
+        assert!(hint.contains("would write 1 TracingPolicyNamespaced in monitor mode"));
+        assert!(hint.contains(
+            "exec probes allowed (a denied probe restarts its pod): db /bin/pg_isready\n"
+        ));
+        assert!(hint
+            .contains("(denied under enforcement unless --include-exec-sessions): db /bin/bash\n"));
+        assert!(hint.contains("--format tracingpolicy --mode monitor"));
+        assert!(hint.contains("set-mode --namespace <ns> <name> enforce"));
+    }
 }

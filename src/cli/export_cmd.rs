@@ -38,10 +38,12 @@ pub struct ExportArgs {
     #[arg(long, env = "TETRAGON_LEARNER_ADMIN_SOCKET", conflicts_with = "db")]
     pub admin_socket: Option<PathBuf>,
     /// Merge the profiles of these `export --format json` files (one per node;
-    /// repeatable; `-` is stdin) instead of reading a database.
+    /// repeatable, or several after one --input; `-` is stdin) instead of
+    /// reading a database.
     #[arg(
         long,
         value_name = "FILE",
+        num_args = 1..,
         env = "TETRAGON_LEARNER_EXPORT_INPUT",
         conflicts_with_all = ["db", "admin_socket"]
     )]

@@ -62,7 +62,7 @@ pub enum Command {
     Debug(debug_cmd::DebugArgs),
     /// Operator commands for a running agent (lock, unlock, reset, status) via its admin socket.
     Admin(admin_cmd::AdminArgs),
-    /// Export learned profiles (a stopped agent's --db) as JSON, policy proposals or Tetragon TracingPolicyNamespaced.
+    /// Export learned profiles (--db, --admin-socket, or several nodes' JSON merged with --input) as JSON, policy proposals or Tetragon TracingPolicyNamespaced (monitor mode by default).
     Export(export_cmd::ExportArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
