@@ -12,6 +12,7 @@ use crate::store::checkpointer::{Checkpointer, Persist};
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
+use super::key::LearnerKey;
 use super::machine::{durability_of, step, Durability, Effect, LearnerInput};
 use super::profile::Profile;
 
@@ -28,6 +29,16 @@ pub struct Apply(pub Vec<LearnerInput>);
 #[derive(Message)]
 #[rtype(result = "Result<Profile, OperateError>")]
 pub struct Operate(pub LearnerInput);
+
+/// An operator command for the learner of `key`, for whoever routes by key
+/// (the ingester); it creates no learner. The admin API holds a `Recipient` of
+/// it, so it names no router.
+#[derive(Message)]
+#[rtype(result = "Result<Profile, OperateError>")]
+pub struct OperateOn {
+    pub key: LearnerKey,
+    pub input: LearnerInput,
+}
 
 /// Why an operator command did not happen.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The TetragonConnection actor: drives the pure connection machine with real
-//! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), feeds
-//! events to the EventIngester (awaiting it: backpressure, never an unbounded
-//! queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
+//! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), hands
+//! events on as `EventBatch` (awaiting the recipient: backpressure, never an
+//! unbounded queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
 //! reconnects with capped, jittered backoff.
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,16 +15,14 @@ use tokio_stream::StreamExt;
 use tonic::Streaming;
 
 use crate::api::metrics::Metrics;
-use crate::ingest::ingester::{EventBatch, EventIngester};
-use crate::snapshot::builder::{SnapshotBuilder, TakeSnapshot};
-use crate::snapshot::policy::SnapshotReport;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsResponse};
 
 use super::machine::{BackoffPolicy, ConnAction, ConnEvent, ConnState, Connection};
+use super::messages::{EventBatch, TakeSnapshot};
 
-/// Events forwarded to the ingester in one message, at most.
+/// Events handed on in one message, at most.
 const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
@@ -70,8 +68,8 @@ pub struct Shutdown;
 
 pub struct TetragonConnection {
     cfg: ConnectionConfig,
-    ingester: Addr<EventIngester>,
-    snapshots: Addr<SnapshotBuilder>,
+    events: Recipient<EventBatch>,
+    snapshots: Recipient<TakeSnapshot>,
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<ConnectionStatus>>,
     stop: watch::Sender<bool>,
@@ -82,8 +80,8 @@ pub struct TetragonConnection {
 impl TetragonConnection {
     pub fn new(
         cfg: ConnectionConfig,
-        ingester: Addr<EventIngester>,
-        snapshots: Addr<SnapshotBuilder>,
+        events: Recipient<EventBatch>,
+        snapshots: Recipient<TakeSnapshot>,
         metrics: Arc<Metrics>,
         status: Arc<RwLock<ConnectionStatus>>,
     ) -> Self {
@@ -91,7 +89,7 @@ impl TetragonConnection {
         let (stopped, _) = watch::channel(false);
         Self {
             cfg,
-            ingester,
+            events,
             snapshots,
             metrics,
             status,
@@ -107,7 +105,7 @@ impl Actor for TetragonConnection {
     fn started(&mut self, ctx: &mut Self::Context) {
         let driver = Driver {
             cfg: self.cfg.clone(),
-            ingester: self.ingester.clone(),
+            events: self.events.clone(),
             snapshots: self.snapshots.clone(),
             metrics: self.metrics.clone(),
             status: self.status.clone(),
@@ -146,14 +144,13 @@ pub fn events_request() -> GetEventsRequest {
     }
 }
 
-type SnapshotFuture = Pin<
-    Box<dyn std::future::Future<Output = Result<Result<SnapshotReport, String>, MailboxError>>>,
->;
+type SnapshotFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<Result<(), String>, MailboxError>>>>;
 
 struct Driver {
     cfg: ConnectionConfig,
-    ingester: Addr<EventIngester>,
-    snapshots: Addr<SnapshotBuilder>,
+    events: Recipient<EventBatch>,
+    snapshots: Recipient<TakeSnapshot>,
     metrics: Arc<Metrics>,
     status: Arc<RwLock<ConnectionStatus>>,
     stop: watch::Receiver<bool>,
@@ -341,7 +338,7 @@ impl Driver {
                                     }
                                 }
                             }
-                            if self.ingester.send(EventBatch(batch)).await.is_err() {
+                            if self.events.send(EventBatch(batch)).await.is_err() {
                                 next = Some(ConnEvent::Shutdown);
                             } else if let Some(e) = ended {
                                 next = Some(self.stream_failed(&m, e));
