@@ -62,3 +62,20 @@ fn report_ledger_diagram_matches_code() {
     assert_eq!(expected.len(), ledger::transitions().len() + 1);
     check_diagram("report-ledger.mmd", expected, &ledger::render_diagram());
 }
+
+#[test]
+fn connection_actions_diagram_matches_code() {
+    use tetragon_learner::tetragon::connection::machine;
+    let edges = machine::action_diagram_edges();
+    let edges: Vec<(&str, &str, &str)> = edges
+        .iter()
+        .map(|(from, label, to)| (*from, label.as_str(), *to))
+        .collect();
+    let expected = diagram::edge_set("Disconnected", &edges);
+    assert_eq!(expected.len(), machine::transitions().len() + 1);
+    check_diagram(
+        "connection-actions.mmd",
+        expected,
+        &machine::render_action_diagram(),
+    );
+}
