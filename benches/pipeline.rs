@@ -135,6 +135,7 @@ fn scenario() -> Scenario {
             workload_kind: "Deployment".to_string(),
             labels: [("app".to_string(), format!("app-{i}"))].into(),
             container: "main".to_string(),
+            expect_key: None,
             image: format!("registry.example/app-{i}:1.0"),
             running: vec![ExecSpec {
                 binary: "/app/server".to_string(),

@@ -111,7 +111,7 @@ impl Agent {
         let snapshot_status = Arc::new(RwLock::new(SnapshotStatus::default()));
         let snapshots = SnapshotBuilder::new(
             cfg.snapshot.clone(),
-            ingester.clone(),
+            ingester.clone().recipient(),
             metrics.clone(),
             snapshot_status.clone(),
         )
@@ -119,8 +119,8 @@ impl Agent {
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
         let connection = TetragonConnection::new(
             cfg.connection.clone(),
-            ingester.clone(),
-            snapshots,
+            ingester.clone().recipient(),
+            snapshots.recipient(),
             metrics.clone(),
             connection_status.clone(),
         )
@@ -162,7 +162,7 @@ impl Agent {
         crate::api::admin::AdminState {
             store: self.store.clone(),
             durable: self.durable.clone(),
-            ingester: self.ingester.clone(),
+            operate: self.ingester.clone().recipient(),
             snapshot: self.snapshot_options.clone(),
             connection_status: self.connection_status.clone(),
             snapshot_status: self.snapshot_status.clone(),

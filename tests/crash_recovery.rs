@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tetragon_learner::cli::demo::learner_key;
 use tetragon_learner::fake::scenario::Scenario;
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::store::{Store, StoreError};
@@ -49,6 +50,7 @@ fn scenario_yaml(execs_per_container: usize, rate: u64) -> String {
         y.push_str(&format!(
             "  - namespace: ns{c}\n    pod: app{c}-5d8f7c6b9d-abc{c}x\n    workload: app{c}\n    \
              workload_kind: Deployment\n    container: main\n    \
+             expect_key: ns{c}/Deployment/app{c}/main\n    \
              running: [{{binary: /app/server-{c}}}]\n    execs:\n"
         ));
         for e in 0..execs_per_container {
@@ -290,7 +292,12 @@ fn learned_executables_survive_sigkill() {
     let scenario = Scenario::from_yaml(&yaml, "crash scenario").unwrap();
     let plan_len = scenario.exec_plan().len() as u64;
     // Forever round robin: in the end every exec binary and every running one.
-    let oracle = scenario.expected_profiles(plan_len);
+    let oracle: Learned = scenario
+        .expected_profiles(plan_len)
+        .unwrap()
+        .iter()
+        .map(|(k, paths)| (learner_key(k), paths.clone()))
+        .collect();
     let db: PathBuf = dir.path().join("db");
     let (mut fake, addr) = start_fake(&scenario_path, &dir.path().join("tetragon.sock"));
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{config, fake, paths, start_agent, wait_until};
-use tetragon_learner::cli::demo::learned_all;
+use tetragon_learner::cli::demo::{learned_all, learner_key};
 use tetragon_learner::fake::scenario::{DebugFault, Scenario};
 use tetragon_learner::fake::{FakeSource, FakeTetragon};
 use tetragon_learner::learner::key::LearnerKey;
@@ -22,14 +22,15 @@ kernel_threads: 5
 host_processes: [/usr/bin/containerd, /usr/bin/kubelet]
 containers:
   - {namespace: web, pod: api-7d9f8c6b5-q2w3e, workload: api, workload_kind: Deployment, container: api,
-     running: [{binary: /app/api}], execs: [{binary: /bin/sh, probe: true}, {binary: /usr/bin/curl}]}
+     expect_key: web/Deployment/api/api, running: [{binary: /app/api}], execs: [{binary: /bin/sh, probe: true}, {binary: /usr/bin/curl}]}
   - {namespace: web, pod: api-7d9f8c6b5-zzzzz, workload: api, workload_kind: Deployment, container: api,
-     running: [{binary: /app/api}]}
+     expect_key: web/Deployment/api/api, running: [{binary: /app/api}]}
   - {namespace: jobs, pod: report-28800000-abcde, workload: report, workload_kind: CronJob, container: main,
-     execs: [{binary: /usr/local/bin/report}]}
+     expect_key: jobs/CronJob/report/main, execs: [{binary: /usr/local/bin/report}]}
   - {namespace: legacy, pod: shop-5d8f7c6b9d-abcde, labels: {pod-template-hash: 5d8f7c6b9d}, container: shop,
-     running: [{binary: /srv/shop}], execs: [{binary: /bin/bash, session: true}]}
-  - {namespace: idle, pod: only-entrypoint, container: app, running: [{binary: /hardened/entrypoint}]}
+     expect_key: legacy/Deployment/shop/shop, running: [{binary: /srv/shop}], execs: [{binary: /bin/bash, session: true}]}
+  - {namespace: idle, pod: only-entrypoint, container: app, expect_key: idle/Pod/only-entrypoint/app,
+     running: [{binary: /hardened/entrypoint}]}
 activity: {rate_per_sec: 500, total_execs: 30}
 "#;
 
@@ -50,11 +51,20 @@ async fn learns_exactly_what_the_scenario_implies() {
     fake.activity_done().await;
     let done = fake.execs_done();
     wait_until("scenario learned", Duration::from_secs(20), || {
-        learned_all(&agent.durable_profiles(), &scenario, done)
+        learned_all(
+            &agent.durable_profiles(),
+            &scenario.expected_profiles(done).unwrap(),
+        )
     })
     .await;
     // Nothing more than the oracle: no host processes, kernel threads or <kernel>.
-    assert_eq!(learned(&agent), scenario.expected_profiles(done));
+    let expected: BTreeMap<LearnerKey, BTreeSet<String>> = scenario
+        .expected_profiles(done)
+        .unwrap()
+        .iter()
+        .map(|(k, paths)| (learner_key(k), paths.clone()))
+        .collect();
+    assert_eq!(learned(&agent), expected);
     let profiles = agent.durable_profiles();
     let legacy = profiles
         .iter()
@@ -231,7 +241,10 @@ async fn a_restart_resumes_learned_state() {
     fake.activity_done().await;
     let done = fake.execs_done();
     wait_until("learned", Duration::from_secs(20), || {
-        learned_all(&agent.durable_profiles(), &scenario, done)
+        learned_all(
+            &agent.durable_profiles(),
+            &scenario.expected_profiles(done).unwrap(),
+        )
     })
     .await;
     let before = learned(&agent);

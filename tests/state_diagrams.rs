@@ -1,6 +1,6 @@
 //! The pictures in `state-diagrams/` must be exactly the transition tables in
-//! code. Each machine gets one test function calling `check_diagram`; adding the
-//! connection diagram is one more such function.
+//! code. Each machine (learner, report ledger, connection, connection actions)
+//! gets one test function calling `check_diagram`.
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -52,4 +52,30 @@ fn connection_diagram_matches_code() {
     let expected = diagram::edge_set("Disconnected", &edges);
     assert_eq!(expected.len(), machine::transitions().len() + 1);
     check_diagram("connection.mmd", expected, &machine::render_diagram());
+}
+
+#[test]
+fn report_ledger_diagram_matches_code() {
+    use tetragon_learner::learner::ledger::{self, NewsState};
+    let edges = ledger::diagram_edges();
+    let expected = diagram::edge_set(NewsState::INITIAL.name(), &edges);
+    assert_eq!(expected.len(), ledger::transitions().len() + 1);
+    check_diagram("report-ledger.mmd", expected, &ledger::render_diagram());
+}
+
+#[test]
+fn connection_actions_diagram_matches_code() {
+    use tetragon_learner::tetragon::connection::machine;
+    let edges = machine::action_diagram_edges();
+    let edges: Vec<(&str, &str, &str)> = edges
+        .iter()
+        .map(|(from, label, to)| (*from, label.as_str(), *to))
+        .collect();
+    let expected = diagram::edge_set("Disconnected", &edges);
+    assert_eq!(expected.len(), machine::transitions().len() + 1);
+    check_diagram(
+        "connection-actions.mmd",
+        expected,
+        &machine::render_action_diagram(),
+    );
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix::Addr;
+use actix::Recipient;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,8 +21,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::ingest::ingester::{EventIngester, OperateOn};
-use crate::learner::actor::OperateError;
+use crate::learner::actor::{OperateError, OperateOn};
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::view::ProfileView;
@@ -38,7 +37,8 @@ use crate::time::now_ms;
 pub struct AdminState {
     pub store: Store,
     pub durable: DurableView,
-    pub ingester: Addr<EventIngester>,
+    /// Where operator commands go (the ingester routes them by key).
+    pub operate: Recipient<OperateOn>,
     pub snapshot: SnapshotOptions,
     pub connection_status: Arc<RwLock<ConnectionStatus>>,
     pub snapshot_status: Arc<RwLock<SnapshotStatus>>,
@@ -95,7 +95,7 @@ async fn operate(s: AdminState, key: &str, input: LearnerInput) -> Response {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match s.ingester.send(OperateOn { key, input }).await {
+    match s.operate.send(OperateOn { key, input }).await {
         Ok(Ok(p)) => Json(ProfileView::from(&p)).into_response(),
         Ok(Err(e @ OperateError::NoLearner(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ OperateError::Refused(_))) => error(StatusCode::CONFLICT, e.to_string()),

@@ -1,15 +1,17 @@
 //! `tetragon-learner demo`: the fake Tetragon and the agent in one process, on
 //! the built-in scenario; prints what was learned per container.
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use crate::agent::{Agent, AgentConfig};
-use crate::fake::scenario::Scenario;
+use crate::fake::scenario::{ExpectedKey, Scenario};
 use crate::fake::{FakeSource, FakeTetragon};
 use crate::ingest::facts::IngestConfig;
 use crate::learner::config::LearnerConfig;
+use crate::learner::key::LearnerKey;
 use crate::learner::profile::Profile;
 use crate::snapshot::policy::{SnapshotOptions, SourcePolicy};
 use crate::tetragon::address::TetragonAddress;
@@ -57,17 +59,24 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
     }
 }
 
+/// What the scenario's oracle expects, per learner key.
+pub type Expected = BTreeMap<ExpectedKey, BTreeSet<String>>;
+
+/// The learner key a scenario wrote out, as the agent spells keys (a plain
+/// copy of the fields: the oracle's key is never derived by the agent's rule).
+pub fn learner_key(k: &ExpectedKey) -> LearnerKey {
+    LearnerKey::new(&k.namespace, &k.workload_kind, &k.workload, &k.container)
+}
+
 /// True once every expected executable is durable.
-pub fn learned_all(profiles: &[Profile], scenario: &Scenario, execs_done: u64) -> bool {
-    scenario
-        .expected_profiles(execs_done)
-        .iter()
-        .all(|(key, paths)| {
-            profiles
-                .iter()
-                .find(|p| &p.key == key)
-                .is_some_and(|p| paths.iter().all(|path| p.executables.contains_key(path)))
-        })
+pub fn learned_all(profiles: &[Profile], expected: &Expected) -> bool {
+    expected.iter().all(|(key, paths)| {
+        let key = learner_key(key);
+        profiles
+            .iter()
+            .find(|p| p.key == key)
+            .is_some_and(|p| paths.iter().all(|path| p.executables.contains_key(path)))
+    })
 }
 
 pub fn render_profiles(profiles: &[Profile]) -> String {
@@ -167,6 +176,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(p) => Scenario::from_file(p)?,
         None => Scenario::demo(),
     };
+    // Checked before anything starts: the demo's verdict needs the oracle.
+    scenario.expected_profiles(0)?;
     let dir = tempfile::Builder::new()
         .prefix("tetragon-learner-demo")
         .tempdir()?;
@@ -182,14 +193,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(args.timeout, fake.activity_done()).await;
     }
     let started = Instant::now();
-    while !learned_all(&agent.durable_profiles(), &scenario, fake.execs_done())
-        && started.elapsed() < args.timeout
+    while !learned_all(
+        &agent.durable_profiles(),
+        &scenario.expected_profiles(fake.execs_done())?,
+    ) && started.elapsed() < args.timeout
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.shutdown().await?;
     let profiles = agent.durable_profiles();
-    let complete = learned_all(&profiles, &scenario, fake.execs_done());
+    let complete = learned_all(&profiles, &scenario.expected_profiles(fake.execs_done())?);
     fake.stop().await;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -6,8 +6,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::learner::key::LearnerKey;
-
 /// The scenario `demo` runs when no file is given.
 pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.yaml");
 
@@ -67,6 +65,11 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub container: String,
+    /// The learner key an agent must file this container under, written out
+    /// (`NAMESPACE/KIND/WORKLOAD/CONTAINER`): the oracle's answer, never
+    /// derived by the agent's own rule. Needed only by `expected_profiles`.
+    #[serde(default)]
+    pub expect_key: Option<ExpectedKey>,
     #[serde(default)]
     pub image: String,
     /// Already running when the fake starts: only a snapshot can see these.
@@ -89,6 +92,49 @@ pub struct ExecSpec {
     /// Outside the container's init tree, like a `kubectl exec` session.
     #[serde(default)]
     pub session: bool,
+}
+
+/// A learner key as the scenario's author wrote it: the fake's own plain type,
+/// so the oracle shares no code with the agent's key rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ExpectedKey {
+    pub namespace: String,
+    pub workload_kind: String,
+    pub workload: String,
+    pub container: String,
+}
+
+impl TryFrom<String> for ExpectedKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.split('/').collect::<Vec<_>>().as_slice() {
+            [ns, kind, workload, container]
+                if [ns, kind, workload, container]
+                    .iter()
+                    .all(|p| !p.is_empty()) =>
+            {
+                Ok(Self {
+                    namespace: ns.to_string(),
+                    workload_kind: kind.to_string(),
+                    workload: workload.to_string(),
+                    container: container.to_string(),
+                })
+            }
+            _ => Err(format!(
+                "expect_key {s:?} is not NAMESPACE/KIND/WORKLOAD/CONTAINER"
+            )),
+        }
+    }
+}
+
+impl From<ExpectedKey> for String {
+    fn from(k: ExpectedKey) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            k.namespace, k.workload_kind, k.workload, k.container
+        )
+    }
 }
 
 /// When the activity starts.
@@ -242,25 +288,29 @@ impl Scenario {
         self.containers.iter().map(|c| c.execs.len()).sum()
     }
 
-    /// The learner key the agent must derive for a container.
-    pub fn key_of(&self, c: &ContainerSpec) -> LearnerKey {
-        LearnerKey::for_pod(
-            &c.namespace,
-            &c.pod,
-            &c.workload,
-            &c.workload_kind,
-            &c.labels,
-            &c.container,
-        )
-    }
-
     /// The oracle: what an agent that saw the snapshot and every event must have
     /// learned per key, once `execs_done` execs happened (pod processes only).
-    pub fn expected_profiles(&self, execs_done: u64) -> BTreeMap<LearnerKey, BTreeSet<String>> {
-        let mut out: BTreeMap<LearnerKey, BTreeSet<String>> = BTreeMap::new();
-        for c in &self.containers {
-            let set = out.entry(self.key_of(c)).or_default();
-            set.extend(
+    /// Every container needs its `expect_key`.
+    pub fn expected_profiles(
+        &self,
+        execs_done: u64,
+    ) -> Result<BTreeMap<ExpectedKey, BTreeSet<String>>, ScenarioError> {
+        let keys = self
+            .containers
+            .iter()
+            .map(|c| {
+                c.expect_key.clone().ok_or_else(|| ScenarioError::Invalid {
+                    origin: "scenario".into(),
+                    reason: format!(
+                        "container {:?} of pod {:?} has no expect_key: the oracle needs the learner key written out (NAMESPACE/KIND/WORKLOAD/CONTAINER)",
+                        c.container, c.pod
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out: BTreeMap<ExpectedKey, BTreeSet<String>> = BTreeMap::new();
+        for (c, key) in self.containers.iter().zip(&keys) {
+            out.entry(key.clone()).or_default().extend(
                 c.running
                     .iter()
                     .map(|e| e.binary.clone())
@@ -271,13 +321,12 @@ impl Scenario {
         if !plan.is_empty() {
             for step in 0..execs_done {
                 let (ci, ei) = plan[(step % plan.len() as u64) as usize];
-                let c = &self.containers[ci];
-                out.entry(self.key_of(c))
+                out.entry(keys[ci].clone())
                     .or_default()
-                    .insert(c.execs[ei].binary.clone());
+                    .insert(self.containers[ci].execs[ei].binary.clone());
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -289,8 +338,31 @@ mod tests {
     fn demo_scenario_parses_and_has_an_oracle() {
         let s = Scenario::demo();
         assert!(!s.containers.is_empty());
-        let expected = s.expected_profiles(s.activity.total_execs);
+        let expected = s.expected_profiles(s.activity.total_execs).unwrap();
         assert!(expected.values().all(|set| !set.is_empty()));
+        let billing = "billing/Deployment/invoicer/app".to_string();
+        assert!(expected.contains_key(&ExpectedKey::try_from(billing).unwrap()));
+    }
+
+    #[test]
+    fn an_oracle_needs_every_key_written_out() {
+        let s = Scenario::from_yaml(
+            "containers:\n- {namespace: a, pod: p, container: c, running: [{binary: /x}]}\n",
+            "t",
+        )
+        .unwrap();
+        let err = s.expected_profiles(0).unwrap_err();
+        assert!(err.to_string().contains("expect_key"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_expected_key_is_refused() {
+        let err = Scenario::from_yaml(
+            "containers:\n- {namespace: a, pod: p, container: c, expect_key: a/Pod/p}\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("NAMESPACE/KIND"), "{err}");
     }
 
     #[test]

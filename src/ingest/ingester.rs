@@ -10,14 +10,18 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::api::metrics::Metrics;
-use crate::learner::actor::{Apply, Drain, GetProfile, LearnerActor, Operate, OperateError};
+use crate::learner::actor::{
+    Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
+};
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::observation::FactSource;
 use crate::learner::profile::{PartialReason, Profile};
-use crate::snapshot::model::{ProcessSnapshot, SnapshotSource};
+use crate::snapshot::builder::SnapshotTaken;
+use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
+use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::now_ms;
 
@@ -27,24 +31,6 @@ use super::process_table::{ProcessTable, SnapshotEntry};
 /// Exec events of processes that started this shortly before a snapshot may
 /// still be on their way; such processes are judged at the next snapshot.
 const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
-
-/// Events from one read of the stream.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EventBatch(pub Vec<GetEventsResponse>);
-
-/// A snapshot to learn from.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SnapshotTaken(pub ProcessSnapshot);
-
-/// Operator command for one learner; creates nothing.
-#[derive(Message)]
-#[rtype(result = "Result<Profile, OperateError>")]
-pub struct OperateOn {
-    pub key: LearnerKey,
-    pub input: LearnerInput,
-}
 
 /// Shutdown: stop taking events and snapshots, write every learner durably and
 /// stop it, then stop the ingester.

@@ -1,7 +1,9 @@
-//! The Learner actor: a thin shell around the pure machine (`machine::step`).
-//! It hands changed profiles to the Checkpointer and reports new learning (log
-//! line, metric) only once the Checkpointer says it is durable. A change whose
-//! write failed stays owed: it is written again, and reported, on a later tick.
+//! The Learner actor: a thin shell around two pure parts, the machine
+//! (`machine::step`: what a profile becomes) and the report ledger (`ledger`:
+//! what to write when, and which news is durable). It sends the writes the
+//! ledger asks for to the Checkpointer and reports news (log line, metric)
+//! only once the ledger says it is durable. A change whose write failed stays
+//! owed: it is written again, and reported, on a later tick.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ use crate::store::checkpointer::{Checkpointer, Persist};
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
-use super::machine::{durability_of, step, Durability, Effect, LearnerInput};
+use super::key::LearnerKey;
+use super::ledger::{still_held, ReportLedger, Write};
+use super::machine::{step, Durability, Effect, LearnerInput};
 use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
@@ -28,6 +32,16 @@ pub struct Apply(pub Vec<LearnerInput>);
 #[derive(Message)]
 #[rtype(result = "Result<Profile, OperateError>")]
 pub struct Operate(pub LearnerInput);
+
+/// An operator command for the learner of `key`, for whoever routes by key
+/// (the ingester); it creates no learner. The admin API holds a `Recipient` of
+/// it, so it names no router.
+#[derive(Message)]
+#[rtype(result = "Result<Profile, OperateError>")]
+pub struct OperateOn {
+    pub key: LearnerKey,
+    pub input: LearnerInput,
+}
 
 /// Why an operator command did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,16 +70,9 @@ pub struct LearnerActor {
     cfg: LearnerConfig,
     checkpointer: Addr<Checkpointer>,
     metrics: Arc<Metrics>,
-    /// Lazy changes (counters, last seen) not yet handed to the Checkpointer.
-    dirty: bool,
-    /// Changes that must be durable before they are reported, not yet confirmed.
-    unreported: Vec<Effect>,
-    /// A flush failed: write again on the next tick.
-    needs_flush: bool,
-    /// Increases with every profile sent, so the Checkpointer keeps the newest.
-    revision: u64,
-    /// Effects of flushes sent and not yet confirmed, by revision.
-    in_flight: std::collections::BTreeMap<u64, Vec<Effect>>,
+    /// What is written and what may be reported: the actor only carries out
+    /// the writes it asks for and tells it how they ended.
+    ledger: ReportLedger,
     tick: Duration,
 }
 
@@ -82,11 +89,7 @@ impl LearnerActor {
             cfg,
             checkpointer,
             metrics,
-            dirty: false,
-            unreported: Vec::new(),
-            needs_flush: false,
-            revision: 0,
-            in_flight: std::collections::BTreeMap::new(),
+            ledger: ReportLedger::default(),
             tick,
         }
     }
@@ -106,64 +109,59 @@ impl LearnerActor {
         effects
     }
 
-    fn persist_message(&mut self, durability: Durability) -> Persist {
-        self.revision += 1;
+    /// The profile as it is now, as the ledger's write `w`.
+    fn persist(&self, w: Write) -> Persist {
         Persist {
             profile: self.profile.clone(),
-            durability,
-            revision: self.revision,
+            durability: w.durability,
+            revision: w.revision,
         }
     }
 
-    /// Hands the profile to the Checkpointer according to the effects.
-    fn persist(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
-        match durability_of(&effects) {
-            Durability::None => {}
-            Durability::Lazy => self.dirty = true,
-            Durability::Flush => {
-                self.unreported.extend(effects);
-                self.flush(ctx);
-            }
-        }
-    }
-
-    /// Writes durably now; reports what was owed once confirmed, keeps it owed
-    /// (and retries on the next tick) when the write failed.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.dirty = false;
-        self.needs_flush = false;
-        let msg = self.persist_message(Durability::Flush);
-        let revision = msg.revision;
-        let owed = std::mem::take(&mut self.unreported);
-        self.in_flight.insert(revision, owed);
-        let send = self.checkpointer.send(msg);
-        let key = self.profile.key.clone();
+    /// Sends a write the ledger asked for; its answer goes back to the ledger.
+    fn write(&mut self, w: Write, ctx: &mut Context<Self>) {
+        let send = self.checkpointer.send(self.persist(w));
         ctx.spawn(send.into_actor(self).map(move |res, act, _| {
-            // A Drain may have reported (and taken) it already.
-            let Some(owed) = act.in_flight.remove(&revision) else { return };
-            let error = match res {
-                // Against the profile as it is now: what a Reset wiped meanwhile
-                // is not reported.
-                Ok(Ok(())) => return report_durable(&act.profile, &owed, &act.metrics),
-                Ok(Err(e)) => e,
-                Err(e) => e.to_string(),
-            };
-            tracing::error!(key = %key, error = %error, "profile change not yet durable; retrying on the next tick");
-            act.unreported.extend(owed);
-            act.needs_flush = true;
+            // Against the profile as it is now: what a Reset wiped meanwhile
+            // is not reported.
+            if let Err(error) = settle(&mut act.ledger, w, res, &act.profile, &act.metrics) {
+                if w.durability == Durability::Flush {
+                    tracing::error!(key = %act.profile.key, error = %error, "profile change not yet durable; retrying on the next tick");
+                }
+            }
         }));
     }
 }
 
-/// Logs and counts what is now on disk: only durable learning is reported.
-/// `profile` is what was just written: an effect it no longer holds (a Reset
-/// came in between) is not reported.
-fn report_durable(profile: &Profile, effects: &[Effect], metrics: &Metrics) {
-    let key = &profile.key;
-    for e in effects {
+/// What the Checkpointer answered to a write.
+type Answer = Result<Result<(), String>, MailboxError>;
+
+/// Tells the ledger how write `w` ended and reports the news that became
+/// durable, if `written` (the profile it is checked against) still holds it.
+fn settle(
+    ledger: &mut ReportLedger,
+    w: Write,
+    answer: Answer,
+    written: &Profile,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let error = match answer {
+        Ok(Ok(())) => {
+            let news = still_held(written, ledger.confirmed(w.revision));
+            report_durable(&written.key, &news, metrics);
+            return Ok(());
+        }
+        Ok(Err(e)) => e,
+        Err(e) => e.to_string(),
+    };
+    ledger.failed(w.revision);
+    Err(error)
+}
+
+/// Logs and counts news that is now on disk: only durable learning is reported.
+fn report_durable(key: &LearnerKey, news: &[Effect], metrics: &Metrics) {
+    for e in news {
         match e {
-            Effect::NewExecutable { path } if !profile.executables.contains_key(path) => {}
-            Effect::NewDeviation { path } if !profile.deviations.contains_key(path) => {}
             Effect::NewExecutable { path } => {
                 metrics.learned_executables.inc();
                 tracing::info!(key = %key, path = %path.escape_debug(), "learned executable");
@@ -187,18 +185,9 @@ impl Actor for LearnerActor {
         ctx.set_mailbox_capacity(LEARNER_MAILBOX);
         ctx.run_interval(self.tick, |act, ctx| {
             let effects = act.apply(vec![LearnerInput::Tick { now: now_ms() }]);
-            act.persist(effects, ctx);
-            if act.needs_flush {
-                act.flush(ctx);
-            } else if act.dirty {
-                act.dirty = false;
-                let msg = act.persist_message(Durability::Lazy);
-                let send = act.checkpointer.send(msg);
-                ctx.spawn(send.into_actor(act).map(|res, act, _| {
-                    if !matches!(res, Ok(Ok(()))) {
-                        act.dirty = true;
-                    }
-                }));
+            let writes = [act.ledger.owe(effects), act.ledger.tick()];
+            for w in writes.into_iter().flatten() {
+                act.write(w, ctx);
             }
         });
     }
@@ -208,7 +197,9 @@ impl Handler<Apply> for LearnerActor {
     type Result = ();
     fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) {
         let effects = self.apply(msg.0);
-        self.persist(effects, ctx);
+        if let Some(w) = self.ledger.owe(effects) {
+            self.write(w, ctx);
+        }
     }
 }
 
@@ -228,24 +219,14 @@ impl Handler<Operate> for LearnerActor {
                 return Box::pin(actix::fut::ready(Err(OperateError::Refused(e.to_string()))))
             }
         };
-        let mut owed = std::mem::take(&mut self.unreported);
-        owed.extend(effects);
-        self.dirty = false;
+        let w = self.ledger.owe_now(effects);
+        // Reported against what was written: the operator's answer is that profile.
         let profile = self.profile.clone();
-        let msg = self.persist_message(Durability::Flush);
-        let send = self.checkpointer.send(msg);
+        let send = self.checkpointer.send(self.persist(w));
         Box::pin(send.into_actor(self).map(move |res, act, _| {
-            let error = match res {
-                Ok(Ok(())) => {
-                    report_durable(&profile, &owed, &act.metrics);
-                    return Ok(profile);
-                }
-                Ok(Err(e)) => e,
-                Err(e) => e.to_string(),
-            };
-            act.unreported.extend(owed);
-            act.needs_flush = true;
-            Err(OperateError::NotDurable(error))
+            settle(&mut act.ledger, w, res, &profile, &act.metrics)
+                .map(|()| profile)
+                .map_err(OperateError::NotDurable)
         }))
     }
 }
@@ -254,26 +235,15 @@ impl Handler<Drain> for LearnerActor {
     // Atomic: nothing else runs on this learner until it is written and stopped.
     type Result = AtomicResponse<Self, Result<(), String>>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
-        // This write supersedes every earlier one: what they owed is reported
-        // with it (their futures die with the actor).
-        let mut owed: Vec<Effect> = std::mem::take(&mut self.in_flight)
-            .into_values()
-            .flatten()
-            .collect();
-        owed.append(&mut self.unreported);
+        // This write supersedes every earlier one: it reports what they carried
+        // (their answers die with the actor).
+        let w = self.ledger.drain();
         let key = self.profile.key.clone();
-        let msg = self.persist_message(Durability::Flush);
-        let send = self.checkpointer.send(msg);
+        let send = self.checkpointer.send(self.persist(w));
         AtomicResponse::new(Box::pin(send.into_actor(self).map(move |res, act, ctx| {
             ctx.stop();
-            match res {
-                Ok(Ok(())) => {
-                    report_durable(&act.profile, &owed, &act.metrics);
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(format!("{key}: {e}")),
-                Err(e) => Err(format!("{key}: {e}")),
-            }
+            settle(&mut act.ledger, w, res, &act.profile, &act.metrics)
+                .map_err(|e| format!("{key}: {e}"))
         })))
     }
 }

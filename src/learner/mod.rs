@@ -2,6 +2,7 @@
 pub mod actor;
 pub mod config;
 pub mod key;
+pub mod ledger;
 pub mod machine;
 pub mod observation;
 pub mod profile;

@@ -1,22 +1,22 @@
 //! The SnapshotBuilder actor: takes a snapshot when asked (after every
-//! (re)connect, periodically, on retry) and hands it to the EventIngester.
-//! Records what it used, for health and metrics.
+//! (re)connect, periodically, on retry) and hands it on as `SnapshotTaken` to
+//! a `Recipient` that `agent.rs` wires (the ingester). Records what it used,
+//! for health and metrics.
 use std::sync::Arc;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::api::metrics::Metrics;
-use crate::ingest::ingester::{EventIngester, SnapshotTaken};
+use crate::tetragon::connection::messages::TakeSnapshot;
 
+use super::model::ProcessSnapshot;
 use super::policy::{take, SnapshotOptions, SnapshotReport};
 
-/// Take a snapshot now; resolves when the ingester has it.
+/// A snapshot to learn from; resolves once the recipient has taken it in.
 #[derive(Message)]
-#[rtype(result = "Result<SnapshotReport, String>")]
-pub struct TakeSnapshot {
-    pub reason: &'static str,
-}
+#[rtype(result = "()")]
+pub struct SnapshotTaken(pub ProcessSnapshot);
 
 /// The last snapshot's outcome, shared with health and the admin API.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -29,7 +29,7 @@ pub struct SnapshotStatus {
 
 pub struct SnapshotBuilder {
     opts: SnapshotOptions,
-    ingester: Addr<EventIngester>,
+    deliver_to: Recipient<SnapshotTaken>,
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<SnapshotStatus>>,
 }
@@ -37,13 +37,13 @@ pub struct SnapshotBuilder {
 impl SnapshotBuilder {
     pub fn new(
         opts: SnapshotOptions,
-        ingester: Addr<EventIngester>,
+        deliver_to: Recipient<SnapshotTaken>,
         metrics: Arc<Metrics>,
         status: Arc<RwLock<SnapshotStatus>>,
     ) -> Self {
         Self {
             opts,
-            ingester,
+            deliver_to,
             metrics,
             status,
         }
@@ -56,15 +56,15 @@ impl Actor for SnapshotBuilder {
 
 impl Handler<TakeSnapshot> for SnapshotBuilder {
     // Atomic: one snapshot at a time; a request that arrives meanwhile waits.
-    type Result = AtomicResponse<Self, Result<SnapshotReport, String>>;
+    type Result = AtomicResponse<Self, Result<(), String>>;
 
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
         let opts = self.opts.clone();
-        let ingester = self.ingester.clone();
+        let deliver_to = self.deliver_to.clone();
         let reason = msg.reason;
         let work = async move {
             let (snap, report) = take(&opts).await.map_err(|e| (e.label(), e.to_string()))?;
-            ingester
+            deliver_to
                 .send(SnapshotTaken(snap))
                 .await
                 .map_err(|e| ("internal", e.to_string()))?;
@@ -84,8 +84,8 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
                     }
                     st.taken += 1;
                     st.last_error = None;
-                    st.last_report = Some(report.clone());
-                    Ok(report)
+                    st.last_report = Some(report);
+                    Ok(())
                 }
                 Err((label, e)) => {
                     act.metrics.snapshot(act.opts.policy_name(), label);

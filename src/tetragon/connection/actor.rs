@@ -1,7 +1,7 @@
 //! The TetragonConnection actor: drives the pure connection machine with real
-//! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), feeds
-//! events to the EventIngester (awaiting it: backpressure, never an unbounded
-//! queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
+//! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), hands
+//! events on as `EventBatch` (awaiting the recipient: backpressure, never an
+//! unbounded queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
 //! reconnects with capped, jittered backoff.
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,16 +15,16 @@ use tokio_stream::StreamExt;
 use tonic::Streaming;
 
 use crate::api::metrics::Metrics;
-use crate::ingest::ingester::{EventBatch, EventIngester};
-use crate::snapshot::builder::{SnapshotBuilder, TakeSnapshot};
-use crate::snapshot::policy::SnapshotReport;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsResponse};
 
-use super::machine::{BackoffPolicy, ConnAction, ConnEvent, ConnState, Connection};
+use super::machine::{
+    BackoffPolicy, ConnAction, ConnEvent, ConnState, ConnTimings, Connection, Timer,
+};
+use super::messages::{EventBatch, TakeSnapshot};
 
-/// Events forwarded to the ingester in one message, at most.
+/// Events handed on in one message, at most.
 const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
@@ -70,8 +70,8 @@ pub struct Shutdown;
 
 pub struct TetragonConnection {
     cfg: ConnectionConfig,
-    ingester: Addr<EventIngester>,
-    snapshots: Addr<SnapshotBuilder>,
+    events: Recipient<EventBatch>,
+    snapshots: Recipient<TakeSnapshot>,
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<ConnectionStatus>>,
     stop: watch::Sender<bool>,
@@ -82,8 +82,8 @@ pub struct TetragonConnection {
 impl TetragonConnection {
     pub fn new(
         cfg: ConnectionConfig,
-        ingester: Addr<EventIngester>,
-        snapshots: Addr<SnapshotBuilder>,
+        events: Recipient<EventBatch>,
+        snapshots: Recipient<TakeSnapshot>,
         metrics: Arc<Metrics>,
         status: Arc<RwLock<ConnectionStatus>>,
     ) -> Self {
@@ -91,7 +91,7 @@ impl TetragonConnection {
         let (stopped, _) = watch::channel(false);
         Self {
             cfg,
-            ingester,
+            events,
             snapshots,
             metrics,
             status,
@@ -105,14 +105,14 @@ impl Actor for TetragonConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let driver = Driver {
-            cfg: self.cfg.clone(),
-            ingester: self.ingester.clone(),
-            snapshots: self.snapshots.clone(),
-            metrics: self.metrics.clone(),
-            status: self.status.clone(),
-            stop: self.stop.subscribe(),
-        };
+        let driver = Driver::new(
+            self.cfg.clone(),
+            self.events.clone(),
+            self.snapshots.clone(),
+            self.metrics.clone(),
+            self.status.clone(),
+            self.stop.subscribe(),
+        );
         ctx.spawn(driver.run().into_actor(self).map(|(), act, ctx| {
             let _ = act.stopped.send(true);
             ctx.stop();
@@ -146,29 +146,8 @@ pub fn events_request() -> GetEventsRequest {
     }
 }
 
-type SnapshotFuture = Pin<
-    Box<dyn std::future::Future<Output = Result<Result<SnapshotReport, String>, MailboxError>>>,
->;
-
-struct Driver {
-    cfg: ConnectionConfig,
-    ingester: Addr<EventIngester>,
-    snapshots: Addr<SnapshotBuilder>,
-    metrics: Arc<Metrics>,
-    status: Arc<RwLock<ConnectionStatus>>,
-    stop: watch::Receiver<bool>,
-}
-
-fn sleep_opt(d: Option<Duration>) -> Option<Pin<Box<tokio::time::Sleep>>> {
-    d.map(|d| Box::pin(tokio::time::sleep(d)))
-}
-
-async fn maybe_sleep(s: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
-    match s {
-        Some(s) => s.await,
-        None => std::future::pending().await,
-    }
-}
+type SnapshotFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<Result<(), String>, MailboxError>>>>;
 
 type OpenFuture =
     Pin<Box<dyn std::future::Future<Output = Result<Streaming<GetEventsResponse>, String>>>>;
@@ -191,171 +170,255 @@ fn open_events(channel: tonic::transport::Channel, address: String) -> OpenFutur
     })
 }
 
-impl Driver {
-    fn set_state(&self, m: &Connection, err: Option<String>) {
-        let mut st = self.status.write();
-        st.state = m.state;
-        if !m.is_streaming() {
-            st.ready = false;
+/// The machine's timers, at most one of each; a timer that fired is gone.
+#[derive(Default)]
+struct Timers {
+    running: Vec<(Timer, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl Timers {
+    fn start(&mut self, timer: Timer, after: Duration) {
+        self.cancel(timer);
+        self.running
+            .push((timer, Box::pin(tokio::time::sleep(after))));
+    }
+
+    fn cancel(&mut self, timer: Timer) {
+        self.running.retain(|(t, _)| *t != timer);
+    }
+
+    /// The timers of one connection (the backoff runs between connections).
+    fn cancel_connection_timers(&mut self) {
+        self.running.retain(|(t, _)| *t == Timer::Backoff);
+    }
+
+    /// The next timer to fire, forgotten once fired; pending while none runs.
+    /// Cancel-safe: nothing is lost when another branch of a select wins.
+    async fn fired(&mut self) -> Timer {
+        std::future::poll_fn(|cx| {
+            let due = self
+                .running
+                .iter_mut()
+                .position(|(_, sleep)| std::future::Future::poll(sleep.as_mut(), cx).is_ready());
+            match due {
+                Some(i) => std::task::Poll::Ready(self.running.swap_remove(i).0),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// What one connection has under way: the stream being opened, the stream,
+/// the snapshot asked for.
+#[derive(Default)]
+struct Link {
+    opening: Option<OpenFuture>,
+    stream: Option<Streaming<GetEventsResponse>>,
+    snapshot: Option<SnapshotFuture>,
+}
+
+struct Driver {
+    cfg: ConnectionConfig,
+    events: Recipient<EventBatch>,
+    snapshots: Recipient<TakeSnapshot>,
+    metrics: Arc<Metrics>,
+    status: Arc<RwLock<ConnectionStatus>>,
+    stop: watch::Receiver<bool>,
+    timers: Timers,
+    link: Link,
+}
+
+/// What a read of the stream gave: a batch to hand on, and whether the
+/// stream ended right after it (a status that ends the stream after some
+/// events is yielded once: the events are delivered first).
+fn read_batch(
+    first: GetEventsResponse,
+    stream: &mut Streaming<GetEventsResponse>,
+) -> (Vec<GetEventsResponse>, Option<String>) {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(ev))) => batch.push(ev),
+            Some(Some(Err(status))) => return (batch, Some(stream_error(&status))),
+            Some(None) => return (batch, Some(STREAM_ENDED.to_string())),
+            None => break,
         }
-        if err.is_some() {
-            st.last_error = err;
+    }
+    (batch, None)
+}
+
+const STREAM_ENDED: &str = "event stream ended by Tetragon";
+
+fn stream_error(status: &tonic::Status) -> String {
+    format!(
+        "event stream failed: {:?}: {}",
+        status.code(),
+        status.message()
+    )
+}
+
+impl Driver {
+    fn new(
+        cfg: ConnectionConfig,
+        events: Recipient<EventBatch>,
+        snapshots: Recipient<TakeSnapshot>,
+        metrics: Arc<Metrics>,
+        status: Arc<RwLock<ConnectionStatus>>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            cfg,
+            events,
+            snapshots,
+            metrics,
+            status,
+            stop,
+            timers: Timers::default(),
+            link: Link::default(),
         }
     }
 
-    fn stream_failed(&self, m: &Connection, e: String) -> ConnEvent {
+    fn set_error(&self, error: String) {
+        self.status.write().last_error = Some(error);
+    }
+
+    fn stream_failed(&self, e: String) -> ConnEvent {
         tracing::warn!(address = %self.cfg.address, error = %e, "event stream failed; reconnecting");
-        self.set_state(m, Some(e));
+        self.set_error(e);
         ConnEvent::StreamEnded
     }
 
-    async fn run(mut self) {
-        let mut m = Connection::new(self.cfg.backoff);
-        let mut opening: Option<OpenFuture> = None;
-        let mut stream: Option<Streaming<GetEventsResponse>> = None;
-        let mut grace = None;
-        let mut backoff = None;
-        let mut resnapshot = None;
-        let mut snapshot: Option<SnapshotFuture> = None;
-        let mut next = Some(ConnEvent::Start);
-        loop {
-            if let Some(event) = next.take() {
-                let from = m.state;
-                let actions = match m.on(event, rand::random::<f64>()) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::error!(error = %e, "connection state machine refused an event");
-                        vec![]
-                    }
-                };
-                self.set_state(&m, None);
-                for action in actions {
-                    match action {
-                        ConnAction::Connect => {
-                            let connecting = tokio::select! {
-                                r = connect(&self.cfg.address, self.cfg.connect_timeout) => Some(r),
-                                // A blackholed address must not hold up a shutdown.
-                                _ = self.stop.changed() => None,
-                            };
-                            let Some(connected) = connecting else {
-                                next = Some(ConnEvent::Shutdown);
-                                break;
-                            };
-                            match connected {
-                                Ok(channel) => {
-                                    opening =
-                                        Some(open_events(channel, self.cfg.address.to_string()));
-                                    let mut st = self.status.write();
-                                    st.connects += 1;
-                                    if st.connects > 1 {
-                                        self.metrics.reconnects.inc();
-                                    }
-                                    tracing::info!(address = %self.cfg.address, "connected; event stream requested");
-                                    next = Some(ConnEvent::Connected);
-                                }
-                                Err(e) => {
-                                    tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
-                                    self.set_state(&m, Some(e.to_string()));
-                                    next = Some(ConnEvent::ConnectFailed);
-                                }
-                            }
-                        }
-                        ConnAction::ArmGrace => grace = sleep_opt(Some(self.cfg.grace)),
-                        ConnAction::RequestSnapshot => {
-                            grace = None;
-                            resnapshot = None;
-                            let reason = if from == ConnState::Live {
-                                "periodic or retry"
-                            } else {
-                                "stream up"
-                            };
-                            snapshot = Some(Box::pin(self.snapshots.send(TakeSnapshot { reason })));
-                        }
-                        ConnAction::ScheduleSnapshotRetry => {
-                            resnapshot = sleep_opt(Some(self.cfg.snapshot_retry))
-                        }
-                        ConnAction::Sleep(d) => backoff = sleep_opt(Some(d)),
-                        ConnAction::CloseStream => {
-                            opening = None;
-                            stream = None;
-                            grace = None;
-                            resnapshot = None;
-                            snapshot = None;
-                        }
-                    }
+    /// Connects (a shutdown meanwhile wins: a blackholed address must not hold
+    /// it up) and starts opening the stream; the event that follows.
+    async fn connect(&mut self) -> ConnEvent {
+        let connected = tokio::select! {
+            r = connect(&self.cfg.address, self.cfg.connect_timeout) => r,
+            _ = self.stop.changed() => return ConnEvent::Shutdown,
+        };
+        match connected {
+            Ok(channel) => {
+                self.link.opening = Some(open_events(channel, self.cfg.address.to_string()));
+                let mut st = self.status.write();
+                st.connects += 1;
+                if st.connects > 1 {
+                    self.metrics.reconnects.inc();
                 }
-                if m.state == ConnState::Live && resnapshot.is_none() {
-                    resnapshot = sleep_opt(self.cfg.resnapshot_interval);
-                }
-                if m.state == ConnState::Stopped {
-                    return;
-                }
-                continue;
+                tracing::info!(address = %self.cfg.address, "connected; event stream requested");
+                ConnEvent::Connected
             }
-            tokio::select! {
-                _ = self.stop.changed() => next = Some(ConnEvent::Shutdown),
-                _ = maybe_sleep(&mut backoff), if backoff.is_some() => { backoff = None; next = Some(ConnEvent::BackoffElapsed); }
-                _ = maybe_sleep(&mut grace), if grace.is_some() => { grace = None; next = Some(ConnEvent::GraceElapsed); }
-                _ = maybe_sleep(&mut resnapshot), if resnapshot.is_some() => { resnapshot = None; next = Some(ConnEvent::ResnapshotDue); }
-                res = async { opening.as_mut().expect("guarded by is_some").await }, if opening.is_some() => {
-                    opening = None;
-                    match res {
-                        Ok(s) => {
-                            tracing::info!(address = %self.cfg.address, "event stream open");
-                            self.status.write().ready = true;
-                            stream = Some(s);
-                        }
-                        Err(e) => next = Some(self.stream_failed(&m, e)),
-                    }
-                }
-                res = async { snapshot.as_mut().expect("guarded by is_some").await }, if snapshot.is_some() => {
-                    snapshot = None;
-                    next = Some(match res {
-                        Ok(Ok(_)) => {
-                            self.status.write().ready = true;
-                            ConnEvent::SnapshotDone
-                        }
-                        _ => ConnEvent::SnapshotFailed,
+            Err(e) => {
+                tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
+                self.set_error(e.to_string());
+                ConnEvent::ConnectFailed
+            }
+        }
+    }
+
+    /// Carries out the machine's actions; an action that does I/O at once
+    /// (connecting) may produce the next event.
+    async fn execute(&mut self, actions: Vec<ConnAction>) -> Option<ConnEvent> {
+        let mut next = None;
+        for action in actions {
+            match action {
+                ConnAction::Connect => next = Some(self.connect().await),
+                ConnAction::StartTimer(timer, after) => self.timers.start(timer, after),
+                ConnAction::CancelTimer(timer) => self.timers.cancel(timer),
+                ConnAction::TakeSnapshot(reason) => {
+                    let ask = self.snapshots.send(TakeSnapshot {
+                        reason: reason.as_str(),
                     });
+                    self.link.snapshot = Some(Box::pin(ask));
                 }
-                item = async { stream.as_mut().expect("guarded by is_some").next().await }, if stream.is_some() => {
-                    match item {
-                        Some(Ok(first)) => {
-                            let mut batch = vec![first];
-                            // A status that ends the stream after some events is
-                            // yielded once: keep it, deliver the events, then fail.
-                            let mut ended: Option<String> = None;
-                            if let Some(s) = stream.as_mut() {
-                                while batch.len() < MAX_BATCH {
-                                    match s.next().now_or_never() {
-                                        Some(Some(Ok(ev))) => batch.push(ev),
-                                        Some(Some(Err(status))) => {
-                                            ended = Some(format!("event stream failed: {:?}: {}", status.code(), status.message()));
-                                            break;
-                                        }
-                                        Some(None) => {
-                                            ended = Some("event stream ended by Tetragon".to_string());
-                                            break;
-                                        }
-                                        None => break,
-                                    }
-                                }
-                            }
-                            if self.ingester.send(EventBatch(batch)).await.is_err() {
-                                next = Some(ConnEvent::Shutdown);
-                            } else if let Some(e) = ended {
-                                next = Some(self.stream_failed(&m, e));
-                            } else if m.state == ConnState::Streaming {
-                                next = Some(ConnEvent::FirstEvent);
-                            }
-                        }
-                        Some(Err(status)) => {
-                            next = Some(self.stream_failed(&m, format!("event stream failed: {:?}: {}", status.code(), status.message())));
-                        }
-                        None => next = Some(self.stream_failed(&m, "event stream ended by Tetragon".to_string())),
-                    }
+                ConnAction::SetReady(ready) => self.status.write().ready = ready,
+                ConnAction::CloseStream => {
+                    self.link = Link::default();
+                    self.timers.cancel_connection_timers();
                 }
             }
+        }
+        next
+    }
+
+    /// Waits for what happens next: a timer, the stream opening, a snapshot's
+    /// answer, events (handed on before anything else is read), or shutdown.
+    /// `None`: events were handed on and the machine has nothing to hear.
+    async fn wait(&mut self, m: &Connection) -> Option<ConnEvent> {
+        let link = &mut self.link;
+        let event = tokio::select! {
+            _ = self.stop.changed() => ConnEvent::Shutdown,
+            timer = self.timers.fired() => timer.event(),
+            res = async { link.opening.as_mut().expect("guarded by is_some").await }, if link.opening.is_some() => {
+                link.opening = None;
+                match res {
+                    Ok(s) => {
+                        tracing::info!(address = %self.cfg.address, "event stream open");
+                        link.stream = Some(s);
+                        ConnEvent::StreamOpened
+                    }
+                    Err(e) => self.stream_failed(e),
+                }
+            }
+            res = async { link.snapshot.as_mut().expect("guarded by is_some").await }, if link.snapshot.is_some() => {
+                link.snapshot = None;
+                match res {
+                    Ok(Ok(())) => ConnEvent::SnapshotDone,
+                    _ => ConnEvent::SnapshotFailed,
+                }
+            }
+            item = async { link.stream.as_mut().expect("guarded by is_some").next().await }, if link.stream.is_some() => {
+                match item {
+                    Some(Ok(first)) => {
+                        let Some(stream) = link.stream.as_mut() else { return Some(ConnEvent::StreamEnded) };
+                        let (batch, ended) = read_batch(first, stream);
+                        if self.events.send(EventBatch(batch)).await.is_err() {
+                            // Nobody takes events anymore: the agent is going down.
+                            ConnEvent::Shutdown
+                        } else if let Some(e) = ended {
+                            self.stream_failed(e)
+                        } else if m.awaits_first_event() {
+                            ConnEvent::FirstEvent
+                        } else {
+                            return None;
+                        }
+                    }
+                    Some(Err(status)) => self.stream_failed(stream_error(&status)),
+                    None => self.stream_failed(STREAM_ENDED.to_string()),
+                }
+            }
+        };
+        Some(event)
+    }
+
+    async fn run(mut self) {
+        let mut m = Connection::new(ConnTimings {
+            backoff: self.cfg.backoff,
+            grace: self.cfg.grace,
+            resnapshot_interval: self.cfg.resnapshot_interval,
+            snapshot_retry: self.cfg.snapshot_retry,
+        });
+        let mut next = ConnEvent::Start;
+        loop {
+            let actions = match m.on(next, rand::random::<f64>()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "connection state machine refused an event");
+                    vec![]
+                }
+            };
+            self.status.write().state = m.state;
+            let follow = self.execute(actions).await;
+            if m.state == ConnState::Stopped {
+                return;
+            }
+            next = match follow {
+                Some(event) => event,
+                None => loop {
+                    if let Some(event) = self.wait(&m).await {
+                        break event;
+                    }
+                },
+            };
         }
     }
 }

@@ -1,0 +1,21 @@
+//! What the connection hands on. The connection owns these message types and
+//! holds a `Recipient` for each, so it names no consumer: `agent.rs` wires it.
+use actix::Message;
+
+use crate::tetragon::proto::GetEventsResponse;
+
+/// Events from one read of the stream, in order. The connection awaits the
+/// answer before it reads on: backpressure, never an unbounded queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EventBatch(pub Vec<GetEventsResponse>);
+
+/// Take a snapshot now and hand it on; resolves once it was handed on, or with
+/// why it could not be taken (learning from events goes on; the connection
+/// retries later).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct TakeSnapshot {
+    /// Why now, for the log line.
+    pub reason: &'static str,
+}
