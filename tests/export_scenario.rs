@@ -21,6 +21,7 @@ containers:
     workload: orders-db
     workload_kind: StatefulSet
     container: postgres
+    expect_key: shop/StatefulSet/orders-db/postgres
     running:
       - {binary: /usr/lib/postgresql/16/bin/postgres}
       - {binary: /usr/local/bin/slow-check, probe: true}
@@ -57,7 +58,10 @@ async fn probes_are_allowed_and_sessions_are_not_by_default() {
     fake.activity_done().await;
     let done = fake.execs_done();
     wait_until("scenario learned", Duration::from_secs(20), || {
-        learned_all(&agent.durable_profiles(), &scenario, done)
+        learned_all(
+            &agent.durable_profiles(),
+            &scenario.expected_profiles(done).unwrap(),
+        )
     })
     .await;
     let profiles = agent.durable_profiles();
