@@ -138,6 +138,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(admin::bind(path).await?),
         None => None,
     };
+    // Whatever the agent creates (database files, markers) is owner-only.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    // sled can hang or panic on a damaged database: open a copy in a child
+    // process first, and quarantine the untouched original when asked to.
+    {
+        let db = args.db.clone();
+        let quarantine = args.quarantine_corrupt_db;
+        tokio::task::spawn_blocking(move || {
+            crate::store::preflight::check_or_quarantine(
+                &crate::store::preflight::Checker::current(),
+                &db,
+                quarantine,
+                crate::time::now_ms(),
+            )
+        })
+        .await
+        .context("database check stopped")??;
+    }
     let agent = Agent::start(args.agent_config()).await?;
     tracing::info!(
         tetragon = %args.tetragon.tetragon_address,

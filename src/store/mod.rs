@@ -4,6 +4,7 @@ pub mod checkpointer;
 pub mod codec;
 pub mod error;
 pub mod inspect;
+pub mod preflight;
 pub mod sled_store;
 
 pub use error::StoreError;

@@ -26,12 +26,17 @@ const MARKER_FILE: &str = "tetragon-learner.db";
 
 #[derive(Clone)]
 pub struct Store {
+    /// The database as the operator named it (errors and reports name this).
     path: PathBuf,
+    /// Where sled's files are: `path`, or a private copy of it (readers).
+    dir: PathBuf,
     db: sled::Db,
     profiles: sled::Tree,
     /// Number of learner records: counted once at open (sled's `len` scans the
     /// whole tree), then kept up to date by `write_durably`.
     records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The private copy a reader opened; removed with the last clone.
+    _copy: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 /// What `open` found in the directory.
@@ -93,6 +98,7 @@ impl Store {
     /// fails to open is an error naming the path.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         check_not_foreign(path)?;
+        make_private(path)?;
         let had_marker = path.join(MARKER_FILE).exists();
         let db = sled::Config::new()
             .path(path)
@@ -156,10 +162,23 @@ impl Store {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            dir: path.to_path_buf(),
             db,
             profiles,
             records: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count)),
+            _copy: None,
         })
+    }
+
+    /// Opens a checked private copy (see `preflight`): reports and errors name
+    /// the original, whose files are never opened.
+    pub fn open_copy(copy: super::preflight::DbCopy) -> Result<Self, StoreError> {
+        let original = copy.original().to_path_buf();
+        let tmp = copy.into_tempdir();
+        let mut store = Self::open(tmp.path()).map_err(|e| e.at_path(&original))?;
+        store.path = original;
+        store._copy = Some(std::sync::Arc::new(tmp));
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -245,7 +264,7 @@ impl Store {
         // already; a marker that cannot be written only weakens that check.
         use std::sync::atomic::Ordering;
         let records = self.records.fetch_add(new_records, Ordering::SeqCst) + new_records;
-        if let Err(e) = write_marker(&self.path, records) {
+        if let Err(e) = write_marker(&self.dir, records) {
             tracing::warn!(error = %e, "cannot update the record-count marker; damage detection on the next start is weaker");
         }
         Ok(())
@@ -262,6 +281,36 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The database directory is owner-only (0700) and its files lose any group
+/// and world bits: learned profiles describe every workload on the node.
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        reason: format!("cannot make it owner-only: {e}"),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let mode = meta.permissions().mode();
+        if meta.is_file() && mode & 0o077 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records the number of learner records known to be durable. Written after the
