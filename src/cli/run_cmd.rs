@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics: agent.metrics.clone(),
             connection: agent.connection_status.clone(),
             snapshot: agent.snapshot_status.clone(),
+            storage: Some(agent.store.storage().clone()),
         };
         tokio::spawn(async move {
             if let Err(e) = health::serve(listener, state).await {
@@ -184,7 +185,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
     });
-    let signal = signals.wait().await;
+    let mut gave_up = agent.store.storage().gave_up();
+    let signal = tokio::select! {
+        signal = signals.wait() => signal,
+        _ = gave_up.wait_for(|g| *g) => {
+            // sled keeps a write error (ENOSPC) until the database is reopened:
+            // a restart by the supervisor is the reopen. Learned state that
+            // was reported is durable; the rest is re-learned from the snapshot.
+            anyhow::bail!(
+                "database {} kept failing writes after the disk took writes again; exiting so the agent is restarted and reopens it",
+                args.db.display()
+            );
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: draining and writing the final checkpoint"
