@@ -105,6 +105,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
     } else {
         cli.log_level.as_str()
     };
+    if quiet && !matches!(cli.command, Command::Admin(_)) {
+        // Output commands end like any Unix filter when their reader goes away
+        // (`debug dump | head`): killed by SIGPIPE, quietly, instead of Rust's
+        // panic on a failed print. Not the agent: its sockets must not kill it.
+        // SAFETY: resetting a signal disposition to its default.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     logging::init(cli.log_format, level);
     actor_system().block_on(async move {
         match cli.command {
