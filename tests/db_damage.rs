@@ -89,7 +89,7 @@ fn run_bounded(args: &[&std::ffi::OsStr], limit: Duration) -> (Output, Duration)
 /// Exit 0, or exit 1 with exactly one error line naming `dir`; never a panic.
 fn assert_clean_outcome(what: &str, out: &Output, dir: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_no_panic(what, &out);
+    assert_no_panic(what, out);
     match out.status.code() {
         Some(0) => {}
         Some(1) => {
