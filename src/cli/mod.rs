@@ -105,10 +105,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
     } else {
         cli.log_level.as_str()
     };
-    if quiet && !matches!(cli.command, Command::Admin(_)) {
+    if matches!(cli.command, Command::Debug(_) | Command::Export(_)) {
         // Output commands end like any Unix filter when their reader goes away
         // (`debug dump | head`): killed by SIGPIPE, quietly, instead of Rust's
-        // panic on a failed print. Not the agent: its sockets must not kill it.
+        // panic on a failed print. Not the agent, nor commands that stream
+        // from Tetragon over a unix socket: a peer closing must be an error.
         // SAFETY: resetting a signal disposition to its default.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
