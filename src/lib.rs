@@ -9,6 +9,7 @@ pub mod export;
 pub mod fake;
 pub mod ingest;
 pub mod learner;
+pub mod log_quote;
 pub mod snapshot;
 pub mod store;
 pub mod tetragon;

@@ -29,9 +29,55 @@ pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Binds a listening socket at `path` that only its owner can connect to, with
+/// no window in which it is open to anyone else: `bind` creates the socket file
+/// with the process umask, so it is bound inside a fresh owner-only (0700)
+/// directory beside `path`, made 0600 there, and only then renamed into place.
+/// The caller removes a stale socket first (`remove_stale_socket`).
+pub fn bind_private(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // tempfile creates directories 0700. A short name keeps the temporary socket
+    // path within the 108-byte limit whenever the final one is.
+    let private = tempfile::Builder::new()
+        .prefix(".s")
+        .rand_bytes(6)
+        .tempdir_in(parent)?;
+    let staged = private.path().join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staged, path)?;
+    Ok(listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_socket_is_owner_only_from_the_start_under_a_permissive_umask() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("admin.sock");
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0) };
+        let listener = bind_private(&path);
+        unsafe { libc::umask(old) };
+        let _listener = listener.unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        // The staging directory is gone; only the socket remains.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("admin.sock")]);
+        std::os::unix::net::UnixStream::connect(&path).expect("connects at the final path");
+    }
 
     #[test]
     fn removes_stale_sockets_and_keeps_live_ones() {

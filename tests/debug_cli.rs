@@ -386,7 +386,17 @@ fn open_refuses_a_missing_db_and_never_creates_one_and_names_a_dead_socket() {
 #[test]
 fn running_agent_gives_locked_pointing_at_the_admin_socket() {
     let (_tmp, dir) = fixture();
-    let _agent = open(&dir);
+    // The agent opens the database itself (debug readers open a private copy,
+    // so they do not lock it).
+    let _agent = (0..500)
+        .find_map(|_| match Store::open(&dir) {
+            Err(StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            }
+            other => Some(other.expect("agent opens its database")),
+        })
+        .expect("database stayed locked");
     let err = open_for_debug(Some(&dir)).err().expect("locked");
     assert!(
         matches!(err, DebugError::Store(StoreError::Locked { .. })),

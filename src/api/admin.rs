@@ -137,11 +137,10 @@ pub async fn bind(path: &Path) -> Result<tokio::net::UnixListener, AdminError> {
         source,
     };
     crate::unix_socket::remove_stale_socket(path).map_err(err)?;
-    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
-    // Owner-only: the socket can lock and reset profiles.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    // Owner-only from the moment it exists: the socket can lock and reset profiles.
+    let listener = crate::unix_socket::bind_private(path).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    tokio::net::UnixListener::from_std(listener).map_err(err)
 }
 
 pub async fn serve(listener: tokio::net::UnixListener, state: AdminState) -> std::io::Result<()> {

@@ -17,21 +17,28 @@ pub struct HealthState {
     pub metrics: Arc<Metrics>,
     pub connection: Arc<RwLock<ConnectionStatus>>,
     pub snapshot: Arc<RwLock<SnapshotStatus>>,
+    /// Whether checkpoints reach the disk (`None`: no store to report on).
+    pub storage: Option<crate::store::StorageHandle>,
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready once the stream is up; says why not otherwise.
+/// Ready while the stream is up and checkpoints reach the disk; says why not
+/// otherwise.
 async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
     let conn = s.connection.read().clone();
     let snap = s.snapshot.read().clone();
+    let storage = s.storage.as_ref().map(|h| h.state()).unwrap_or_default();
     // Ready once Tetragon answered on the current connection (stream open or a
-    // snapshot taken), not merely when a socket connected.
-    let streaming = conn.ready;
-    let body = serde_json::json!({ "connection": conn, "snapshot": snap }).to_string() + "\n";
-    if streaming {
+    // snapshot taken), not merely when a socket connected; and not while new
+    // learning cannot be made durable.
+    let ready = conn.ready && storage.is_ok();
+    let body = serde_json::json!({ "connection": conn, "snapshot": snap, "storage": storage })
+        .to_string()
+        + "\n";
+    if ready {
         (StatusCode::OK, body)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body)

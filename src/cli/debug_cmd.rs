@@ -13,7 +13,7 @@ use crate::learner::profile::{Completeness, ExecutableRecord, Profile};
 use crate::learner::state::LearnerState;
 use crate::learner::view::ProfileView;
 use crate::store::inspect::{self, escape_for_terminal, DbScan, Stats, Table};
-use crate::store::{Store, StoreError};
+use crate::store::{preflight, Store, StoreError};
 use crate::time::rfc3339_ms;
 
 #[derive(Debug, Args)]
@@ -138,14 +138,25 @@ pub fn check_outcome(path: &Path, good: usize, bad: usize) -> Result<(), DebugEr
     }
 }
 
-/// Opens the database a `debug` command reads. Never creates one: a mistyped
-/// `--db` is an error, not a new empty database.
+/// Opens the database a `debug` or `export` command reads. Never creates one:
+/// a mistyped `--db` is an error, not a new empty database. Never changes one:
+/// what is opened is a private copy, checked first in a child process (see
+/// `store::preflight`), so a damaged database is one clear error, not a hang,
+/// a panic or a rewritten file.
 pub fn open_for_debug(db: Option<&Path>) -> Result<Store, DebugError> {
     let path = db.ok_or(DebugError::NoSource)?;
     if !path.is_dir() {
         return Err(DebugError::NoDatabase(path.to_path_buf()));
     }
-    Ok(Store::open(path)?)
+    if preflight::is_empty_or_missing(path) {
+        return Err(DebugError::Store(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: "the directory is empty".into(),
+        }));
+    }
+    let copy = preflight::copy_database(path, None)?;
+    preflight::Checker::current().check(&copy)?;
+    Ok(Store::open_copy(copy)?)
 }
 
 #[derive(Serialize)]

@@ -66,6 +66,10 @@ pub enum Command {
     Export(export_cmd::ExportArgs),
     /// Fake Tetragon + agent in one process; prints what was learned.
     Demo(demo::DemoArgs),
+    /// Internal: open and scan a database copy, print the verdict as JSON (run
+    /// by the agent itself in a child process, where a hang can be killed).
+    #[command(name = "__check-db", hide = true)]
+    CheckDb { dir: std::path::PathBuf },
 }
 
 /// An actix System on a multi-threaded tokio runtime: actors need the System,
@@ -82,6 +86,10 @@ pub fn actor_system() -> actix::SystemRunner {
 /// Runs a parsed command. Actors need an actix System, so everything runs in
 /// one, on a multi-threaded tokio runtime.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    if let Command::CheckDb { dir } = &cli.command {
+        // No logging, no runtime: only sled's open and a scan, then one line.
+        return crate::store::preflight::child_main(dir);
+    }
     // One-shot commands print their result (or one error line); routine logs
     // would only get in the way.
     let quiet = matches!(
@@ -97,6 +105,14 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
     } else {
         cli.log_level.as_str()
     };
+    if matches!(cli.command, Command::Debug(_) | Command::Export(_)) {
+        // Output commands end like any Unix filter when their reader goes away
+        // (`debug dump | head`): killed by SIGPIPE, quietly, instead of Rust's
+        // panic on a failed print. Not the agent, nor commands that stream
+        // from Tetragon over a unix socket: a peer closing must be an error.
+        // SAFETY: resetting a signal disposition to its default.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     logging::init(cli.log_format, level);
     actor_system().block_on(async move {
         match cli.command {
@@ -107,6 +123,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Debug(a) => debug_cmd::run(a),
             Command::Admin(a) => admin_cmd::run(a),
             Command::Export(a) => export_cmd::run(a),
+            Command::CheckDb { .. } => Ok(()),
         }
     })
 }

@@ -138,6 +138,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(admin::bind(path).await?),
         None => None,
     };
+    // Whatever the agent creates (database files, markers) is owner-only.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    // sled can hang or panic on a damaged database: open a copy in a child
+    // process first, and quarantine the untouched original when asked to.
+    {
+        let db = args.db.clone();
+        let quarantine = args.quarantine_corrupt_db;
+        tokio::task::spawn_blocking(move || {
+            crate::store::preflight::check_or_quarantine(
+                &crate::store::preflight::Checker::current(),
+                &db,
+                quarantine,
+                crate::time::now_ms(),
+            )
+        })
+        .await
+        .context("database check stopped")??;
+    }
     let agent = Agent::start(args.agent_config()).await?;
     tracing::info!(
         tetragon = %args.tetragon.tetragon_address,
@@ -150,6 +169,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics: agent.metrics.clone(),
             connection: agent.connection_status.clone(),
             snapshot: agent.snapshot_status.clone(),
+            storage: Some(agent.store.storage().clone()),
         };
         tokio::spawn(async move {
             if let Err(e) = health::serve(listener, state).await {
@@ -165,7 +185,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
     });
-    let signal = signals.wait().await;
+    let mut gave_up = agent.store.storage().gave_up();
+    let signal = tokio::select! {
+        signal = signals.wait() => signal,
+        _ = gave_up.wait_for(|g| *g) => {
+            // sled keeps a write error (ENOSPC) until the database is reopened:
+            // a restart by the supervisor is the reopen. Learned state that
+            // was reported is durable; the rest is re-learned from the snapshot.
+            anyhow::bail!(
+                "database {} kept failing writes after the disk took writes again; exiting so the agent is restarted and reopens it",
+                args.db.display()
+            );
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: draining and writing the final checkpoint"

@@ -17,6 +17,7 @@ use crate::learner::machine::Durability;
 use crate::learner::profile::Profile;
 use crate::time::{now_ms, UnixMillis};
 
+use super::health::StorageState;
 use super::sled_store::Store;
 
 /// What is on disk: the agent reports (API, debug, logs of new learning) only
@@ -33,9 +34,6 @@ pub struct Persist {
     /// newer one (a retry, a full mailbox) must not overwrite it.
     pub revision: u64,
 }
-
-/// Wait before writing again after a failed write.
-const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 
 /// Write everything pending now (shutdown); resolves when durable.
 #[derive(Message)]
@@ -59,6 +57,8 @@ pub struct Checkpointer {
     oldest_pending: Option<UnixMillis>,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     flushing: bool,
+    /// A write failed: wait for the scheduled retry (backoff), whatever arrives.
+    holdoff: bool,
     lazy_interval: Duration,
 }
 
@@ -79,19 +79,22 @@ impl Checkpointer {
             oldest_pending: None,
             waiters: Vec::new(),
             flushing: false,
+            holdoff: false,
             lazy_interval,
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || (self.pending.is_empty() && self.waiters.is_empty()) {
+        if self.flushing || self.holdoff || (self.pending.is_empty() && self.waiters.is_empty()) {
             return;
         }
         self.flushing = true;
         let batch: Vec<Profile> = std::mem::take(&mut self.pending).into_values().collect();
         let waiters = std::mem::take(&mut self.waiters);
         self.urgent = false;
-        self.oldest_pending = None;
+        // Kept until the batch is on disk: the lag is measured from the oldest
+        // change not yet written, across failed retries.
+        let batch_oldest = self.oldest_pending.take();
         let store = self.store.clone();
         let to_write = batch.clone();
         let write = tokio::task::spawn_blocking(move || store.write_durably(&to_write));
@@ -109,29 +112,89 @@ impl Checkpointer {
                     for p in batch {
                         view.insert(p.key.clone(), p);
                     }
+                    drop(view);
+                    let storage = act.store.storage();
+                    if let StorageState::Failing {
+                        since, failures, ..
+                    } = storage.state()
+                    {
+                        tracing::info!(
+                            failed_for_ms = now_ms().saturating_sub(since),
+                            failures,
+                            "checkpoints work again: the database takes writes"
+                        );
+                    }
+                    storage.set_state(StorageState::Ok);
                 }
                 Err(e) => {
                     act.metrics.checkpoint_errors.inc();
-                    tracing::error!(error = %e, profiles = batch.len(), "checkpoint failed; will retry");
                     // Keep what failed, unless a newer version arrived meanwhile.
                     for p in batch {
                         act.pending.entry(p.key.clone()).or_insert(p);
                     }
                     act.urgent = true;
-                    act.oldest_pending.get_or_insert(now_ms());
+                    act.oldest_pending = match (batch_oldest, act.oldest_pending) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b).or(Some(now_ms())),
+                    };
+                    act.on_write_failure(e, ctx);
                 }
             }
+            act.update_lag();
             for w in waiters {
                 let _ = w.send(res.clone());
             }
             if act.urgent && res.is_ok() {
                 act.flush(ctx);
-            } else if res.is_err() {
-                // Retry soon (not only at the next lazy tick), without spinning on a
-                // disk that keeps failing.
-                ctx.run_later(RETRY_AFTER_ERROR, |act, ctx| act.flush(ctx));
             }
         }));
+    }
+
+    /// A failed write: one log line per backoff step, a retry after it, and
+    /// (once failures persist) a probe of whether the disk takes writes again.
+    fn on_write_failure(&mut self, error: &str, ctx: &mut Context<Self>) {
+        let storage = self.store.storage().clone();
+        let (state, after) = storage.state().on_failure(now_ms(), error);
+        if let StorageState::Failing {
+            failures, since, ..
+        } = &state
+        {
+            tracing::error!(error = %error, failures, failing_for_ms = now_ms().saturating_sub(*since),
+                retry_in_ms = after.retry_in.as_millis() as u64, pending = self.pending.len(),
+                "checkpoint failed; nothing new is reported as learned until the database takes writes again");
+        }
+        storage.set_state(state);
+        self.holdoff = true;
+        ctx.run_later(after.retry_in, |act, ctx| {
+            act.holdoff = false;
+            act.flush(ctx);
+        });
+        if after.probe {
+            let store = self.store.clone();
+            let probe = tokio::task::spawn_blocking(move || store.probe_space());
+            ctx.spawn(probe.into_actor(self).map(|res, act, _| {
+                if !matches!(res, Ok(Ok(()))) {
+                    return;
+                }
+                let storage = act.store.storage();
+                let next = storage.state().on_probe_ok();
+                if let StorageState::GaveUp { last_error, .. } = &next {
+                    tracing::error!(error = %last_error, db = %act.store.path().display(),
+                        "the disk takes writes again but the database still fails (sled keeps the error until it is reopened): exiting so the agent restarts and reopens it");
+                }
+                storage.set_state(next);
+            }));
+        }
+    }
+
+    fn update_lag(&self) {
+        let lag = self
+            .oldest_pending
+            .map(|t| now_ms().saturating_sub(t))
+            .unwrap_or(0);
+        self.metrics
+            .checkpoint_lag_ms
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 }
 
@@ -141,13 +204,7 @@ impl Actor for Checkpointer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(self.lazy_interval, |act, ctx| {
-            let lag = act
-                .oldest_pending
-                .map(|t| now_ms().saturating_sub(t))
-                .unwrap_or(0);
-            act.metrics
-                .checkpoint_lag_ms
-                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            act.update_lag();
             act.flush(ctx);
         });
     }

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+/// Serializable: the child process that checks a database reports it as JSON.
+#[derive(Debug, Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("database {path} is locked by another process (is an agent already running on it?); stop it, or read a running agent's state with `debug --admin-socket PATH`")]
     Locked { path: PathBuf },
@@ -36,6 +37,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error about `path` (a check ran on a copy; the operator knows
+    /// the original).
+    pub fn at_path(self, to: &std::path::Path) -> Self {
+        let mut e = self;
+        match &mut e {
+            Self::Locked { path }
+            | Self::Corrupt { path, .. }
+            | Self::Foreign { path, .. }
+            | Self::NewerSchema { path, .. }
+            | Self::BadRecord { path, .. }
+            | Self::Io { path, .. }
+            | Self::Quarantine { path, .. } => *path = to.to_path_buf(),
+        }
+        e
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::Locked { .. } => "locked",

@@ -3,8 +3,10 @@
 pub mod checkpointer;
 pub mod codec;
 pub mod error;
+pub mod health;
 pub mod inspect;
+pub mod preflight;
 pub mod sled_store;
 
 pub use error::StoreError;
-pub use sled_store::{quarantine, Store, SCHEMA_VERSION};
+pub use sled_store::{quarantine, FaultSwitch, StorageHandle, Store, SCHEMA_VERSION};

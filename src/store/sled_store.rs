@@ -7,6 +7,7 @@ use crate::learner::profile::Profile;
 
 use super::codec::{decode_profile, encode_profile};
 use super::error::StoreError;
+use super::health::StorageState;
 
 /// Bumped when the layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -26,12 +27,78 @@ const MARKER_FILE: &str = "tetragon-learner.db";
 
 #[derive(Clone)]
 pub struct Store {
+    /// The database as the operator named it (errors and reports name this).
     path: PathBuf,
+    /// Where sled's files are: `path`, or a private copy of it (readers).
+    dir: PathBuf,
     db: sled::Db,
     profiles: sled::Tree,
     /// Number of learner records: counted once at open (sled's `len` scans the
     /// whole tree), then kept up to date by `write_durably`.
     records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The private copy a reader opened; removed with the last clone.
+    _copy: Option<std::sync::Arc<tempfile::TempDir>>,
+    storage: StorageHandle,
+}
+
+/// Whether writes work, shared by every clone of a store: the Checkpointer
+/// updates it, `/readyz` reports it, `run` exits when it gives up.
+pub type StorageHandle = std::sync::Arc<StorageShared>;
+
+pub struct StorageShared {
+    state: parking_lot::RwLock<StorageState>,
+    gave_up: tokio::sync::watch::Sender<bool>,
+    faults: FaultSwitch,
+}
+
+impl StorageShared {
+    fn new() -> Self {
+        Self {
+            state: parking_lot::RwLock::new(StorageState::Ok),
+            gave_up: tokio::sync::watch::channel(false).0,
+            faults: FaultSwitch::default(),
+        }
+    }
+
+    pub fn state(&self) -> StorageState {
+        self.state.read().clone()
+    }
+
+    pub fn set_state(&self, state: StorageState) {
+        let gave_up = matches!(state, StorageState::GaveUp { .. });
+        *self.state.write() = state;
+        if gave_up {
+            self.gave_up.send_replace(true);
+        }
+    }
+
+    /// Becomes true when the store gave up (see `store::health`).
+    pub fn gave_up(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.gave_up.subscribe()
+    }
+
+    /// Fault injection behind the store interface (tests, drills).
+    pub fn faults(&self) -> &FaultSwitch {
+        &self.faults
+    }
+}
+
+/// Simulated disk faults: `disk_full` fails writes and the space probe;
+/// `sticky` fails writes only, as sled 0.34 does after ENOSPC until reopened.
+#[derive(Debug, Default)]
+pub struct FaultSwitch {
+    pub disk_full: std::sync::atomic::AtomicBool,
+    pub sticky: std::sync::atomic::AtomicBool,
+}
+
+impl FaultSwitch {
+    fn check(&self, probe: bool) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.disk_full.load(SeqCst) || (!probe && self.sticky.load(SeqCst)) {
+            return Err("injected fault: No space left on device (os error 28)".into());
+        }
+        Ok(())
+    }
 }
 
 /// What `open` found in the directory.
@@ -93,6 +160,7 @@ impl Store {
     /// fails to open is an error naming the path.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         check_not_foreign(path)?;
+        make_private(path)?;
         let had_marker = path.join(MARKER_FILE).exists();
         let db = sled::Config::new()
             .path(path)
@@ -156,10 +224,24 @@ impl Store {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            dir: path.to_path_buf(),
             db,
             profiles,
             records: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count)),
+            _copy: None,
+            storage: std::sync::Arc::new(StorageShared::new()),
         })
+    }
+
+    /// Opens a checked private copy (see `preflight`): reports and errors name
+    /// the original, whose files are never opened.
+    pub fn open_copy(copy: super::preflight::DbCopy) -> Result<Self, StoreError> {
+        let original = copy.original().to_path_buf();
+        let tmp = copy.into_tempdir();
+        let mut store = Self::open(tmp.path()).map_err(|e| e.at_path(&original))?;
+        store.path = original;
+        store._copy = Some(std::sync::Arc::new(tmp));
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -226,6 +308,13 @@ impl Store {
     /// Writes the profiles in one batch and flushes: durable on return.
     /// Blocking: call it off the async workers.
     pub fn write_durably(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        self.storage
+            .faults
+            .check(false)
+            .map_err(|reason| StoreError::Io {
+                path: self.path.clone(),
+                reason,
+            })?;
         let mut batch = sled::Batch::default();
         let mut new_records = 0;
         for p in profiles {
@@ -245,10 +334,35 @@ impl Store {
         // already; a marker that cannot be written only weakens that check.
         use std::sync::atomic::Ordering;
         let records = self.records.fetch_add(new_records, Ordering::SeqCst) + new_records;
-        if let Err(e) = write_marker(&self.path, records) {
+        if let Err(e) = write_marker(&self.dir, records) {
             tracing::warn!(error = %e, "cannot update the record-count marker; damage detection on the next start is weaker");
         }
         Ok(())
+    }
+
+    /// Write health shared by every clone.
+    pub fn storage(&self) -> &StorageHandle {
+        &self.storage
+    }
+
+    /// Whether the disk takes writes again: 1 MiB (two of sled's segments'
+    /// worth of headroom would be more, but a full disk fails this already)
+    /// written, synced and removed beside the database. Blocking.
+    pub fn probe_space(&self) -> Result<(), StoreError> {
+        use std::io::Write;
+        let io = |reason: String| StoreError::Io {
+            path: self.path.clone(),
+            reason,
+        };
+        self.storage.faults.check(true).map_err(io)?;
+        let probe = self.dir.join(".space-probe");
+        let result = (|| {
+            let mut f = std::fs::File::create(&probe)?;
+            f.write_all(&vec![0u8; 1024 * 1024])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&probe);
+        result.map_err(|e| io(e.to_string()))
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -262,6 +376,36 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The database directory is owner-only (0700) and its files lose any group
+/// and world bits: learned profiles describe every workload on the node.
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        reason: format!("cannot make it owner-only: {e}"),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let mode = meta.permissions().mode();
+        if meta.is_file() && mode & 0o077 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records the number of learner records known to be durable. Written after the

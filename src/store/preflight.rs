@@ -1,0 +1,428 @@
+//! Opening a database where a hang or a panic cannot take the process down.
+//!
+//! sled 0.34 on a damaged file can spin for ever (`Tree::len`), panic
+//! (`serialization.rs: tried to serialize Uninitialized`) or rewrite part of the
+//! file while it recovers. So nothing here opens the operator's files directly:
+//!
+//! 1. the directory is copied (under a shared `flock` on sled's `db` file, so a
+//!    running agent's database is reported as locked instead of copied torn);
+//! 2. the copy is opened and scanned in a child process (this binary re-executed
+//!    as `__check-db DIR`) with a deadline scaled with the database's size; a
+//!    spinning thread cannot be stopped, a child can be killed;
+//! 3. a timeout, a panic or a crash of the child is the same typed error as any
+//!    other damage: `StoreError::Corrupt` naming the original path.
+//!
+//! Readers (`debug`, `export --db`) then use the copy they checked; the agent
+//! opens the original only once its copy opened cleanly, so a quarantine always
+//! moves the bytes exactly as they were found.
+//!
+//! When this code does not run in the `tetragon-learner` binary (a test harness,
+//! an embedding program), the check runs on a watchdog thread with
+//! `catch_unwind` instead: a panic and a timeout are still caught, but a spinning
+//! thread keeps burning CPU until the process exits.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use super::sled_store::Store;
+
+/// The hidden subcommand the child runs.
+pub const CHECK_SUBCOMMAND: &str = "__check-db";
+const BINARY_NAME: &str = "tetragon-learner";
+/// Overrides the deadline (seconds) for every open check.
+pub const DEADLINE_ENV: &str = "TETRAGON_LEARNER_DB_CHECK_TIMEOUT";
+
+/// Time allowed to open and scan a database of `bytes`: a healthy database of
+/// a few MB opens in well under a second even in a debug build; the base covers
+/// process start on a loaded node, the slope a larger file's recovery.
+pub fn deadline_for(bytes: u64) -> Duration {
+    if let Some(secs) = std::env::var(DEADLINE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+    {
+        return Duration::from_secs_f64(secs);
+    }
+    const MIB: u64 = 1024 * 1024;
+    Duration::from_secs(5) + Duration::from_millis(bytes.div_ceil(MIB).saturating_mul(500))
+}
+
+/// A private copy of a database directory; removed when dropped.
+#[derive(Debug)]
+pub struct DbCopy {
+    dir: tempfile::TempDir,
+    original: PathBuf,
+    bytes: u64,
+}
+
+impl DbCopy {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn original(&self) -> &Path {
+        &self.original
+    }
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    pub(super) fn into_tempdir(self) -> tempfile::TempDir {
+        self.dir
+    }
+}
+
+/// Holds a shared flock on sled's `db` file: sled takes an exclusive one, so
+/// this fails while an agent has the database open, and keeps one from opening
+/// it while the copy is taken.
+struct SharedLock {
+    _file: std::fs::File,
+}
+
+impl SharedLock {
+    fn take(original: &Path) -> Result<Option<Self>, StoreError> {
+        use std::os::fd::AsRawFd;
+        let file = match std::fs::File::open(original.join("db")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: original.to_path_buf(),
+                    reason: format!("cannot read its db file: {e}"),
+                })
+            }
+        };
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                return Err(StoreError::Locked {
+                    path: original.to_path_buf(),
+                });
+            }
+            return Err(StoreError::Io {
+                path: original.to_path_buf(),
+                reason: format!("cannot lock its db file: {e}"),
+            });
+        }
+        Ok(Some(Self { _file: file }))
+    }
+}
+
+/// Copies the database directory into a new temporary directory under
+/// `parent` (the system temp dir when `None`). Only reads the original.
+pub fn copy_database(original: &Path, parent: Option<&Path>) -> Result<DbCopy, StoreError> {
+    let io = |what: &str, e: std::io::Error| StoreError::Io {
+        path: original.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    };
+    let _lock = SharedLock::take(original)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tetragon-learner-check-");
+    let dir = match parent {
+        Some(p) => builder.tempdir_in(p),
+        None => builder.tempdir(),
+    }
+    .map_err(|e| io("cannot create a directory to check a copy of it in", e))?;
+    let bytes = copy_tree(original, dir.path())
+        .map_err(|e| io("cannot copy it to check the copy (is the disk full?)", e))?;
+    Ok(DbCopy {
+        dir,
+        original: original.to_path_buf(),
+        bytes,
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            bytes += copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// What the child reports on stdout (one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+enum Verdict {
+    Opened { records: usize, bad: usize },
+    Refused(StoreError),
+}
+
+/// The child's side: open and scan `dir`, print the verdict. Only a hang or a
+/// panic prevents the line.
+pub fn child_main(dir: &Path) -> anyhow::Result<()> {
+    let verdict = match open_and_scan(dir) {
+        Ok((records, bad)) => Verdict::Opened { records, bad },
+        Err(e) => Verdict::Refused(e),
+    };
+    let line = serde_json::to_string(&verdict)?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Everything a caller later does to the same bytes: open (sled's recovery,
+/// `Tree::len`) and decode every record.
+fn open_and_scan(dir: &Path) -> Result<(usize, usize), StoreError> {
+    let store = Store::open(dir)?;
+    let (good, bad) = store.scan()?;
+    Ok((good.len(), bad.len()))
+}
+
+/// How the check runs: a child process of this binary, or (outside it) a
+/// watchdog thread.
+#[derive(Debug, Clone)]
+pub enum Checker {
+    Child(PathBuf),
+    Thread,
+}
+
+impl Checker {
+    /// The child when this process is the tetragon-learner binary.
+    pub fn current() -> Self {
+        match std::env::current_exe() {
+            Ok(exe) if exe.file_name().is_some_and(|n| n == BINARY_NAME) => Self::Child(exe),
+            _ => Self::Thread,
+        }
+    }
+
+    /// Checks the copy; errors name `copy.original()`.
+    pub fn check(&self, copy: &DbCopy) -> Result<(), StoreError> {
+        let deadline = deadline_for(copy.bytes());
+        let started = Instant::now();
+        let outcome = match self {
+            Self::Child(exe) => run_child(exe, copy.path(), deadline),
+            Self::Thread => run_thread(copy.path(), deadline),
+        };
+        let original = copy.original();
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: original.to_path_buf(),
+            reason,
+        };
+        match outcome {
+            Outcome::Verdict(Verdict::Opened { records, bad }) => {
+                tracing::debug!(db = %original.display(), records, bad, elapsed_ms = started.elapsed().as_millis() as u64, "database copy opened cleanly");
+                Ok(())
+            }
+            Outcome::Verdict(Verdict::Refused(e)) => Err(e.at_path(original)),
+            Outcome::TimedOut => Err(corrupt(format!(
+                "opening it did not finish within {:.1} s (sled spins on some damaged files; the limit grows with the database's size, {} bytes)",
+                deadline.as_secs_f64(),
+                copy.bytes()
+            ))),
+            Outcome::Panicked(msg) => Err(corrupt(format!(
+                "sled panicked while opening it ({})",
+                crate::log_quote::bounded(&msg)
+            ))),
+            Outcome::Failed(msg) => Err(StoreError::Io {
+                path: original.to_path_buf(),
+                reason: format!("cannot check a copy of it: {msg}"),
+            }),
+        }
+    }
+}
+
+enum Outcome {
+    Verdict(Verdict),
+    TimedOut,
+    Panicked(String),
+    /// The check itself could not run (no child process, say).
+    Failed(String),
+}
+
+fn run_child(exe: &Path, dir: &Path, deadline: Duration) -> Outcome {
+    let spawned = Command::new(exe)
+        .arg(CHECK_SUBCOMMAND)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "0")
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot start {}: {e}", exe.display())),
+    };
+    // Read both pipes on threads so a chatty child never blocks on a full pipe.
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.by_ref().take(64 * 1024).read_to_end(&mut text);
+                let _ = std::io::copy(&mut p, &mut std::io::sink());
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let end = Instant::now() + deadline;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= end => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Failed(format!("waiting for the check failed: {e}"));
+            }
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let Some(status) = status else {
+        return Outcome::TimedOut;
+    };
+    if let Some(line) = stdout.lines().find(|l| !l.trim().is_empty()) {
+        if let Ok(v) = serde_json::from_str::<Verdict>(line) {
+            return Outcome::Verdict(v);
+        }
+    }
+    // A panic prints its location on one line and its message on the next.
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = match lines.iter().position(|l| l.contains("panicked")) {
+        Some(i) => lines[i..(i + 2).min(lines.len())].join(" "),
+        None => lines.last().copied().unwrap_or("no message").to_string(),
+    };
+    match status.code() {
+        Some(101) => Outcome::Panicked(last),
+        Some(code) => Outcome::Panicked(format!("the check exited with {code}: {last}")),
+        None => Outcome::Panicked(format!("the check was killed by {status}: {last}")),
+    }
+}
+
+fn run_thread(dir: &Path, deadline: Duration) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = dir.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("db-check".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(|| open_and_scan(&dir));
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Outcome::Failed(format!("cannot start the check thread: {e}"));
+    }
+    match rx.recv_timeout(deadline) {
+        Ok(Ok(Ok((records, bad)))) => Outcome::Verdict(Verdict::Opened { records, bad }),
+        Ok(Ok(Err(e))) => Outcome::Verdict(Verdict::Refused(e)),
+        Ok(Err(panic)) => Outcome::Panicked(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into()),
+        ),
+        Err(_) => Outcome::TimedOut,
+    }
+}
+
+/// Checks the database at `original` (if it holds one) without touching it:
+/// a copy is opened in a child process. `scratch` is where the copy goes (beside
+/// the database by default: same volume, and the root filesystem may be
+/// read-only). Ok when there is nothing to check or the copy opened cleanly.
+pub fn check_original(
+    checker: &Checker,
+    original: &Path,
+    scratch: Option<&Path>,
+) -> Result<(), StoreError> {
+    if is_empty_or_missing(original) {
+        // Nothing to recover: sled creates a new database there.
+        return Ok(());
+    }
+    let copy = match scratch {
+        Some(dir) => {
+            copy_database(original, Some(dir)).or_else(|_| copy_database(original, None))?
+        }
+        None => copy_database(original, None)?,
+    };
+    checker.check(&copy)
+}
+
+/// True when `dir` does not exist or holds nothing. Anything else (even a
+/// marker without sled's files) is checked: sled would otherwise create a new
+/// `db` over what is left.
+pub fn is_empty_or_missing(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The agent's start: checks `db` on a copy; a corrupt database is an error
+/// naming it, or, with `quarantine`, is moved aside exactly as it was found
+/// (nothing opened it) and `Some(where it went)` is returned so that a fresh
+/// one is created.
+pub fn check_or_quarantine(
+    checker: &Checker,
+    db: &Path,
+    quarantine: bool,
+    now_ms: u64,
+) -> Result<Option<PathBuf>, StoreError> {
+    let scratch = db.parent().filter(|p| !p.as_os_str().is_empty());
+    match check_original(checker, db, scratch) {
+        Ok(()) => Ok(None),
+        Err(StoreError::Corrupt { path, reason }) if quarantine => {
+            let moved = super::quarantine(&path, now_ms)?;
+            tracing::error!(path = %path.display(), moved_to = %moved.display(), reason = %reason,
+                "CORRUPT DATABASE MOVED ASIDE: starting with an empty database; learned state is in the moved directory");
+            Ok(Some(moved))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_grows_with_size() {
+        if std::env::var(DEADLINE_ENV).is_ok() {
+            return;
+        }
+        assert_eq!(deadline_for(0), Duration::from_secs(5));
+        assert_eq!(deadline_for(4 * 1024 * 1024), Duration::from_secs(7));
+        assert!(deadline_for(1 << 30) > Duration::from_secs(500));
+    }
+
+    #[test]
+    fn verdicts_round_trip_with_their_error() {
+        let v = Verdict::Refused(StoreError::NewerSchema {
+            path: "/x".into(),
+            found: 9,
+            supported: 1,
+        });
+        let line = serde_json::to_string(&v).unwrap();
+        let back: Verdict = serde_json::from_str(&line).unwrap();
+        assert!(matches!(
+            back,
+            Verdict::Refused(StoreError::NewerSchema { found: 9, .. })
+        ));
+    }
+}
