@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::{FactSource, Observation};
 use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
+use crate::snapshot::exec_chain::ExecLink;
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::UnixMillis;
@@ -54,6 +55,9 @@ pub struct Learnable {
     pub key: LearnerKey,
     pub exec_id: String,
     pub observation: Observation,
+    /// Whether it replaced an earlier image of the same process (for the live
+    /// process table).
+    pub link: ExecLink,
 }
 
 /// What one event means to the agent.
@@ -109,6 +113,12 @@ pub fn learnable(
     }
     Ok(Learnable {
         key,
+        link: ExecLink::new(
+            &p.flags,
+            &p.exec_id,
+            (p.pid != 0).then_some(p.pid),
+            &p.parent_exec_id,
+        ),
         exec_id: p.exec_id.clone(),
         observation: Observation {
             path: p.binary.clone(),

@@ -192,7 +192,8 @@ impl Handler<EventBatch> for EventIngester {
             self.metrics.event(event_kind(ev));
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
-                    self.table.exec(l.exec_id.clone(), l.key.clone(), now);
+                    self.table
+                        .exec(l.exec_id.clone(), l.key.clone(), l.link.clone(), now);
                     self.push(
                         &mut out,
                         &l.key,
@@ -246,6 +247,7 @@ impl Handler<SnapshotTaken> for EventIngester {
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
+                        link: l.link.clone(),
                         start: p
                             .start_time
                             .as_deref()

@@ -38,6 +38,11 @@
 //! - any exec (procFS or live) adds a process, and replaces the live entry of the
 //!   same pid: an `execve` without fork (shell `exec`, `setsid`, pyenv shims)
 //!   gets a new exec_id and Tetragon logs no exit for the image it replaced;
+//! - such a re-exec also replaces the image its `parent_exec_id` names, and if
+//!   that image's line comes *after* it (Tetragon may log a chain's first line
+//!   after its successors) the image is not added: the rule of
+//!   [`exec_chain`](crate::snapshot::exec_chain), shared with the stream's
+//!   process table;
 //! - an exit removes the process with its exec_id (exits also carry `procFS`
 //!   flags, so only the event kind decides what a line does);
 //! - the scan's lines are interleaved with live events, so nothing assumes the
@@ -53,6 +58,7 @@ use serde::Serialize;
 
 use super::live_set::{Live, LiveSet};
 use crate::snapshot::convert::process_to_snapshot;
+use crate::snapshot::exec_chain::{re_exec_parent, ChainExec, ExecChains};
 use crate::snapshot::model::{has_flag_word, SnapshotProcess};
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse, Process};
 
@@ -125,6 +131,9 @@ pub enum Applied {
     Incomplete,
     /// Neither exec nor exit (rate-limit info, kinds unknown to our proto subset).
     OtherKind,
+    /// An exec of an image that a re-exec of the same process, logged before
+    /// it, already replaced: not live (see [`exec_chain`](crate::snapshot::exec_chain)).
+    AlreadyReplaced,
 }
 
 /// Counters of the current generation (reset when a newer startup begins).
@@ -135,7 +144,8 @@ pub struct GenerationCounts {
     pub live_execs: u64,
     pub exits_applied: u64,
     pub exits_unmatched: u64,
-    /// Live entries replaced by a later exec of the same pid (or exec_id).
+    /// Live entries replaced by a later exec of the same pid (or exec_id),
+    /// and execs whose image a re-exec logged before them already replaced.
     pub superseded: u64,
     /// Inferred start only: procFS processes taken over from the previous
     /// generation because they were logged after its last re-reported line
@@ -163,6 +173,8 @@ pub struct FoldProcess<'a> {
     pub exec_id: &'a str,
     pub pid: Option<u32>,
     pub flags: &'a str,
+    /// For an exec chain (see [`exec_chain`](crate::snapshot::exec_chain)).
+    pub parent_exec_id: &'a str,
 }
 
 impl<'a> FoldEvent<'a> {
@@ -172,6 +184,7 @@ impl<'a> FoldEvent<'a> {
                 exec_id: &p.exec_id,
                 pid: p.pid.as_ref().map(|w| w.value),
                 flags: &p.flags,
+                parent_exec_id: &p.parent_exec_id,
             })
         };
         match &event.event {
@@ -216,6 +229,9 @@ pub struct Generation<P = SnapshotProcess> {
     /// After an inferred start with a re-report: what came over from the
     /// previous generation.
     carry: Option<Carry>,
+    /// Exec chains whose successor came first (kept across generations: a
+    /// predecessor may come just after a startup line).
+    chains: ExecChains,
 }
 
 /// Counters of the current generation that only ever grow.
@@ -256,6 +272,7 @@ impl<P> Default for Generation<P> {
             procfs_ids: HashMap::new(),
             procfs_pids: HashMap::new(),
             carry: None,
+            chains: ExecChains::default(),
         }
     }
 }
@@ -364,26 +381,46 @@ impl<P> Generation<P> {
         let Some(started_at) = self.started_at else {
             return Applied::BeforeStartup;
         };
-        if let Some(old) = self.live.position_of_exec_id(p.exec_id) {
-            self.supersede(old, procfs);
-            // A carried entry re-reported by the new scan is the same process.
-            if old >= started_at || !procfs {
-                self.tally.superseded += 1;
-            }
-        }
-        if let Some(old) = pid.and_then(|pid| self.live.position_of_pid(pid)) {
+        let chain = ChainExec {
+            exec_id: p.exec_id,
+            pid,
+            replaces: re_exec_parent(p.flags, p.exec_id, p.parent_exec_id),
+        };
+        let live = &self.live;
+        let step = self.chains.step(chain, |id| {
+            live.position_of_exec_id(id).and_then(|at| live.pid_at(at))
+        });
+        if let Some(old) = step.remove.and_then(|id| self.live.position_of_exec_id(id)) {
             self.supersede(old, procfs);
             self.tally.superseded += 1;
         }
-        self.live.insert(
-            pos,
-            Live {
-                exec_id: p.exec_id.to_owned(),
-                pid,
-                procfs,
-                payload: payload(),
-            },
-        );
+        // A line that began a generation is its own: what replaced it before
+        // belongs to the generation it ended.
+        let add = step.add || began.is_some();
+        if add {
+            if let Some(old) = self.live.position_of_exec_id(p.exec_id) {
+                self.supersede(old, procfs);
+                // A carried entry re-reported by the new scan is the same process.
+                if old >= started_at || !procfs {
+                    self.tally.superseded += 1;
+                }
+            }
+            if let Some(old) = pid.and_then(|pid| self.live.position_of_pid(pid)) {
+                self.supersede(old, procfs);
+                self.tally.superseded += 1;
+            }
+            self.live.insert(
+                pos,
+                Live {
+                    exec_id: p.exec_id.to_owned(),
+                    pid,
+                    procfs,
+                    payload: payload(),
+                },
+            );
+        } else {
+            self.tally.superseded += 1;
+        }
         if procfs {
             self.tally.procfs_execs += 1;
             self.procfs_ids.insert(p.exec_id.to_owned(), pos);
@@ -400,10 +437,11 @@ impl<P> Generation<P> {
         } else {
             self.tally.live_execs += 1;
         }
-        match (began, procfs) {
-            (Some(applied), _) => applied,
-            (None, true) => Applied::ProcfsExec,
-            (None, false) => Applied::Exec,
+        match (began, add, procfs) {
+            (Some(applied), _, _) => applied,
+            (None, false, _) => Applied::AlreadyReplaced,
+            (None, true, true) => Applied::ProcfsExec,
+            (None, true, false) => Applied::Exec,
         }
     }
 
@@ -546,10 +584,24 @@ mod tests {
     }
 
     fn exec(exec_id: &str, pid: u32, binary: &str, flags: &str) -> GetEventsResponse {
+        re_exec(exec_id, pid, binary, flags, "")
+    }
+
+    /// An exec naming its parent's exec_id.
+    fn re_exec(
+        exec_id: &str,
+        pid: u32,
+        binary: &str,
+        flags: &str,
+        parent_exec_id: &str,
+    ) -> GetEventsResponse {
         GetEventsResponse {
             node_name: "vm".into(),
             event: Some(Event::ProcessExec(ProcessExec {
-                process: Some(process(exec_id, pid, binary, flags)),
+                process: Some(Process {
+                    parent_exec_id: parent_exec_id.into(),
+                    ..process(exec_id, pid, binary, flags)
+                }),
                 ..ProcessExec::default()
             })),
             ..GetEventsResponse::default()
@@ -755,6 +807,81 @@ mod tests {
         let c = g.finish().expect("startup seen");
         assert_eq!(ids(&c), ["k", "bash"]);
         assert_eq!(c.counts.superseded, 1);
+    }
+
+    /// A pyenv shim chain as the real export shows it (pid 17418 in
+    /// tests/fixtures/export-log/real: `execve clone` shim, then `execve` bash,
+    /// pyenv, bash, ...; one exit, for the last image).
+    fn shim_chain() -> [GetEventsResponse; 4] {
+        [
+            re_exec(
+                "shim",
+                50,
+                "/root/.pyenv/shims/python3",
+                "execve clone",
+                "sh",
+            ),
+            re_exec("bash", 50, "/usr/bin/bash", "execve", "shim"),
+            re_exec("pyenv", 50, "/root/.pyenv/libexec/pyenv", "execve", "bash"),
+            re_exec("python", 50, "/usr/bin/python3", "execve", "pyenv"),
+        ]
+    }
+
+    #[test]
+    fn an_exec_chain_in_order_leaves_its_last_image_and_its_exit_ends_it() {
+        let [shim, bash, pyenv, python] = shim_chain();
+        let k = exec("k", 0, "<kernel>", "procFS");
+        let (g, applied) = fold(&[
+            k.clone(),
+            shim.clone(),
+            bash.clone(),
+            pyenv.clone(),
+            python.clone(),
+        ]);
+        assert_eq!(applied[1..], [Applied::Exec; 4]);
+        let c = g.finish().expect("startup seen");
+        assert_eq!(ids(&c), ["k", "python"]);
+        assert_eq!(c.counts.superseded, 3);
+        let (g, _) = fold(&[k, shim, bash, pyenv, python, exit("python", 50, "execve")]);
+        assert_eq!(ids(&g.finish().expect("startup seen")), ["k"]);
+    }
+
+    #[test]
+    fn a_chain_head_logged_after_its_successors_is_not_live() {
+        let [shim, bash, pyenv, python] = shim_chain();
+        let k = exec("k", 0, "<kernel>", "procFS");
+        // Tetragon may log the `execve clone` line after the re-execs.
+        let (g, applied) = fold(&[
+            k.clone(),
+            bash.clone(),
+            pyenv.clone(),
+            python.clone(),
+            shim.clone(),
+        ]);
+        assert_eq!(applied[4], Applied::AlreadyReplaced);
+        let c = g.finish().expect("startup seen");
+        assert_eq!(ids(&c), ["k", "python"]);
+        assert_eq!(c.counts.superseded, 3);
+        // Fully reversed, then the exit of the last image: nothing of it stays.
+        let (g, applied) = fold(&[k, python, pyenv, bash, shim, exit("python", 50, "execve")]);
+        assert_eq!(applied[2..5], [Applied::AlreadyReplaced; 3]);
+        assert_eq!(applied[5], Applied::Exit);
+        assert_eq!(ids(&g.finish().expect("startup seen")), ["k"]);
+    }
+
+    #[test]
+    fn a_re_exec_naming_a_parent_of_another_pid_replaces_nothing_by_it() {
+        // An `execve` whose fork Tetragon missed: its parent is another process.
+        let (g, applied) = fold(&[
+            exec("k", 0, "<kernel>", "procFS"),
+            re_exec("child", 61, "/child", "execve", "parent"),
+            re_exec("parent", 60, "/parent", "execve clone", "k"),
+        ]);
+        assert_eq!(applied[2], Applied::Exec);
+        assert_eq!(
+            ids(&g.finish().expect("startup seen")),
+            ["k", "child", "parent"]
+        );
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl<P> LiveSet<P> {
         self.by_pid.get(&pid).copied()
     }
 
+    /// The pid of the live process logged at `pos` (`Some(None)`: live, no pid).
+    pub fn pid_at(&self, pos: LinePos) -> Option<Option<u32>> {
+        self.entries.get(&pos).map(|l| l.pid)
+    }
+
     /// Adds a process logged at `pos`. A live process with the same exec_id
     /// or pid is no longer found by it (the fold removes such ones first).
     pub fn insert(&mut self, pos: LinePos, live: Live<P>) {
@@ -133,6 +138,7 @@ mod tests {
         s.insert(at(2), live("b", None));
         assert_eq!(s.position_of_exec_id("a"), Some(at(1)));
         assert_eq!(s.position_of_pid(10), Some(at(1)));
+        assert_eq!(s.pid_at(at(2)), Some(None));
         assert!(s.remove(at(1)).is_some());
         assert_eq!(s.position_of_exec_id("a"), None);
         assert_eq!(s.position_of_pid(10), None);
