@@ -6,12 +6,14 @@ use crate::learner::key::LearnerKey;
 use crate::learner::observation::{FactSource, Observation};
 use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
 use crate::snapshot::exec_chain::ExecLink;
+
+pub use super::process_table::DEFAULT_MAX_LIVE_PROCESSES;
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::UnixMillis;
 
 /// What is learned, and from where.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Learn processes outside pods, as one learner per node (kind `Host`).
     pub learn_host_processes: bool,
@@ -19,6 +21,19 @@ pub struct IngestConfig {
     pub include_namespaces: Vec<String>,
     /// These namespaces are never learned.
     pub exclude_namespaces: Vec<String>,
+    /// Cap of the live process table (oldest entries evicted beyond it).
+    pub max_live_processes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            learn_host_processes: false,
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            max_live_processes: DEFAULT_MAX_LIVE_PROCESSES,
+        }
+    }
 }
 
 /// Why an event or snapshot entry taught nothing. Counted and logged, per reason.

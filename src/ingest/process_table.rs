@@ -7,11 +7,16 @@
 //! started after the previous snapshot but whose exec never came through the
 //! stream was lost, and its learner may miss other executables too.
 //!
+//! The table is bounded ([`DEFAULT_MAX_LIVE_PROCESSES`]): lost exits (Tetragon
+//! drops events for a slow client) must not grow memory for ever when no
+//! periodic snapshot clears them. Beyond the cap the oldest entries go, and a
+//! process evicted so cannot be called missed later (see [`ProcessTable::reconcile`]).
+//!
 //! A process that execs again without forking keeps only its last image live:
 //! the rule of [`exec_chain`](crate::snapshot::exec_chain), applied to the
 //! stream's execs (in either order) and within each snapshot (which may list a
 //! replaced image still referenced by its successor).
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::learner::key::LearnerKey;
 use crate::snapshot::exec_chain::{replaced_within, ChainExec, ExecChains, ExecLink};
@@ -32,12 +37,22 @@ enum Seen {
 /// How long before a snapshot a streamed exec absent from it is still kept.
 const STREAM_CARRY_MS: UnixMillis = 30_000;
 
+/// Default of `run --max-live-processes`. A node runs a few thousand
+/// processes (110 pods by default, kernel threads are not learned); 100,000
+/// leaves room for two orders of magnitude more, while the table stays within
+/// about 40 MB (some 400 bytes an entry) under the DaemonSet's 256 MiB limit.
+pub const DEFAULT_MAX_LIVE_PROCESSES: usize = 100_000;
+
 /// A live process.
 #[derive(Debug, Clone)]
 struct Entry {
     key: LearnerKey,
     seen: Seen,
     link: ExecLink,
+    /// When the table learned of it (stream receipt, or snapshot time).
+    since: UnixMillis,
+    /// Its place in the eviction order.
+    seq: u64,
 }
 
 impl Entry {
@@ -46,10 +61,25 @@ impl Entry {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProcessTable {
     live: HashMap<String, Entry>,
+    /// seq -> exec_id, oldest first: the eviction order.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    cap: usize,
     chains: ExecChains,
+    /// Evictions not yet taken by [`ProcessTable::take_evicted`].
+    evicted: u64,
+    /// The latest `since` of an evicted entry: a process started before it may
+    /// have been evicted, so its absence proves no lost exec.
+    evicted_until: Option<UnixMillis>,
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::with_cap(DEFAULT_MAX_LIVE_PROCESSES)
+    }
 }
 
 /// One learnable process of a snapshot.
@@ -62,29 +92,91 @@ pub struct SnapshotEntry {
 }
 
 impl ProcessTable {
+    /// A table of at most `cap` processes (at least 1).
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            live: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            cap: cap.max(1),
+            chains: ExecChains::default(),
+            evicted: 0,
+            evicted_until: None,
+        }
+    }
+
     pub fn exec(&mut self, exec_id: String, key: LearnerKey, link: ExecLink, now: UnixMillis) {
         let live = &self.live;
         let step = self
             .chains
             .step(link.exec(&exec_id), |id| live.get(id).map(|e| e.link.pid));
         if let Some(replaced) = step.remove {
-            self.live.remove(replaced);
+            self.remove(replaced);
         }
         if step.add {
             let seen = Seen::Stream(now);
-            self.live.insert(exec_id, Entry { key, seen, link });
+            self.insert(exec_id, key, seen, link, now);
+            self.evict_over_cap();
         }
     }
 
     pub fn exit(&mut self, exec_id: &str) -> Option<LearnerKey> {
-        self.live.remove(exec_id).map(|e| e.key)
+        self.remove(exec_id).map(|e| e.key)
+    }
+
+    fn insert(
+        &mut self,
+        exec_id: String,
+        key: LearnerKey,
+        seen: Seen,
+        link: ExecLink,
+        since: UnixMillis,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, exec_id.clone());
+        let entry = Entry {
+            key,
+            seen,
+            link,
+            since,
+            seq,
+        };
+        if let Some(old) = self.live.insert(exec_id, entry) {
+            self.order.remove(&old.seq);
+        }
+    }
+
+    fn remove(&mut self, exec_id: &str) -> Option<Entry> {
+        let entry = self.live.remove(exec_id)?;
+        self.order.remove(&entry.seq);
+        Some(entry)
+    }
+
+    fn evict_over_cap(&mut self) {
+        while self.live.len() > self.cap {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.live.remove(&oldest) {
+                self.evicted += 1;
+                self.evicted_until = self.evicted_until.max(Some(entry.since));
+            }
+        }
+    }
+
+    /// Entries evicted since the last call (for the metric).
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Replaces the table with a snapshot taken at `taken_at`, the previous one
     /// having been taken at `previous` (None: first snapshot of this run).
     /// Returns the keys of processes whose exec the stream should have delivered
     /// and did not. `margin` covers events still in flight when the snapshot
-    /// was taken.
+    /// was taken. A process the table may have evicted (started before the
+    /// newest evicted entry came in) is never called missed: its exec may well
+    /// have come.
     pub fn reconcile(
         &mut self,
         entries: Vec<SnapshotEntry>,
@@ -105,7 +197,7 @@ impl ProcessTable {
         .map(str::to_owned)
         .collect();
         let mut missed = Vec::new();
-        let mut next = HashMap::with_capacity(entries.len());
+        let mut next = Vec::with_capacity(entries.len());
         for e in entries {
             if replaced.contains(&e.exec_id) {
                 continue;
@@ -117,6 +209,13 @@ impl ProcessTable {
                     missed.push(e.key.clone());
                     Seen::Snapshot
                 }
+                (None, Some(start))
+                    if self
+                        .evicted_until
+                        .is_some_and(|until| start <= until.saturating_add(margin)) =>
+                {
+                    Seen::Snapshot
+                }
                 (None, Some(start)) if start > young_since => Seen::Provisional,
                 (None, Some(start)) if previous.is_some_and(|p| start > p) => {
                     missed.push(e.key.clone());
@@ -124,24 +223,36 @@ impl ProcessTable {
                 }
                 (None, _) => Seen::Snapshot,
             };
-            let entry = Entry {
-                key: e.key,
-                seen,
-                link: e.link,
-            };
-            next.insert(e.exec_id, entry);
+            next.push((e.exec_id, e.key, seen, e.link, taken_at));
         }
         // Execs received while the snapshot was being taken and handed over may
         // be missing from it (the cache was read before they happened): keep
         // them, or the next snapshot would call them missed. Older stream entries
         // the snapshot does not show are gone (their exit was not seen).
         let recent = taken_at.saturating_sub(STREAM_CARRY_MS);
-        for (id, entry) in std::mem::take(&mut self.live) {
-            if matches!(entry.seen, Seen::Stream(at) if at >= recent) && !replaced.contains(&id) {
-                next.entry(id).or_insert(entry);
-            }
+        let shown: HashSet<&str> = next.iter().map(|(id, ..)| id.as_str()).collect();
+        let mut carried: Vec<(String, Entry)> = self
+            .live
+            .iter()
+            .filter(|(id, e)| {
+                matches!(e.seen, Seen::Stream(at) if at >= recent)
+                    && !replaced.contains(*id)
+                    && !shown.contains(id.as_str())
+            })
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        // The snapshot's processes first, then the carried ones as they came:
+        // the eviction order.
+        carried.sort_by_key(|(_, e)| e.seq);
+        self.live.clear();
+        self.order.clear();
+        for (id, key, seen, link, since) in next {
+            self.insert(id, key, seen, link, since);
         }
-        self.live = next;
+        for (id, e) in carried {
+            self.insert(id, e.key, e.seen, e.link, e.since);
+        }
+        self.evict_over_cap();
         missed.sort();
         missed.dedup();
         missed
@@ -262,6 +373,67 @@ mod tests {
         exec(&mut t, "old", "b", 300_500);
         t.reconcile(vec![], Some(300_000), 400_000, 2_000);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_entries_are_evicted_and_counted() {
+        let mut t = ProcessTable::with_cap(2);
+        exec(&mut t, "a", "p", 1);
+        exec(&mut t, "b", "p", 2);
+        assert_eq!(t.take_evicted(), 0);
+        exec(&mut t, "c", "p", 3);
+        assert_eq!(ids(&t), ["b", "c"]);
+        assert_eq!(t.take_evicted(), 1);
+        assert_eq!(t.take_evicted(), 0);
+        // An exit of an evicted process changes nothing.
+        assert_eq!(t.exit("a"), None);
+        assert_eq!(t.exit("b"), Some(key("p")));
+        exec(&mut t, "d", "p", 4);
+        assert_eq!(ids(&t), ["c", "d"]);
+        assert_eq!(t.take_evicted(), 0);
+    }
+
+    #[test]
+    fn an_evicted_process_is_not_called_missed_but_a_lost_exec_after_it_still_is() {
+        let mut t = ProcessTable::with_cap(2);
+        t.reconcile(vec![], None, 100_000, 2_000);
+        // Three execs streamed (their exits lost or not yet due): `a` is evicted.
+        exec(&mut t, "a", "a", 150_000);
+        exec(&mut t, "b", "b", 150_001);
+        exec(&mut t, "c", "c", 150_002);
+        assert_eq!(t.take_evicted(), 1);
+        let missed = t.reconcile(
+            vec![
+                entry("a", "a", 149_990),
+                entry("b", "b", 149_995),
+                entry("c", "c", 149_999),
+                // Started well after the eviction, its exec never came.
+                entry("lost", "d", 170_000),
+            ],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        assert_eq!(missed, vec![key("d")]);
+        // The snapshot held four processes: the table keeps the newest two.
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.take_evicted(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_streamed_entries_newest_in_the_eviction_order() {
+        let mut t = ProcessTable::with_cap(3);
+        t.reconcile(vec![], None, 100_000, 2_000);
+        exec(&mut t, "late", "a", 199_950);
+        t.reconcile(
+            vec![entry("x", "b", 10), entry("y", "c", 20)],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        exec(&mut t, "new", "d", 200_100);
+        // `x`, first in the snapshot, is the oldest entry.
+        assert_eq!(ids(&t), ["late", "new", "y"]);
     }
 
     #[test]
