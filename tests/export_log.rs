@@ -712,3 +712,125 @@ fn a_restart_sharing_no_process_with_the_previous_scan_gives_the_union() {
     assert_eq!(ids(&snap), ["b", "x", "d"]);
     assert_eq!(stats.startup_counts.procfs_execs, 4);
 }
+
+/// The real single-startup export's exec chains (pyenv shims: an `execve
+/// clone` line, then `execve` re-execs in the same pid), found by a rule of
+/// the test's own: a re-exec is an exec whose flag words hold `execve` and not
+/// `clone` and whose `parent` object has its pid; the exec_id it names as
+/// `parent_exec_id` is a replaced image. Returns the lines, the replaced
+/// exec_ids, and for each chain head (a replaced image that is no re-exec)
+/// the index of its line and of its chain's last image's line.
+fn real_export_chains() -> (Vec<String>, Vec<String>, Vec<(usize, usize)>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/export-log/real/tetragon-export.jsonl");
+    let lines: Vec<String> = fs::read_to_string(path)
+        .expect("fixture")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut line_of = std::collections::HashMap::new();
+    let mut successor = std::collections::HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).expect("fixture line");
+        let Some(exec) = v.get("process_exec") else {
+            continue;
+        };
+        let p = &exec["process"];
+        let id = p["exec_id"].as_str().expect("exec_id").to_owned();
+        let words: Vec<&str> = p["flags"].as_str().unwrap_or("").split(' ').collect();
+        if words.contains(&"execve")
+            && !words.contains(&"clone")
+            && exec["parent"]["pid"] == p["pid"]
+        {
+            let parent = p["parent_exec_id"].as_str().expect("parent").to_owned();
+            successor.insert(parent, id.clone());
+        }
+        line_of.insert(id, i);
+    }
+    let replaced: Vec<String> = successor.keys().cloned().collect();
+    let mut heads = Vec::new();
+    for head in successor
+        .keys()
+        .filter(|h| !successor.values().any(|s| s == *h))
+    {
+        let mut last = head;
+        while let Some(next) = successor.get(last) {
+            last = next;
+        }
+        heads.push((line_of[head], line_of[last]));
+    }
+    heads.sort();
+    (lines, replaced, heads)
+}
+
+fn read_lines(lines: &[String]) -> ProcessSnapshot {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(ACTIVE);
+    write_lines(&path, lines);
+    read(&path).expect("snapshot").0
+}
+
+/// Moves the line at each `from` to just after the line at its `after`.
+fn move_lines(lines: &[String], moves: &[(usize, usize)]) -> Vec<String> {
+    let moved: std::collections::HashMap<usize, usize> = moves.iter().copied().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if !moved.contains_key(&i) {
+            out.push(line.clone());
+        }
+        for (from, _) in moves.iter().filter(|(_, after)| *after == i) {
+            out.push(lines[*from].clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn real_exec_chains_leave_only_their_last_image_whatever_the_order() {
+    let (lines, replaced, heads) = real_export_chains();
+    // What the fixture holds (see tests/fixtures/export-log/README.md): 201 chains, 272
+    // re-execs; no replaced image ever gets an exit.
+    assert_eq!((heads.len(), replaced.len()), (201, 272));
+    let in_order = read_lines(&lines);
+    // The chain head logged just after its last image, before that image's exit.
+    let head_late = read_lines(&move_lines(&lines, &heads));
+    // The chain head logged after everything, the last image's exit included.
+    let end = lines.len() - 1;
+    let at_end: Vec<(usize, usize)> = heads.iter().map(|(h, _)| (*h, end)).collect();
+    let head_last = read_lines(&move_lines(&lines, &at_end));
+    for snap in [&in_order, &head_late, &head_last] {
+        assert_eq!(ids(snap), ids(&in_order));
+        assert_eq!(snap.processes.len(), 9);
+        assert!(ids(snap).iter().all(|id| !replaced.iter().any(|r| r == id)));
+    }
+}
+
+#[test]
+fn a_chain_logged_in_reverse_keeps_only_the_image_that_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(ACTIVE);
+    let re_exec = |id: &str, binary: &str, flags: &str, parent: &str| {
+        serde_json::json!({
+            "process_exec": {
+                "process": {"exec_id": id, "pid": 70, "binary": binary, "flags": flags,
+                            "parent_exec_id": parent},
+                "parent": {"exec_id": parent, "pid": 70}
+            },
+            "node_name": "n1", "time": "2026-11-29T15:00:00Z"
+        })
+        .to_string()
+    };
+    write_lines(
+        &path,
+        &[
+            exec_line("k", 0, "<kernel>", "procFS"),
+            re_exec("app", "/usr/bin/app", "execve", "bash"),
+            re_exec("bash", "/usr/bin/bash", "execve", "shim"),
+            re_exec("shim", "/shims/app", "execve clone", "k"),
+            exec_line("other", 71, "/other", "execve clone"),
+        ],
+    );
+    let (snap, stats) = read(&path).expect("snapshot");
+    assert_eq!(ids(&snap), ["k", "app", "other"]);
+    assert_eq!(stats.startup_counts.superseded, 2);
+}

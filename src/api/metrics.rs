@@ -18,6 +18,7 @@ pub struct Metrics {
     pub dropped_by_tetragon: Counter,
     pub shed: Counter,
     pub missed_execs: Counter,
+    pub process_table_evictions: Counter,
     pub snapshots: Family<Labels, Counter>,
     pub snapshot_processes: Gauge,
     pub snapshot_duration_ms: Gauge,
@@ -45,6 +46,7 @@ impl Metrics {
             dropped_by_tetragon: Counter::default(),
             shed: Counter::default(),
             missed_execs: Counter::default(),
+            process_table_evictions: Counter::default(),
             snapshots: Family::default(),
             snapshot_processes: Gauge::default(),
             snapshot_duration_ms: Gauge::default(),
@@ -81,6 +83,12 @@ impl Metrics {
             "missed_exec_events",
             "Live processes a snapshot showed whose exec never came through the stream",
             m.missed_execs.clone(),
+        );
+        registry.register(
+            "process_table_evictions",
+            "Live-process entries evicted beyond --max-live-processes (their exits were lost, \
+             or the node runs more processes than the cap)",
+            m.process_table_evictions.clone(),
         );
         registry.register(
             "snapshots",

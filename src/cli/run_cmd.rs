@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// it is marked partial: a container cannot grow the agent without bound.
     #[arg(long, env = "TETRAGON_LEARNER_MAX_EXECUTABLES_PER_PROFILE", default_value_t = crate::learner::config::DEFAULT_MAX_EXECUTABLES)]
     pub max_executables_per_profile: usize,
+    /// Cap of the live process table; beyond it the oldest entries are evicted
+    /// (counted in tetragon_learner_process_table_evictions_total), so lost
+    /// exits cannot grow memory without limit.
+    #[arg(long, env = "TETRAGON_LEARNER_MAX_LIVE_PROCESSES", default_value_t = crate::ingest::facts::DEFAULT_MAX_LIVE_PROCESSES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_live_processes: usize,
     /// Also learn processes outside pods, as one learner per node (kind Host).
     #[arg(long, env = "TETRAGON_LEARNER_LEARN_HOST_PROCESSES")]
     pub learn_host_processes: bool,
@@ -110,6 +115,7 @@ impl RunArgs {
                 learn_host_processes: self.learn_host_processes,
                 include_namespaces: self.include_namespaces.clone(),
                 exclude_namespaces: self.exclude_namespaces.clone(),
+                max_live_processes: self.max_live_processes,
             },
             learner: LearnerConfig {
                 stability_window_ms: u64::try_from(self.stability_window.as_millis())

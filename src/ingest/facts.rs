@@ -5,12 +5,15 @@ use serde::Serialize;
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::{FactSource, Observation};
 use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
+use crate::snapshot::exec_chain::ExecLink;
+
+pub use super::process_table::DEFAULT_MAX_LIVE_PROCESSES;
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::UnixMillis;
 
 /// What is learned, and from where.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Learn processes outside pods, as one learner per node (kind `Host`).
     pub learn_host_processes: bool,
@@ -18,6 +21,19 @@ pub struct IngestConfig {
     pub include_namespaces: Vec<String>,
     /// These namespaces are never learned.
     pub exclude_namespaces: Vec<String>,
+    /// Cap of the live process table (oldest entries evicted beyond it).
+    pub max_live_processes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            learn_host_processes: false,
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            max_live_processes: DEFAULT_MAX_LIVE_PROCESSES,
+        }
+    }
 }
 
 /// Why an event or snapshot entry taught nothing. Counted and logged, per reason.
@@ -54,6 +70,9 @@ pub struct Learnable {
     pub key: LearnerKey,
     pub exec_id: String,
     pub observation: Observation,
+    /// Whether it replaced an earlier image of the same process (for the live
+    /// process table).
+    pub link: ExecLink,
 }
 
 /// What one event means to the agent.
@@ -110,6 +129,12 @@ pub fn learnable(
     let exec_probe = p.container.as_ref().is_some_and(|c| c.maybe_exec_probe);
     Ok(Learnable {
         key,
+        link: ExecLink::new(
+            &p.flags,
+            &p.exec_id,
+            (p.pid != 0).then_some(p.pid),
+            &p.parent_exec_id,
+        ),
         exec_id: p.exec_id.clone(),
         observation: Observation {
             path: p.binary.clone(),

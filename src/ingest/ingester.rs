@@ -75,12 +75,12 @@ impl EventIngester {
     ) -> Self {
         let resumed_keys = resumed.iter().map(|p| p.key.clone()).collect();
         let mut me = Self {
+            table: ProcessTable::with_cap(cfg.max_live_processes),
             cfg,
             learner_cfg,
             checkpointer,
             metrics,
             learners: HashMap::new(),
-            table: ProcessTable::default(),
             tick,
             resumed: resumed_keys,
             first_snapshot_done: false,
@@ -122,6 +122,23 @@ impl EventIngester {
         }
         tracing::info!(key = %key, source = ?source, "new learner");
         (self.spawn_learner(profile), true)
+    }
+
+    /// Counts (and, the first time, logs) what the process table evicted.
+    fn count_evictions(&mut self) {
+        let evicted = self.table.take_evicted();
+        if evicted == 0 {
+            return;
+        }
+        if self.metrics.process_table_evictions.get() == 0 {
+            tracing::warn!(
+                cap = self.cfg.max_live_processes,
+                "live process table full: oldest entries evicted (exits lost, or more processes \
+                 than --max-live-processes); processes started before an eviction are no longer \
+                 checked for lost execs"
+            );
+        }
+        self.metrics.process_table_evictions.inc_by(evicted);
     }
 
     /// Queues `input` for the learner of `key` (created on demand).
@@ -178,7 +195,8 @@ impl Handler<EventBatch> for EventIngester {
             self.metrics.event(event_kind(ev));
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
-                    self.table.exec(l.exec_id.clone(), l.key.clone(), now);
+                    self.table
+                        .exec(l.exec_id.clone(), l.key.clone(), l.link.clone(), now);
                     self.push(
                         &mut out,
                         &l.key,
@@ -208,6 +226,7 @@ impl Handler<EventBatch> for EventIngester {
                 }
             }
         }
+        self.count_evictions();
         AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
     }
 }
@@ -232,6 +251,7 @@ impl Handler<SnapshotTaken> for EventIngester {
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
+                        link: l.link.clone(),
                         start: p
                             .start_time
                             .as_deref()
@@ -250,6 +270,7 @@ impl Handler<SnapshotTaken> for EventIngester {
             IN_FLIGHT_MARGIN_MS,
         );
         self.last_snapshot_at = Some(taken_at);
+        self.count_evictions();
         let before = self.learners.len();
         let mut out = Delivery::new();
         if !self.first_snapshot_done {

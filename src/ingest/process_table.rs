@@ -6,9 +6,20 @@
 //! checks each snapshot against what the stream delivered: a live process that
 //! started after the previous snapshot but whose exec never came through the
 //! stream was lost, and its learner may miss other executables too.
-use std::collections::HashMap;
+//!
+//! The table is bounded ([`DEFAULT_MAX_LIVE_PROCESSES`]): lost exits (Tetragon
+//! drops events for a slow client) must not grow memory for ever when no
+//! periodic snapshot clears them. Beyond the cap the oldest entries go, and a
+//! process evicted so cannot be called missed later (see [`ProcessTable::reconcile`]).
+//!
+//! A process that execs again without forking keeps only its last image live:
+//! the rule of [`exec_chain`](crate::snapshot::exec_chain), applied to the
+//! stream's execs (in either order) and within each snapshot (which may list a
+//! replaced image still referenced by its successor).
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::learner::key::LearnerKey;
+use crate::snapshot::exec_chain::{replaced_within, ChainExec, ExecChains, ExecLink};
 use crate::time::UnixMillis;
 
 /// How the agent knows of a live process.
@@ -26,9 +37,49 @@ enum Seen {
 /// How long before a snapshot a streamed exec absent from it is still kept.
 const STREAM_CARRY_MS: UnixMillis = 30_000;
 
-#[derive(Debug, Default)]
+/// Default of `run --max-live-processes`. A node runs a few thousand
+/// processes (110 pods by default, kernel threads are not learned); 100,000
+/// leaves room for two orders of magnitude more, while the table stays within
+/// about 40 MB (some 400 bytes an entry) under the DaemonSet's 256 MiB limit.
+pub const DEFAULT_MAX_LIVE_PROCESSES: usize = 100_000;
+
+/// A live process.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: LearnerKey,
+    seen: Seen,
+    link: ExecLink,
+    /// When the table learned of it (stream receipt, or snapshot time).
+    since: UnixMillis,
+    /// Its place in the eviction order.
+    seq: u64,
+}
+
+impl Entry {
+    fn chain<'a>(&'a self, exec_id: &'a str) -> ChainExec<'a> {
+        self.link.exec(exec_id)
+    }
+}
+
+#[derive(Debug)]
 pub struct ProcessTable {
-    live: HashMap<String, (LearnerKey, Seen)>,
+    live: HashMap<String, Entry>,
+    /// seq -> exec_id, oldest first: the eviction order.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    cap: usize,
+    chains: ExecChains,
+    /// Evictions not yet taken by [`ProcessTable::take_evicted`].
+    evicted: u64,
+    /// The latest `since` of an evicted entry: a process started before it may
+    /// have been evicted, so its absence proves no lost exec.
+    evicted_until: Option<UnixMillis>,
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::with_cap(DEFAULT_MAX_LIVE_PROCESSES)
+    }
 }
 
 /// One learnable process of a snapshot.
@@ -36,23 +87,96 @@ pub struct ProcessTable {
 pub struct SnapshotEntry {
     pub exec_id: String,
     pub key: LearnerKey,
+    pub link: ExecLink,
     pub start: Option<UnixMillis>,
 }
 
 impl ProcessTable {
-    pub fn exec(&mut self, exec_id: String, key: LearnerKey, now: UnixMillis) {
-        self.live.insert(exec_id, (key, Seen::Stream(now)));
+    /// A table of at most `cap` processes (at least 1).
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            live: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            cap: cap.max(1),
+            chains: ExecChains::default(),
+            evicted: 0,
+            evicted_until: None,
+        }
+    }
+
+    pub fn exec(&mut self, exec_id: String, key: LearnerKey, link: ExecLink, now: UnixMillis) {
+        let live = &self.live;
+        let step = self
+            .chains
+            .step(link.exec(&exec_id), |id| live.get(id).map(|e| e.link.pid));
+        if let Some(replaced) = step.remove {
+            self.remove(replaced);
+        }
+        if step.add {
+            let seen = Seen::Stream(now);
+            self.insert(exec_id, key, seen, link, now);
+            self.evict_over_cap();
+        }
     }
 
     pub fn exit(&mut self, exec_id: &str) -> Option<LearnerKey> {
-        self.live.remove(exec_id).map(|(k, _)| k)
+        self.remove(exec_id).map(|e| e.key)
+    }
+
+    fn insert(
+        &mut self,
+        exec_id: String,
+        key: LearnerKey,
+        seen: Seen,
+        link: ExecLink,
+        since: UnixMillis,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, exec_id.clone());
+        let entry = Entry {
+            key,
+            seen,
+            link,
+            since,
+            seq,
+        };
+        if let Some(old) = self.live.insert(exec_id, entry) {
+            self.order.remove(&old.seq);
+        }
+    }
+
+    fn remove(&mut self, exec_id: &str) -> Option<Entry> {
+        let entry = self.live.remove(exec_id)?;
+        self.order.remove(&entry.seq);
+        Some(entry)
+    }
+
+    fn evict_over_cap(&mut self) {
+        while self.live.len() > self.cap {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.live.remove(&oldest) {
+                self.evicted += 1;
+                self.evicted_until = self.evicted_until.max(Some(entry.since));
+            }
+        }
+    }
+
+    /// Entries evicted since the last call (for the metric).
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Replaces the table with a snapshot taken at `taken_at`, the previous one
     /// having been taken at `previous` (None: first snapshot of this run).
     /// Returns the keys of processes whose exec the stream should have delivered
     /// and did not. `margin` covers events still in flight when the snapshot
-    /// was taken.
+    /// was taken. A process the table may have evicted (started before the
+    /// newest evicted entry came in) is never called missed: its exec may well
+    /// have come.
     pub fn reconcile(
         &mut self,
         entries: Vec<SnapshotEntry>,
@@ -61,14 +185,35 @@ impl ProcessTable {
         margin: UnixMillis,
     ) -> Vec<LearnerKey> {
         let young_since = taken_at.saturating_sub(margin);
+        // Images a re-exec replaced are not alive, even when the snapshot
+        // lists them (Tetragon's cache keeps a parent its successor refers to).
+        let replaced: HashSet<String> = replaced_within(
+            entries
+                .iter()
+                .map(|e| e.link.exec(&e.exec_id))
+                .chain(self.live.iter().map(|(id, e)| e.chain(id))),
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
         let mut missed = Vec::new();
-        let mut next = HashMap::with_capacity(entries.len());
+        let mut next = Vec::with_capacity(entries.len());
         for e in entries {
-            let seen = match (self.live.get(&e.exec_id).map(|(_, s)| *s), e.start) {
+            if replaced.contains(&e.exec_id) {
+                continue;
+            }
+            let seen = match (self.live.get(&e.exec_id).map(|e| e.seen), e.start) {
                 (Some(Seen::Stream(_)), _) | (Some(Seen::Snapshot), _) => Seen::Snapshot,
                 // Young at the last snapshot, and still no exec since.
                 (Some(Seen::Provisional), _) => {
                     missed.push(e.key.clone());
+                    Seen::Snapshot
+                }
+                (None, Some(start))
+                    if self
+                        .evicted_until
+                        .is_some_and(|until| start <= until.saturating_add(margin)) =>
+                {
                     Seen::Snapshot
                 }
                 (None, Some(start)) if start > young_since => Seen::Provisional,
@@ -78,19 +223,36 @@ impl ProcessTable {
                 }
                 (None, _) => Seen::Snapshot,
             };
-            next.insert(e.exec_id, (e.key, seen));
+            next.push((e.exec_id, e.key, seen, e.link, taken_at));
         }
         // Execs received while the snapshot was being taken and handed over may
         // be missing from it (the cache was read before they happened): keep
         // them, or the next snapshot would call them missed. Older stream entries
         // the snapshot does not show are gone (their exit was not seen).
         let recent = taken_at.saturating_sub(STREAM_CARRY_MS);
-        for (id, (key, seen)) in std::mem::take(&mut self.live) {
-            if matches!(seen, Seen::Stream(at) if at >= recent) {
-                next.entry(id).or_insert((key, seen));
-            }
+        let shown: HashSet<&str> = next.iter().map(|(id, ..)| id.as_str()).collect();
+        let mut carried: Vec<(String, Entry)> = self
+            .live
+            .iter()
+            .filter(|(id, e)| {
+                matches!(e.seen, Seen::Stream(at) if at >= recent)
+                    && !replaced.contains(*id)
+                    && !shown.contains(id.as_str())
+            })
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        // The snapshot's processes first, then the carried ones as they came:
+        // the eviction order.
+        carried.sort_by_key(|(_, e)| e.seq);
+        self.live.clear();
+        self.order.clear();
+        for (id, key, seen, link, since) in next {
+            self.insert(id, key, seen, link, since);
         }
-        self.live = next;
+        for (id, e) in carried {
+            self.insert(id, e.key, e.seen, e.link, e.since);
+        }
+        self.evict_over_cap();
         missed.sort();
         missed.dedup();
         missed
@@ -117,14 +279,20 @@ mod tests {
         SnapshotEntry {
             exec_id: id.into(),
             key: key(w),
+            link: ExecLink::default(),
             start: Some(start),
         }
+    }
+
+    /// A streamed exec with no chain (a first exec after a fork).
+    fn exec(t: &mut ProcessTable, id: &str, w: &str, now: u64) {
+        t.exec(id.into(), key(w), ExecLink::default(), now);
     }
 
     #[test]
     fn exec_and_exit() {
         let mut t = ProcessTable::default();
-        t.exec("a".into(), key("p"), 1);
+        exec(&mut t, "a", "p", 1);
         assert_eq!(t.exit("a"), Some(key("p")));
         assert_eq!(t.exit("a"), None);
     }
@@ -146,7 +314,7 @@ mod tests {
     fn a_process_started_between_snapshots_without_its_exec_was_missed() {
         let mut t = ProcessTable::default();
         t.reconcile(vec![entry("old", "a", 10)], None, 100_000, 2_000);
-        t.exec("seen".into(), key("b"), 150_000);
+        exec(&mut t, "seen", "b", 150_000);
         let missed = t.reconcile(
             vec![
                 entry("old", "a", 10),
@@ -174,7 +342,7 @@ mod tests {
             )
             .is_empty());
         // The exec of `y` arrives late; `z`'s never does.
-        t.exec("y".into(), key("a"), 200_100);
+        exec(&mut t, "y", "a", 200_100);
         let missed = t.reconcile(
             vec![entry("y", "a", 199_500), entry("z", "b", 199_600)],
             Some(200_000),
@@ -190,7 +358,7 @@ mod tests {
         t.reconcile(vec![], None, 100_000, 2_000);
         // Started and streamed just after the cache was read for the snapshot at
         // 200_000, but handled before that snapshot was ingested.
-        t.exec("late".into(), key("a"), 199_950);
+        exec(&mut t, "late", "a", 199_950);
         assert!(t
             .reconcile(vec![], Some(100_000), 200_000, 2_000)
             .is_empty());
@@ -202,9 +370,70 @@ mod tests {
         );
         assert!(missed.is_empty(), "{missed:?}");
         // A streamed process long gone (its exit lost) does not linger.
-        t.exec("old".into(), key("b"), 300_500);
+        exec(&mut t, "old", "b", 300_500);
         t.reconcile(vec![], Some(300_000), 400_000, 2_000);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_entries_are_evicted_and_counted() {
+        let mut t = ProcessTable::with_cap(2);
+        exec(&mut t, "a", "p", 1);
+        exec(&mut t, "b", "p", 2);
+        assert_eq!(t.take_evicted(), 0);
+        exec(&mut t, "c", "p", 3);
+        assert_eq!(ids(&t), ["b", "c"]);
+        assert_eq!(t.take_evicted(), 1);
+        assert_eq!(t.take_evicted(), 0);
+        // An exit of an evicted process changes nothing.
+        assert_eq!(t.exit("a"), None);
+        assert_eq!(t.exit("b"), Some(key("p")));
+        exec(&mut t, "d", "p", 4);
+        assert_eq!(ids(&t), ["c", "d"]);
+        assert_eq!(t.take_evicted(), 0);
+    }
+
+    #[test]
+    fn an_evicted_process_is_not_called_missed_but_a_lost_exec_after_it_still_is() {
+        let mut t = ProcessTable::with_cap(2);
+        t.reconcile(vec![], None, 100_000, 2_000);
+        // Three execs streamed (their exits lost or not yet due): `a` is evicted.
+        exec(&mut t, "a", "a", 150_000);
+        exec(&mut t, "b", "b", 150_001);
+        exec(&mut t, "c", "c", 150_002);
+        assert_eq!(t.take_evicted(), 1);
+        let missed = t.reconcile(
+            vec![
+                entry("a", "a", 149_990),
+                entry("b", "b", 149_995),
+                entry("c", "c", 149_999),
+                // Started well after the eviction, its exec never came.
+                entry("lost", "d", 170_000),
+            ],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        assert_eq!(missed, vec![key("d")]);
+        // The snapshot held four processes: the table keeps the newest two.
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.take_evicted(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_streamed_entries_newest_in_the_eviction_order() {
+        let mut t = ProcessTable::with_cap(3);
+        t.reconcile(vec![], None, 100_000, 2_000);
+        exec(&mut t, "late", "a", 199_950);
+        t.reconcile(
+            vec![entry("x", "b", 10), entry("y", "c", 20)],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        exec(&mut t, "new", "d", 200_100);
+        // `x`, first in the snapshot, is the oldest entry.
+        assert_eq!(ids(&t), ["late", "new", "y"]);
     }
 
     #[test]
@@ -213,8 +442,81 @@ mod tests {
         let e = SnapshotEntry {
             exec_id: "x".into(),
             key: key("a"),
+            link: ExecLink::default(),
             start: None,
         };
         assert!(t.reconcile(vec![e], Some(1), 100_000, 2_000).is_empty());
+    }
+
+    /// pid 18029 of tests/fixtures/real/container-events.jsonl: `setsid`
+    /// (`execve clone`) execs `sh` (`execve`), which execs `sleep` (`execve`).
+    fn chain() -> [(&'static str, ExecLink); 3] {
+        let link =
+            |flags: &str, id: &str, parent: &str| ExecLink::new(flags, id, Some(18029), parent);
+        [
+            ("setsid", link("execve clone", "setsid", "shell")),
+            ("sh", link("execve", "sh", "setsid")),
+            ("sleep", link("execve", "sleep", "sh")),
+        ]
+    }
+
+    fn ids(t: &ProcessTable) -> Vec<&str> {
+        let mut ids: Vec<&str> = t.live.keys().map(String::as_str).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn an_exec_chain_leaves_its_last_image_in_either_order_and_its_exit_ends_it() {
+        let orders: [[usize; 3]; 3] = [[0, 1, 2], [2, 1, 0], [1, 2, 0]];
+        for order in orders {
+            let mut t = ProcessTable::default();
+            let execs = chain();
+            for i in order {
+                let (id, link) = execs[i].clone();
+                t.exec(id.into(), key("c"), link, 10);
+            }
+            assert_eq!(ids(&t), ["sleep"], "order {order:?}");
+            // The exit names only the last image; nothing stays behind.
+            assert_eq!(t.exit("sleep"), Some(key("c")));
+            assert!(t.is_empty(), "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_listing_a_replaced_image_keeps_only_the_successor_and_calls_nothing_missed() {
+        // GetDebug lists `sh` (refcnt held by `sleep`) next to `sleep`, as in
+        // tests/fixtures/real/getdebug-dump.json.
+        let mut t = ProcessTable::default();
+        t.reconcile(vec![], None, 100_000, 2_000);
+        for (id, link) in chain() {
+            t.exec(id.into(), key("c"), link, 150_000);
+        }
+        let snap = |id: &str, link: ExecLink| SnapshotEntry {
+            exec_id: id.into(),
+            key: key("c"),
+            link,
+            start: Some(150_000),
+        };
+        let [_, (sh, sh_link), (sleep, sleep_link)] = chain();
+        let missed = t.reconcile(
+            vec![snap(sh, sh_link.clone()), snap(sleep, sleep_link.clone())],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        assert!(missed.is_empty(), "{missed:?}");
+        assert_eq!(ids(&t), ["sleep"]);
+        // Also when the stream never showed the chain: the successor alone is judged.
+        let mut t = ProcessTable::default();
+        t.reconcile(vec![], None, 100_000, 2_000);
+        let missed = t.reconcile(
+            vec![snap(sleep, sleep_link), snap(sh, sh_link)],
+            Some(100_000),
+            200_000,
+            2_000,
+        );
+        assert_eq!(missed, vec![key("c")]);
+        assert_eq!(ids(&t), ["sleep"]);
     }
 }

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod convert;
 pub mod debug_api;
+pub mod exec_chain;
 pub mod export_log;
 pub mod model;
 pub mod policy;

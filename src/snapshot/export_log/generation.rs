@@ -38,6 +38,11 @@
 //! - any exec (procFS or live) adds a process, and replaces the live entry of the
 //!   same pid: an `execve` without fork (shell `exec`, `setsid`, pyenv shims)
 //!   gets a new exec_id and Tetragon logs no exit for the image it replaced;
+//! - such a re-exec also replaces the image its `parent_exec_id` names, and if
+//!   that image's line comes *after* it (Tetragon may log a chain's first line
+//!   after its successors) the image is not added: the rule of
+//!   [`exec_chain`](crate::snapshot::exec_chain), shared with the stream's
+//!   process table;
 //! - an exit removes the process with its exec_id (exits also carry `procFS`
 //!   flags, so only the event kind decides what a line does);
 //! - the scan's lines are interleaved with live events, so nothing assumes the
@@ -47,11 +52,13 @@
 //! flags) and keeps an opaque payload per live process: the reader keeps the raw
 //! line and decodes just the survivors; [`Generation::push`] keeps the
 //! converted [`SnapshotProcess`].
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use super::live_set::{Live, LiveSet};
 use crate::snapshot::convert::process_to_snapshot;
+use crate::snapshot::exec_chain::{re_exec_parent, ChainExec, ExecChains};
 use crate::snapshot::model::{has_flag_word, SnapshotProcess};
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse, Process};
 
@@ -124,6 +131,9 @@ pub enum Applied {
     Incomplete,
     /// Neither exec nor exit (rate-limit info, kinds unknown to our proto subset).
     OtherKind,
+    /// An exec of an image that a re-exec of the same process, logged before
+    /// it, already replaced: not live (see [`exec_chain`](crate::snapshot::exec_chain)).
+    AlreadyReplaced,
 }
 
 /// Counters of the current generation (reset when a newer startup begins).
@@ -134,7 +144,8 @@ pub struct GenerationCounts {
     pub live_execs: u64,
     pub exits_applied: u64,
     pub exits_unmatched: u64,
-    /// Live entries replaced by a later exec of the same pid (or exec_id).
+    /// Live entries replaced by a later exec of the same pid (or exec_id),
+    /// and execs whose image a re-exec logged before them already replaced.
     pub superseded: u64,
     /// Inferred start only: procFS processes taken over from the previous
     /// generation because they were logged after its last re-reported line
@@ -162,6 +173,8 @@ pub struct FoldProcess<'a> {
     pub exec_id: &'a str,
     pub pid: Option<u32>,
     pub flags: &'a str,
+    /// For an exec chain (see [`exec_chain`](crate::snapshot::exec_chain)).
+    pub parent_exec_id: &'a str,
 }
 
 impl<'a> FoldEvent<'a> {
@@ -171,6 +184,7 @@ impl<'a> FoldEvent<'a> {
                 exec_id: &p.exec_id,
                 pid: p.pid.as_ref().map(|w| w.value),
                 flags: &p.flags,
+                parent_exec_id: &p.parent_exec_id,
             })
         };
         match &event.event {
@@ -197,36 +211,53 @@ pub struct CompletedGeneration<P = SnapshotProcess> {
     pub processes: Vec<P>,
 }
 
-/// A live process: what the fold needs of it, and the caller's payload.
-#[derive(Debug)]
-struct Live<P> {
-    exec_id: String,
-    /// 0 when the exec had none (as in [`SnapshotProcess::pid`]).
-    pid: u32,
-    procfs: bool,
-    payload: P,
-}
-
-/// The fold state: only the live processes of the current generation.
+/// The fold state: only the live processes of the current generation, what a
+/// newer scan would re-report, and counters that only grow (the reported
+/// [`GenerationCounts`] are derived from them and the live set in [`Generation::counts`]).
 #[derive(Debug)]
 pub struct Generation<P = SnapshotProcess> {
     started_at: Option<LinePos>,
     marker: Option<StartupMarker>,
     inferred_by: Option<InferredBy>,
     startups: u64,
-    counts: GenerationCounts,
-    live: BTreeMap<LinePos, Live<P>>,
-    by_exec_id: HashMap<String, LinePos>,
-    by_pid: HashMap<u32, LinePos>,
+    tally: Tally,
+    live: LiveSet<P>,
     /// procFS execs logged in this generation (alive or not, carried ones not
     /// included): what a newer scan would re-report.
     procfs_ids: HashMap<String, LinePos>,
     procfs_pids: HashMap<u32, LinePos>,
-    /// After an inferred start: the previous generation's `procfs_ids`, and the
-    /// latest of their positions the new scan re-reported so far. Carried entries
-    /// logged before that cut belong to an older scan.
+    /// After an inferred start with a re-report: what came over from the
+    /// previous generation.
+    carry: Option<Carry>,
+    /// Exec chains whose successor came first (kept across generations: a
+    /// predecessor may come just after a startup line).
+    chains: ExecChains,
+}
+
+/// Counters of the current generation that only ever grow.
+#[derive(Debug, Default)]
+struct Tally {
+    /// procFS exec lines of this generation (carried entries not included).
+    procfs_execs: u64,
+    live_execs: u64,
+    exits_applied: u64,
+    exits_unmatched: u64,
+    superseded: u64,
+    carried_dropped: u64,
+}
+
+/// What an inferred start took over from the previous generation.
+#[derive(Debug)]
+struct Carry {
+    /// The previous generation's procFS exec_ids, to find re-reports.
     prev_procfs_ids: HashMap<String, LinePos>,
-    carry_cut: Option<LinePos>,
+    /// The latest previous-generation position the new scan re-reported so
+    /// far: carried entries logged before it belong to an older scan.
+    cut: LinePos,
+    /// Carried entries that count as procFS execs of this generation: all
+    /// carried ones, but those dropped again or re-reported by the new scan
+    /// (then its own line counts).
+    counted: BTreeSet<LinePos>,
 }
 
 impl<P> Default for Generation<P> {
@@ -236,14 +267,12 @@ impl<P> Default for Generation<P> {
             marker: None,
             inferred_by: None,
             startups: 0,
-            counts: GenerationCounts::default(),
-            live: BTreeMap::new(),
-            by_exec_id: HashMap::new(),
-            by_pid: HashMap::new(),
+            tally: Tally::default(),
+            live: LiveSet::default(),
             procfs_ids: HashMap::new(),
             procfs_pids: HashMap::new(),
-            prev_procfs_ids: HashMap::new(),
-            carry_cut: None,
+            carry: None,
+            chains: ExecChains::default(),
         }
     }
 }
@@ -352,57 +381,79 @@ impl<P> Generation<P> {
         let Some(started_at) = self.started_at else {
             return Applied::BeforeStartup;
         };
-        // A carried entry (logged before the start) replaced by a procFS exec
-        // is the new scan's own line for it: count the process once.
-        let uncarry = |counts: &mut GenerationCounts, old: LinePos| {
-            if old < started_at {
-                counts.carried_over -= 1;
-                if procfs {
-                    counts.procfs_execs -= 1;
+        let chain = ChainExec {
+            exec_id: p.exec_id,
+            pid,
+            replaces: re_exec_parent(p.flags, p.exec_id, p.parent_exec_id),
+        };
+        let live = &self.live;
+        let step = self.chains.step(chain, |id| {
+            live.position_of_exec_id(id).and_then(|at| live.pid_at(at))
+        });
+        if let Some(old) = step.remove.and_then(|id| self.live.position_of_exec_id(id)) {
+            self.supersede(old, procfs);
+            self.tally.superseded += 1;
+        }
+        // A line that began a generation is its own: what replaced it before
+        // belongs to the generation it ended.
+        let add = step.add || began.is_some();
+        if add {
+            if let Some(old) = self.live.position_of_exec_id(p.exec_id) {
+                self.supersede(old, procfs);
+                // A carried entry re-reported by the new scan is the same process.
+                if old >= started_at || !procfs {
+                    self.tally.superseded += 1;
                 }
             }
-        };
-        if let Some(old) = self.by_exec_id.get(p.exec_id).copied() {
-            self.remove(old);
-            uncarry(&mut self.counts, old);
-            if old >= started_at || !procfs {
-                self.counts.superseded += 1;
+            if let Some(old) = pid.and_then(|pid| self.live.position_of_pid(pid)) {
+                self.supersede(old, procfs);
+                self.tally.superseded += 1;
             }
+            self.live.insert(
+                pos,
+                Live {
+                    exec_id: p.exec_id.to_owned(),
+                    pid,
+                    procfs,
+                    payload: payload(),
+                },
+            );
+        } else {
+            self.tally.superseded += 1;
         }
-        if let Some(old) = pid.and_then(|pid| self.by_pid.get(&pid).copied()) {
-            self.remove(old);
-            uncarry(&mut self.counts, old);
-            self.counts.superseded += 1;
-        }
-        self.by_exec_id.insert(p.exec_id.to_owned(), pos);
-        if let Some(pid) = pid {
-            self.by_pid.insert(pid, pos);
-        }
-        self.live.insert(
-            pos,
-            Live {
-                exec_id: p.exec_id.to_owned(),
-                pid: pid.unwrap_or(0),
-                procfs,
-                payload: payload(),
-            },
-        );
         if procfs {
-            self.counts.procfs_execs += 1;
+            self.tally.procfs_execs += 1;
             self.procfs_ids.insert(p.exec_id.to_owned(), pos);
             if let Some(pid) = pid {
                 self.procfs_pids.insert(pid, pos);
             }
-            if let Some(old) = self.prev_procfs_ids.get(p.exec_id).copied() {
+            let re_reported = self
+                .carry
+                .as_ref()
+                .and_then(|c| c.prev_procfs_ids.get(p.exec_id).copied());
+            if let Some(old) = re_reported {
                 self.drop_carried_before(old);
             }
         } else {
-            self.counts.live_execs += 1;
+            self.tally.live_execs += 1;
         }
-        match (began, procfs) {
-            (Some(applied), _) => applied,
-            (None, true) => Applied::ProcfsExec,
-            (None, false) => Applied::Exec,
+        match (began, add, procfs) {
+            (Some(applied), _, _) => applied,
+            (None, false, _) => Applied::AlreadyReplaced,
+            (None, true, true) => Applied::ProcfsExec,
+            (None, true, false) => Applied::Exec,
+        }
+    }
+
+    /// Removes the live entry at `old`, replaced by an exec (a procFS one if
+    /// `procfs`). A carried entry replaced by a procFS exec is the new scan's
+    /// own line for it: the process counts once, by that line.
+    fn supersede(&mut self, old: LinePos, procfs: bool) {
+        self.live.remove(old);
+        if procfs {
+            if let Some(carry) = &mut self.carry {
+                carry.counted.remove(&old);
+            }
         }
     }
 
@@ -410,34 +461,28 @@ impl<P> Generation<P> {
         if self.started_at.is_none() {
             return Applied::BeforeStartup;
         }
-        match self.by_exec_id.get(exec_id).copied() {
+        match self.live.position_of_exec_id(exec_id) {
             Some(pos) => {
-                self.remove(pos);
-                self.counts.exits_applied += 1;
-                if self.started_at.is_some_and(|start| pos < start) {
-                    self.counts.carried_over -= 1;
-                }
+                self.live.remove(pos);
+                self.tally.exits_applied += 1;
                 Applied::Exit
             }
             None => {
-                self.counts.exits_unmatched += 1;
+                self.tally.exits_unmatched += 1;
                 Applied::ExitUnmatched
             }
         }
     }
 
     fn begin(&mut self, pos: LinePos, marker: StartupMarker, start: Start) {
-        let mut old_live = std::mem::take(&mut self.live);
+        let old_live = std::mem::take(&mut self.live);
         let old_procfs_ids = std::mem::take(&mut self.procfs_ids);
         self.started_at = Some(pos);
         self.marker = Some(marker);
         self.startups += 1;
-        self.counts = GenerationCounts::default();
-        self.by_exec_id.clear();
-        self.by_pid.clear();
+        self.tally = Tally::default();
         self.procfs_pids.clear();
-        self.prev_procfs_ids.clear();
-        self.carry_cut = None;
+        self.carry = None;
         self.inferred_by = None;
         let Start::Inferred(by, cut) = start else {
             return;
@@ -446,62 +491,65 @@ impl<P> Generation<P> {
         let Some(cut) = cut else {
             return;
         };
-        // The entries logged after the cut (the cut itself excluded).
-        let mut after = old_live.split_off(&cut);
-        after.remove(&cut);
-        for (at, p) in after {
+        let mut counted = BTreeSet::new();
+        for (at, p) in old_live.into_after(cut) {
             if p.procfs {
-                self.by_exec_id.insert(p.exec_id.clone(), at);
-                if p.pid != 0 {
-                    self.by_pid.insert(p.pid, at);
-                }
+                counted.insert(at);
                 self.live.insert(at, p);
-                self.counts.procfs_execs += 1;
-                self.counts.carried_over += 1;
             }
         }
-        self.prev_procfs_ids = old_procfs_ids;
-        self.carry_cut = Some(cut);
+        self.carry = Some(Carry {
+            prev_procfs_ids: old_procfs_ids,
+            cut,
+            counted,
+        });
     }
 
     /// The new scan re-reported a process the previous one logged at `old`:
     /// carried entries logged before it came from an older scan.
     fn drop_carried_before(&mut self, old: LinePos) {
-        if self.carry_cut.is_some_and(|cut| cut >= old) {
+        let Some(carry) = &mut self.carry else {
+            return;
+        };
+        if carry.cut >= old {
             return;
         }
-        self.carry_cut = Some(old);
-        let stale: Vec<LinePos> = self.live.range(..old).map(|(at, _)| *at).collect();
-        for at in stale {
-            self.remove(at);
-            self.counts.procfs_execs -= 1;
-            self.counts.carried_over -= 1;
-            self.counts.carried_dropped += 1;
+        carry.cut = old;
+        for at in self.live.remove_before(old) {
+            carry.counted.remove(&at);
+            self.tally.carried_dropped += 1;
         }
     }
 
-    fn remove(&mut self, pos: LinePos) {
-        let Some(p) = self.live.remove(&pos) else {
-            return;
-        };
-        if self.by_exec_id.get(&p.exec_id) == Some(&pos) {
-            self.by_exec_id.remove(&p.exec_id);
-        }
-        if self.by_pid.get(&p.pid) == Some(&pos) {
-            self.by_pid.remove(&p.pid);
+    /// The counters of the current generation, derived from the tally and the
+    /// live set: nothing is ever decremented.
+    pub fn counts(&self) -> GenerationCounts {
+        let carried = self.carry.as_ref().map_or(0, |c| c.counted.len() as u64);
+        GenerationCounts {
+            procfs_execs: self.tally.procfs_execs + carried,
+            live_execs: self.tally.live_execs,
+            exits_applied: self.tally.exits_applied,
+            exits_unmatched: self.tally.exits_unmatched,
+            superseded: self.tally.superseded,
+            // Carried entries are the only ones logged before the start.
+            carried_over: self
+                .started_at
+                .map_or(0, |start| self.live.count_before(start)),
+            carried_dropped: self.tally.carried_dropped,
         }
     }
 
     /// The live set of the last generation, or `None` if no startup was seen.
     pub fn finish(self) -> Option<CompletedGeneration<P>> {
         let started_at = self.started_at?;
+        let counts = self.counts();
         Some(CompletedGeneration {
             started_at,
             marker: self.marker.unwrap_or(StartupMarker::Kernel),
             inferred_by: self.inferred_by,
             startups: self.startups,
-            counts: self.counts,
-            processes: self.live.into_values().map(|p| p.payload).collect(),
+            counts,
+            processes: self.live.into_payloads().collect(),
         })
     }
 }
@@ -536,10 +584,24 @@ mod tests {
     }
 
     fn exec(exec_id: &str, pid: u32, binary: &str, flags: &str) -> GetEventsResponse {
+        re_exec(exec_id, pid, binary, flags, "")
+    }
+
+    /// An exec naming its parent's exec_id.
+    fn re_exec(
+        exec_id: &str,
+        pid: u32,
+        binary: &str,
+        flags: &str,
+        parent_exec_id: &str,
+    ) -> GetEventsResponse {
         GetEventsResponse {
             node_name: "vm".into(),
             event: Some(Event::ProcessExec(ProcessExec {
-                process: Some(process(exec_id, pid, binary, flags)),
+                process: Some(Process {
+                    parent_exec_id: parent_exec_id.into(),
+                    ..process(exec_id, pid, binary, flags)
+                }),
                 ..ProcessExec::default()
             })),
             ..GetEventsResponse::default()
@@ -745,6 +807,81 @@ mod tests {
         let c = g.finish().expect("startup seen");
         assert_eq!(ids(&c), ["k", "bash"]);
         assert_eq!(c.counts.superseded, 1);
+    }
+
+    /// A pyenv shim chain as the real export shows it (pid 17418 in
+    /// tests/fixtures/export-log/real: `execve clone` shim, then `execve` bash,
+    /// pyenv, bash, ...; one exit, for the last image).
+    fn shim_chain() -> [GetEventsResponse; 4] {
+        [
+            re_exec(
+                "shim",
+                50,
+                "/root/.pyenv/shims/python3",
+                "execve clone",
+                "sh",
+            ),
+            re_exec("bash", 50, "/usr/bin/bash", "execve", "shim"),
+            re_exec("pyenv", 50, "/root/.pyenv/libexec/pyenv", "execve", "bash"),
+            re_exec("python", 50, "/usr/bin/python3", "execve", "pyenv"),
+        ]
+    }
+
+    #[test]
+    fn an_exec_chain_in_order_leaves_its_last_image_and_its_exit_ends_it() {
+        let [shim, bash, pyenv, python] = shim_chain();
+        let k = exec("k", 0, "<kernel>", "procFS");
+        let (g, applied) = fold(&[
+            k.clone(),
+            shim.clone(),
+            bash.clone(),
+            pyenv.clone(),
+            python.clone(),
+        ]);
+        assert_eq!(applied[1..], [Applied::Exec; 4]);
+        let c = g.finish().expect("startup seen");
+        assert_eq!(ids(&c), ["k", "python"]);
+        assert_eq!(c.counts.superseded, 3);
+        let (g, _) = fold(&[k, shim, bash, pyenv, python, exit("python", 50, "execve")]);
+        assert_eq!(ids(&g.finish().expect("startup seen")), ["k"]);
+    }
+
+    #[test]
+    fn a_chain_head_logged_after_its_successors_is_not_live() {
+        let [shim, bash, pyenv, python] = shim_chain();
+        let k = exec("k", 0, "<kernel>", "procFS");
+        // Tetragon may log the `execve clone` line after the re-execs.
+        let (g, applied) = fold(&[
+            k.clone(),
+            bash.clone(),
+            pyenv.clone(),
+            python.clone(),
+            shim.clone(),
+        ]);
+        assert_eq!(applied[4], Applied::AlreadyReplaced);
+        let c = g.finish().expect("startup seen");
+        assert_eq!(ids(&c), ["k", "python"]);
+        assert_eq!(c.counts.superseded, 3);
+        // Fully reversed, then the exit of the last image: nothing of it stays.
+        let (g, applied) = fold(&[k, python, pyenv, bash, shim, exit("python", 50, "execve")]);
+        assert_eq!(applied[2..5], [Applied::AlreadyReplaced; 3]);
+        assert_eq!(applied[5], Applied::Exit);
+        assert_eq!(ids(&g.finish().expect("startup seen")), ["k"]);
+    }
+
+    #[test]
+    fn a_re_exec_naming_a_parent_of_another_pid_replaces_nothing_by_it() {
+        // An `execve` whose fork Tetragon missed: its parent is another process.
+        let (g, applied) = fold(&[
+            exec("k", 0, "<kernel>", "procFS"),
+            re_exec("child", 61, "/child", "execve", "parent"),
+            re_exec("parent", 60, "/parent", "execve clone", "k"),
+        ]);
+        assert_eq!(applied[2], Applied::Exec);
+        assert_eq!(
+            ids(&g.finish().expect("startup seen")),
+            ["k", "child", "parent"]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The fast per-line decode: only what the [`generation`](super::generation)
-//! fold needs (event kind, `process.exec_id`/`pid`/`flags`, top-level `time`),
+//! fold needs (event kind, `process.exec_id`/`pid`/`flags`/`parent_exec_id`,
+//! top-level `time`),
 //! borrowed from the line, without building a `GetEventsResponse`.
 //!
 //! It must never accept a line the full protojson decode
@@ -45,6 +46,7 @@ pub struct LightProcess<'a> {
     pub exec_id: Cow<'a, str>,
     pub pid: Option<u32>,
     pub flags: Cow<'a, str>,
+    pub parent_exec_id: Cow<'a, str>,
 }
 
 impl LightEvent<'_> {
@@ -63,6 +65,7 @@ impl LightProcess<'_> {
             exec_id: &self.exec_id,
             pid: self.pid,
             flags: &self.flags,
+            parent_exec_id: &self.parent_exec_id,
         }
     }
 }
@@ -98,6 +101,7 @@ impl<'de> Process<'de> {
             exec_id: self.exec_id.map_or(Cow::Borrowed(""), |s| s.0),
             pid: self.pid.flatten().map(|w| w.value),
             flags: self.flags.map_or(Cow::Borrowed(""), |s| s.0),
+            parent_exec_id: self.parent_exec_id.map_or(Cow::Borrowed(""), |s| s.0),
         }
     }
 }
@@ -288,7 +292,7 @@ message!(Process<'de> {
     auid: Option<UInt32Value> = "auid",
     pod: Option<Pod<'de>> = "pod",
     docker: SkipStr = "docker",
-    parent_exec_id: SkipStr = "parent_exec_id" | "parentExecId",
+    parent_exec_id: Str<'de> = "parent_exec_id" | "parentExecId",
     refcnt: NumberDeserialize<u32> = "refcnt",
     tid: Option<UInt32Value> = "tid",
     in_init_tree: Option<BoolValue> = "in_init_tree" | "inInitTree",
@@ -345,11 +349,24 @@ mod tests {
         };
         let full = full.unwrap_or_else(|e| panic!("light accepted, full rejected ({e}): {line}"));
         let proc_of = |p: Option<&crate::tetragon::proto::Process>| {
-            p.map(|p| (p.exec_id.clone(), p.pid.map(|w| w.value), p.flags.clone()))
+            p.map(|p| {
+                (
+                    p.exec_id.clone(),
+                    p.pid.map(|w| w.value),
+                    p.flags.clone(),
+                    p.parent_exec_id.clone(),
+                )
+            })
         };
         let light_proc = |p: &Option<LightProcess<'_>>| {
-            p.as_ref()
-                .map(|p| (p.exec_id.to_string(), p.pid, p.flags.to_string()))
+            p.as_ref().map(|p| {
+                (
+                    p.exec_id.to_string(),
+                    p.pid,
+                    p.flags.to_string(),
+                    p.parent_exec_id.to_string(),
+                )
+            })
         };
         match (&full.event, &light.event) {
             (Some(Event::ProcessExec(e)), LightEvent::Exec(p)) => {
@@ -376,6 +393,10 @@ mod tests {
             r#"{"process_exec":{"process":{"pid":"x"}}}"#,
             r#"{"process_exec":{"process":{"exec_id":5}}}"#,
             r#"{"process_exec":{"process":{"exec_id":null}}}"#,
+            r#"{"process_exec":{"process":{"exec_id":"b","parentExecId":"a\u0062","flags":"execve"}}}"#,
+            r#"{"process_exec":{"process":{"exec_id":"b","parent_exec_id":7}}}"#,
+            r#"{"process_exec":{"process":{"exec_id":"b","parent_exec_id":null}}}"#,
+            r#"{"process_exec":{"process":{"parent_exec_id":"a","parentExecId":"a"}}}"#,
             r#"{"process_exec":{"process":{"pod":{"pod_labels":{"a":1}}}}}"#,
             r#"{"process_exec":{"process":{"pod":{"pod_labels":null}}}}"#,
             r#"{"process_exec":{"process":{"pod":{"container":{"maybe_exec_probe":"yes"}}}}}"#,

@@ -13,6 +13,7 @@
 //! - [`light`]: the fast decode of only what the fold needs (the full decode
 //!   runs on the processes alive at the end, and on lines it does not accept);
 //! - [`generation`]: the pure fold from events to the live set;
+//! - `live_set`: the fold's live processes and their indexes;
 //! - [`reader`]: the shell that ties them together.
 //!
 //! The startup is found by pid 0's procFS exec when the log has it. Tetragon's
@@ -34,6 +35,7 @@ pub mod files;
 pub mod generation;
 pub mod light;
 pub mod lines;
+mod live_set;
 pub mod parse;
 pub mod reader;
 pub mod stats;

@@ -408,6 +408,21 @@ mod differential_tests {
         }
     }
 
+    #[test]
+    fn fixtures_with_clone_execs_logged_last_read_the_same_both_ways() {
+        // Every chain head (`execve clone`) after its re-execs (`execve`), as
+        // Tetragon may log them: the exec-chain rule must agree both ways.
+        let (_, single) = fixture_lines();
+        let (clones, rest): (Vec<String>, Vec<String>) = single.into_iter().partition(|l| {
+            l.contains("\"process_exec\"") && l.contains("\"flags\":\"execve clone\"")
+        });
+        assert!(clones.len() > 200);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lines: Vec<String> = rest.into_iter().chain(clones).collect();
+        let (_, stats) = same_both_ways(&write_log(dir.path(), &lines, true)).expect("reads");
+        assert!(stats.startup_counts.superseded > 200);
+    }
+
     /// Edits of a line that keep it JSON but may make it an invalid event, or
     /// valid in a form the light decode leaves to the full one.
     fn mutate(line: &str, which: usize) -> String {
