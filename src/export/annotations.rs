@@ -1,6 +1,7 @@
 //! What a generated object says about its learners, in `tetragon-learner.io/`
 //! annotations: the exact workload (object names may be shortened), its state
 //! and completeness, per-container detail, and a warning for partial profiles.
+//! (The stderr warnings are in `warnings`.)
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -46,25 +47,13 @@ fn summary(p: &Profile, opts: &ExportOptions) -> LearnerSummary {
     }
 }
 
-fn reason_name(r: PartialReason) -> &'static str {
+/// A partial reason as written in JSON and in warnings.
+pub fn reason_name(r: PartialReason) -> &'static str {
     match r {
         PartialReason::StartedBeforeAgent => "started-before-agent",
         PartialReason::EventsDropped => "events-dropped",
         PartialReason::TooManyExecutables => "too-many-executables",
     }
-}
-
-/// The warning for a partial profile: in the `warning` annotation and on stderr.
-pub fn partial_warning(p: &Profile) -> Option<String> {
-    if p.completeness() == Completeness::Complete {
-        return None;
-    }
-    let reasons: Vec<&str> = p.partial_reasons.iter().map(|r| reason_name(*r)).collect();
-    Some(format!(
-        "learner {} is partial ({}): executables it ran before the agent saw it may be missing; review the allow-list before enforcing it",
-        p.key,
-        reasons.join(", ")
-    ))
 }
 
 /// Annotations shared by proposals and tracing policies: the exact workload

@@ -16,6 +16,7 @@
 //! - `json`, `proposal`, `tracing_policy`: the three formats; `yaml`: the
 //!   multi-document writer.
 //! - `input`, `merge`, `filter`: `--input` files, their merge, `--workload`.
+//! - `warnings`: the stderr summary lines (details with `--verbose`).
 pub mod annotations;
 pub mod enforcement;
 pub mod error;
@@ -29,9 +30,9 @@ pub mod names;
 pub mod options;
 pub mod proposal;
 pub mod tracing_policy;
+pub mod warnings;
 pub mod yaml;
 
-pub use annotations::partial_warning;
 pub use enforcement::{PolicyHook, PolicyMode};
 pub use error::ExportError;
 pub use grouping::{group_by_workload, in_namespace, Skip};
