@@ -116,17 +116,40 @@ fn list_table_has_one_row_per_learner() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("KEY") && lines[0].contains("LAST CHANGE"));
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "KEY",
+            "STATE",
+            "COMPLETENESS",
+            "READY",
+            "EXECUTABLES",
+            "DEVIATIONS",
+            "DRIFT",
+            "LAST",
+            "CHANGE"
+        ]
+    );
     let db_row = lines
         .iter()
         .find(|l| l.starts_with("shop/StatefulSet/db/postgres"))
         .expect("db row");
     let cells: Vec<&str> = db_row.split_whitespace().collect();
-    assert_eq!(&cells[1..6], ["locked", "complete", "1", "1", "0"]);
+    // Locked and complete: ready.
+    assert_eq!(&cells[1..7], ["locked", "complete", "yes", "1", "1", "0"]);
     let web_row = lines
         .iter()
         .find(|l| l.starts_with("shop/Deployment/web/nginx"))
         .expect("web row");
     assert!(web_row.contains("partial") && web_row.contains("1970-01-01T00:00:03.000Z"));
+    // Learning and partial: not ready; the probe-only agent is stable and complete.
+    let cells = |row: &str| row.split_whitespace().nth(3).map(str::to_owned);
+    assert_eq!(cells(web_row).as_deref(), Some("no"));
+    let agent_row = lines
+        .iter()
+        .find(|l| l.starts_with("kube-system/DaemonSet/agent/agent"))
+        .expect("agent row");
+    assert_eq!(cells(agent_row).as_deref(), Some("yes"));
 }
 
 #[test]
@@ -145,6 +168,7 @@ fn list_json_counts_executables_and_deviations() {
     assert_eq!(db["key"]["workload_kind"], "StatefulSet");
     assert_eq!(db["state"], "locked");
     assert_eq!(db["completeness"], "complete");
+    assert_eq!(db["ready"], true);
     assert_eq!(db["executables"], 1);
     assert_eq!(db["deviations"], 1);
     assert_eq!(db["id"], "shop/StatefulSet/db/postgres");
@@ -163,6 +187,14 @@ fn show_table_escapes_the_hostile_path_and_marks_rows() {
     assert_terminal_safe(&web);
     assert!(web.contains(ESCAPED), "{web}");
     assert!(web.contains("partial (started-before-agent)"));
+    let ready = web
+        .lines()
+        .find(|l| l.starts_with("ready"))
+        .expect("ready row");
+    assert_eq!(
+        ready.split_whitespace().collect::<Vec<_>>(),
+        ["ready", "no"]
+    );
     assert!(web.contains("PATH") && web.contains("FIRST SEEN") && web.contains("MARKS"));
     let db = render_show(
         &DbScan::read(&store).expect("scan"),
