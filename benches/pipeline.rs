@@ -48,6 +48,10 @@ use common::{cpu_time, reset_peak_rss, vm_hwm_kib, vm_rss_kib};
 use wire::feed::{Feed, FeedParams};
 use wire::server::WireServer;
 
+// The binary's allocator (src/main.rs), for both consumers.
+#[global_allocator]
+static GLOBAL: tetragon_learner::GlobalAllocator = tetragon_learner::GLOBAL_ALLOCATOR;
+
 /// Give up on a run that does not finish within this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(1_800);
 
@@ -82,7 +86,8 @@ fn main() -> BenchResult<()> {
     println!(
         "feed: {} containers, GetDebug dump of {} processes ({} KiB), {} events ({} execs, {} exits, \
          {} alive at the end, at most {} alive before exits start), {:.0} bytes/event on average \
-         ({}-{}), {} executables to learn; {} MiB stored, built and encoded once in {:.1} s",
+         ({}-{}), {} executables to learn; {} MiB stored, built and encoded once in {:.1} s; \
+         RSS now {} MiB",
         params.containers,
         feed.snapshot_processes,
         feed.debug.len() / 1024,
@@ -96,7 +101,8 @@ fn main() -> BenchResult<()> {
         feed.max_event_bytes,
         feed.expected_executables,
         feed.stored.len() >> 20,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        vm_rss_kib() / 1024
     );
     tetragon_learner::cli::actor_system().block_on(async move {
         let dir = tempfile::Builder::new()

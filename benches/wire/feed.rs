@@ -314,7 +314,9 @@ pub fn build(params: FeedParams) -> Feed {
         containers,
         parents,
     };
-    let mut stored = Vec::with_capacity(params.events as usize * 1_500 + (16 << 20));
+    // Above the largest event (1.75 KiB with its length): a Vec that had to grow
+    // would be copied, and its old buffer could stay resident (allocator caches).
+    let mut stored = Vec::with_capacity(params.events as usize * 1_800 + (16 << 20));
 
     // The process-cache dump: <kernel>, every container's baseline running.
     let mut cache = vec![ProcessInternal {
