@@ -11,8 +11,36 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
+/// Counters of a family already looked up, by label value: the per-event path
+/// (`event`, `skip`) then neither builds a label set (a Vec and a String) nor
+/// hashes it, which it did once per event. Label values here are a small fixed
+/// set (event kinds, skip reasons), so a short list is enough.
+#[derive(Default)]
+struct Resolved(parking_lot::RwLock<Vec<(String, Counter)>>);
+
+impl Resolved {
+    fn inc(&self, family: &Family<Labels, Counter>, name: &'static str, value: &str) {
+        if let Some((_, c)) = self.0.read().iter().find(|(v, _)| v == value) {
+            c.inc();
+            return;
+        }
+        let mut list = self.0.write();
+        let counter = match list.iter().find(|(v, _)| v == value) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = family.get_or_create(&labels(&[(name, value)])).clone();
+                list.push((value.to_string(), c.clone()));
+                c
+            }
+        };
+        counter.inc();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    events_resolved: Resolved,
+    skipped_resolved: Resolved,
     pub events: Family<Labels, Counter>,
     pub skipped: Family<Labels, Counter>,
     pub dropped_by_tetragon: Counter,
@@ -58,6 +86,8 @@ impl Metrics {
             checkpoint_flushes: Counter::default(),
             checkpoint_errors: Counter::default(),
             registry: Registry::default(),
+            events_resolved: Resolved::default(),
+            skipped_resolved: Resolved::default(),
         };
         registry.register(
             "events",
@@ -140,13 +170,11 @@ impl Metrics {
     }
 
     pub fn event(&self, kind: &str) {
-        self.events.get_or_create(&labels(&[("kind", kind)])).inc();
+        self.events_resolved.inc(&self.events, "kind", kind);
     }
 
     pub fn skip(&self, reason: &str) {
-        self.skipped
-            .get_or_create(&labels(&[("reason", reason)]))
-            .inc();
+        self.skipped_resolved.inc(&self.skipped, "reason", reason);
     }
 
     pub fn snapshot(&self, source: &str, result: &str) {
@@ -189,5 +217,24 @@ mod tests {
             text.contains("tetragon_learner_skipped_total{reason=\"kernel_thread\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn repeated_labels_count_on_the_same_series() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.event("process_exec");
+        }
+        m.event("process_exit");
+        m.skip("host_process");
+        m.skip("host_process");
+        let text = m.render();
+        for line in [
+            "tetragon_learner_events_total{kind=\"process_exec\"} 3",
+            "tetragon_learner_events_total{kind=\"process_exit\"} 1",
+            "tetragon_learner_skipped_total{reason=\"host_process\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }
