@@ -1,7 +1,8 @@
 //! `/readyz` and `/metrics` over real HTTP while Tetragon goes away and comes
-//! back: what they say is current.
+//! back, and while checkpoints fail and recover: what they say is current.
 mod common;
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::{config, fake, start_agent};
@@ -133,4 +134,39 @@ async fn readyz_and_the_connected_gauge_follow_tetragon_going_away_and_coming_ba
 
     agent.shutdown().await.unwrap();
     second.stop().await;
+}
+
+#[actix_rt::test]
+async fn readyz_is_503_with_the_storage_state_while_checkpoints_fail_and_200_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::from_yaml(SCENARIO, "test").unwrap();
+    let fake = fake(dir.path(), scenario, None).await;
+    let agent = start_agent(config(&fake, &dir.path().join("db"))).await;
+    let addr = serve(&agent).await;
+    wait_readyz(addr, "ready", |code, b| {
+        code == 200 && b["storage"]["state"] == "ok"
+    })
+    .await;
+
+    // The disk fills up; execs keep coming, so learners keep writing.
+    let faults = agent.store.storage().faults();
+    faults.disk_full.store(true, SeqCst);
+    let failing = wait_readyz(addr, "503 for storage", |code, b| {
+        code == 503 && b["storage"]["state"] == "failing"
+    })
+    .await;
+    let error = failing["storage"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("No space left"), "{failing}");
+    assert!(failing["storage"]["failures"].as_u64().unwrap_or(0) >= 1);
+    // Tetragon is fine: the 503 is the storage's.
+    assert_eq!(failing["connection"]["status"], "connected", "{failing}");
+
+    faults.disk_full.store(false, SeqCst);
+    let ok = wait_readyz(addr, "200 after recovery", |code, _| code == 200).await;
+    assert_eq!(ok["storage"]["state"], "ok", "{ok}");
+
+    agent.shutdown().await.unwrap();
+    fake.stop().await;
 }
