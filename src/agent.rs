@@ -169,6 +169,16 @@ impl Agent {
         }
     }
 
+    /// What `/healthz`, `/readyz` and `/metrics` report on this agent.
+    pub fn health_state(&self) -> crate::api::health::HealthState {
+        crate::api::health::HealthState {
+            metrics: self.metrics.clone(),
+            connection: self.connection_status.clone(),
+            snapshot: self.snapshot_status.clone(),
+            storage: Some(self.store.storage().clone()),
+        }
+    }
+
     /// Profiles as they are on disk (what the agent may report as learned).
     pub fn durable_profiles(&self) -> Vec<Profile> {
         self.durable.read().values().cloned().collect()

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub snapshot_processes: Gauge,
     pub snapshot_duration_ms: Gauge,
     pub reconnects: Counter,
+    pub tetragon_connected: Gauge,
+    pub connect_attempts: Family<Labels, Counter>,
     pub learned_executables: Counter,
     pub deviations: Counter,
     pub learners: Family<Labels, Gauge>,
@@ -79,6 +81,8 @@ impl Metrics {
             snapshot_processes: Gauge::default(),
             snapshot_duration_ms: Gauge::default(),
             reconnects: Counter::default(),
+            tetragon_connected: Gauge::default(),
+            connect_attempts: Family::default(),
             learned_executables: Counter::default(),
             deviations: Counter::default(),
             learners: Family::default(),
@@ -141,6 +145,16 @@ impl Metrics {
             m.reconnects.clone(),
         );
         registry.register(
+            "tetragon_connected",
+            "1 while Tetragon answers on the event stream, else 0",
+            m.tetragon_connected.clone(),
+        );
+        registry.register(
+            "tetragon_connect_attempts",
+            "Attempts to connect to Tetragon, by outcome (connected, failed)",
+            m.connect_attempts.clone(),
+        );
+        registry.register(
             "learned_executables",
             "New executables made durable",
             m.learned_executables.clone(),
@@ -175,6 +189,12 @@ impl Metrics {
 
     pub fn skip(&self, reason: &str) {
         self.skipped_resolved.inc(&self.skipped, "reason", reason);
+    }
+
+    pub fn connect_attempt(&self, outcome: &str) {
+        self.connect_attempts
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
     }
 
     pub fn snapshot(&self, source: &str, result: &str) {

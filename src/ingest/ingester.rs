@@ -120,7 +120,7 @@ impl EventIngester {
                 .partial_reasons
                 .insert(PartialReason::StartedBeforeAgent);
         }
-        tracing::info!(key = %key, source = ?source, "new learner");
+        tracing::info!(key = %crate::log_quote::display(key), source = ?source, "new learner");
         (self.spawn_learner(profile), true)
     }
 

@@ -102,7 +102,7 @@ impl LearnerActor {
             match step(&mut self.profile, input, &self.cfg) {
                 Ok(e) => effects.extend(e),
                 Err(e) => {
-                    tracing::warn!(key = %self.profile.key, error = %e, "learner refused an input")
+                    tracing::warn!(key = %crate::log_quote::display(&self.profile.key), error = %e, "learner refused an input")
                 }
             }
         }
@@ -126,7 +126,7 @@ impl LearnerActor {
             // is not reported.
             if let Err(error) = settle(&mut act.ledger, w, res, &act.profile, &act.metrics) {
                 if w.durability == Durability::Flush {
-                    tracing::error!(key = %act.profile.key, error = %error, "profile change not yet durable; retrying on the next tick");
+                    tracing::error!(key = %crate::log_quote::display(&act.profile.key), error = %error, "profile change not yet durable; retrying on the next tick");
                 }
             }
         }));
@@ -164,14 +164,14 @@ fn report_durable(key: &LearnerKey, news: &[Effect], metrics: &Metrics) {
         match e {
             Effect::NewExecutable { path } => {
                 metrics.learned_executables.inc();
-                tracing::info!(key = %key, path = %path.escape_debug(), "learned executable");
+                tracing::info!(key = %crate::log_quote::display(key), path = %crate::log_quote::name(path), "learned executable");
             }
             Effect::NewDeviation { path } => {
                 metrics.deviations.inc();
-                tracing::warn!(key = %key, path = %path.escape_debug(), "deviation from locked profile");
+                tracing::warn!(key = %crate::log_quote::display(key), path = %crate::log_quote::name(path), "deviation from locked profile");
             }
             Effect::StateChanged { from, to, reason } => {
-                tracing::info!(key = %key, from = from.as_str(), to = to.as_str(), reason = reason.as_str(), "learner state changed");
+                tracing::info!(key = %crate::log_quote::display(key), from = from.as_str(), to = to.as_str(), reason = reason.as_str(), "learner state changed");
             }
             _ => {}
         }
