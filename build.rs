@@ -2,6 +2,8 @@
 //! `protox` parses the .proto files in-process, `tonic-prost-build` writes the
 //! messages and the gRPC client/server, and `pbjson-build` adds serde impls that
 //! read and write Tetragon's protojson export format (snake_case names).
+//! `proto/tetragon/lean.proto` (the event stream as the agent reads it) gets
+//! protobuf code only.
 use std::path::PathBuf;
 
 use prost::Message;
@@ -30,5 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ignore_unknown_fields()
         .ignore_unknown_enum_variants()
         .build(&[".tetragon"])?;
+
+    // The lean stream types (proto/tetragon/lean.proto): protobuf only, no
+    // gRPC stubs (the call is hand-written), every `bytes` field a zero-copy
+    // `bytes::Bytes` slice of the received frame.
+    let lean = protox::compile(["tetragon/lean.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .bytes(".tetragon.lean")
+        .compile_fds(lean)?;
     Ok(())
 }

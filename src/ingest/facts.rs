@@ -4,12 +4,14 @@ use serde::Serialize;
 
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::{FactSource, Observation};
-use crate::snapshot::convert::{is_kernel_pseudo_binary, process_to_snapshot};
+use crate::snapshot::convert::is_kernel_pseudo_binary;
 use crate::snapshot::exec_chain::ExecLink;
 
 pub use super::process_table::DEFAULT_MAX_LIVE_PROCESSES;
 use crate::snapshot::model::SnapshotProcess;
-use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
+use crate::tetragon::proto::{lean, GetEventsResponse};
+
+use super::process_view::{EventView, NotUtf8, ProcessView};
 use crate::time::UnixMillis;
 
 /// What is learned, and from where.
@@ -55,6 +57,8 @@ pub enum SkipReason {
     KernelThread,
     HostProcess,
     NamespaceFiltered,
+    /// A field the agent reads (binary, exec_id, pod, ...) is not UTF-8.
+    NotUtf8,
 }
 
 impl SkipReason {
@@ -68,6 +72,7 @@ impl SkipReason {
             Self::KernelThread => "kernel_thread",
             Self::HostProcess => "host_process",
             Self::NamespaceFiltered => "namespace_filtered",
+            Self::NotUtf8 => "not_utf8",
         }
     }
 }
@@ -98,9 +103,20 @@ pub enum Fact {
     Skip(SkipReason),
 }
 
-/// Applies the learning rules to one process (from a snapshot or an exec event).
+/// Applies the learning rules to one snapshot entry.
 pub fn learnable(
     p: &SnapshotProcess,
+    source: FactSource,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Result<Learnable, SkipReason> {
+    learn(&ProcessView::of_snapshot(p), source, at, cfg)
+}
+
+/// The learning rules, for one process from any source (a snapshot entry, a
+/// full or a lean exec event): the one place they are written.
+pub fn learn(
+    p: &ProcessView<'_>,
     source: FactSource,
     at: UnixMillis,
     cfg: &IngestConfig,
@@ -111,7 +127,7 @@ pub fn learnable(
     if p.binary.len() > PATH_MAX {
         return Err(SkipReason::PathTooLong);
     }
-    if is_kernel_pseudo_binary(&p.binary) {
+    if is_kernel_pseudo_binary(p.binary) {
         return Err(SkipReason::KernelThread);
     }
     let key = match (&p.pod, &p.container) {
@@ -119,17 +135,17 @@ pub fn learnable(
         (None, _) => return Err(SkipReason::HostProcess),
         (Some(_), None) => return Err(SkipReason::PodWithoutContainer),
         (Some(_), Some(c)) if c.name.is_empty() => return Err(SkipReason::PodWithoutContainer),
-        (Some(pod), Some(c)) => LearnerKey::for_pod(
-            &pod.namespace,
-            &pod.name,
-            &pod.workload,
-            &pod.workload_kind,
-            &pod.labels,
-            &c.name,
+        (Some(pod), Some(c)) => LearnerKey::for_pod_hash(
+            pod.namespace,
+            pod.name,
+            pod.workload,
+            pod.workload_kind,
+            pod.pod_template_hash,
+            c.name,
         ),
     };
     if let Some(pod) = &p.pod {
-        let ns = &pod.namespace;
+        let ns = pod.namespace;
         if cfg.exclude_namespaces.iter().any(|n| n == ns)
             || (!cfg.include_namespaces.is_empty()
                 && !cfg.include_namespaces.iter().any(|n| n == ns))
@@ -141,14 +157,14 @@ pub fn learnable(
     Ok(Learnable {
         key,
         link: ExecLink::new(
-            &p.flags,
-            &p.exec_id,
+            p.flags,
+            p.exec_id,
             (p.pid != 0).then_some(p.pid),
-            &p.parent_exec_id,
+            p.parent_exec_id,
         ),
-        exec_id: p.exec_id.clone(),
+        exec_id: p.exec_id.to_owned(),
         observation: Observation {
-            path: p.binary.clone(),
+            path: p.binary.to_owned(),
             at,
             source,
             exec_probe,
@@ -164,29 +180,39 @@ pub fn learnable(
     })
 }
 
-/// Classifies one streamed event. `process_exit` and other kinds teach nothing.
+/// Classifies one streamed event, whichever way it was decoded.
+/// `process_exit` and other kinds teach nothing.
+pub fn fact_from_view(ev: &EventView<'_>, at: UnixMillis, cfg: &IngestConfig) -> Fact {
+    match ev {
+        EventView::Exec(None) | EventView::Exit(None) => Fact::Skip(SkipReason::NoProcess),
+        EventView::Exec(Some(p)) => match learn(p, FactSource::Event, at, cfg) {
+            Ok(l) => Fact::Exec(l),
+            Err(reason) => Fact::Skip(reason),
+        },
+        EventView::Exit(Some(p)) => Fact::Exit {
+            exec_id: p.exec_id.to_owned(),
+        },
+        EventView::Dropped(count) => Fact::Dropped { count: *count },
+        EventView::Other => Fact::Skip(SkipReason::OtherKind),
+    }
+}
+
+/// Classifies one event decoded into the full types.
 pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfig) -> Fact {
-    match &ev.event {
-        Some(Event::ProcessExec(exec)) => match &exec.process {
-            None => Fact::Skip(SkipReason::NoProcess),
-            Some(p) => {
-                let snap = process_to_snapshot(p, &ev.node_name);
-                match learnable(&snap, FactSource::Event, at, cfg) {
-                    Ok(l) => Fact::Exec(l),
-                    Err(reason) => Fact::Skip(reason),
-                }
-            }
-        },
-        Some(Event::ProcessExit(exit)) => match &exit.process {
-            Some(p) => Fact::Exit {
-                exec_id: p.exec_id.clone(),
-            },
-            None => Fact::Skip(SkipReason::NoProcess),
-        },
-        Some(Event::RateLimitInfo(info)) => Fact::Dropped {
-            count: info.number_of_dropped_process_events,
-        },
-        None => Fact::Skip(SkipReason::OtherKind),
+    fact_from_view(&EventView::of_full(ev), at, cfg)
+}
+
+/// Classifies one event of the lean stream (what the agent reads). A field
+/// it reads that is not UTF-8 makes the event a counted skip (the full
+/// decoding would refuse the frame, and the stream with it).
+pub fn fact_from_lean_event(
+    ev: &lean::GetEventsResponse,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Fact {
+    match EventView::of_lean(ev) {
+        Ok(view) => fact_from_view(&view, at, cfg),
+        Err(NotUtf8) => Fact::Skip(SkipReason::NotUtf8),
     }
 }
 

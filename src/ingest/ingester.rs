@@ -22,10 +22,10 @@ use crate::snapshot::builder::SnapshotTaken;
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
 use crate::tetragon::connection::messages::EventBatch;
-use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
+use crate::tetragon::proto::lean::{get_events_response::Event, GetEventsResponse};
 use crate::time::now_ms;
 
-use super::facts::{fact_from_event, learnable, Fact, IngestConfig};
+use super::facts::{fact_from_lean_event, learnable, Fact, IngestConfig};
 use super::process_table::{ProcessTable, SnapshotEntry};
 
 /// Exec events of processes that started this shortly before a snapshot may
@@ -193,7 +193,7 @@ impl Handler<EventBatch> for EventIngester {
         let mut out = Delivery::new();
         for ev in &msg.0 {
             self.metrics.event(event_kind(ev));
-            match fact_from_event(ev, now, &self.cfg) {
+            match fact_from_lean_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
                     self.table
                         .exec(l.exec_id.clone(), l.key.clone(), l.link.clone(), now);

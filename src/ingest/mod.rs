@@ -2,3 +2,4 @@
 pub mod facts;
 pub mod ingester;
 pub mod process_table;
+pub mod process_view;

@@ -50,7 +50,28 @@ impl LearnerKey {
         labels: &BTreeMap<String, String>,
         container: &str,
     ) -> Self {
-        let (kind, workload) = workload_of(pod_name, workload, workload_kind, labels);
+        let hash = labels.get("pod-template-hash").map(String::as_str);
+        Self::for_pod_hash(
+            namespace,
+            pod_name,
+            workload,
+            workload_kind,
+            hash,
+            container,
+        )
+    }
+
+    /// [`LearnerKey::for_pod`] given the pod's `pod-template-hash` label alone.
+    pub fn for_pod_hash(
+        namespace: &str,
+        pod_name: &str,
+        workload: &str,
+        workload_kind: &str,
+        pod_template_hash: Option<&str>,
+        container: &str,
+    ) -> Self {
+        let (kind, workload) =
+            workload_of_pod(pod_name, workload, workload_kind, pod_template_hash);
         Self {
             namespace: namespace.to_string(),
             workload_kind: kind,
@@ -92,10 +113,22 @@ pub fn workload_of(
     workload_kind: &str,
     labels: &BTreeMap<String, String>,
 ) -> (String, String) {
+    let hash = labels.get("pod-template-hash").map(String::as_str);
+    workload_of_pod(pod_name, workload, workload_kind, hash)
+}
+
+/// [`workload_of`] given the pod's `pod-template-hash` label alone (the only
+/// label it reads), so a caller need not build a label map.
+pub fn workload_of_pod(
+    pod_name: &str,
+    workload: &str,
+    workload_kind: &str,
+    pod_template_hash: Option<&str>,
+) -> (String, String) {
     if !workload.is_empty() && !workload_kind.is_empty() {
         return (workload_kind.to_string(), workload.to_string());
     }
-    if let Some(hash) = labels.get("pod-template-hash").filter(|h| !h.is_empty()) {
+    if let Some(hash) = pod_template_hash.filter(|h| !h.is_empty()) {
         let marker = format!("-{hash}-");
         if let Some(pos) = pod_name.rfind(&marker) {
             let base = &pod_name[..pos];

@@ -1,4 +1,5 @@
 //! Pure conversions from Tetragon's process messages to snapshot entries.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::tetragon::proto;
@@ -25,14 +26,8 @@ pub fn process_to_snapshot(p: &proto::Process, node_name: &str) -> SnapshotProce
             .start_time
             .as_ref()
             .and_then(|t| rfc3339_from_parts(t.seconds, t.nanos)),
-        // Tetragon leaves the wrapper unset when it does not know; treat that as
-        // "in the init tree" so only a positive `false` marks an exec session.
-        in_init_tree: p.in_init_tree.as_ref().map(|w| w.value).unwrap_or(true),
-        node_name: if node_name.is_empty() {
-            node_from_exec_id(&p.exec_id).unwrap_or_default()
-        } else {
-            node_name.to_string()
-        },
+        in_init_tree: in_init_tree_or_default(p.in_init_tree.as_ref().map(|w| w.value)),
+        node_name: node_name_or_from_exec_id(node_name, &p.exec_id).into_owned(),
         container,
         pod,
     }
@@ -59,6 +54,22 @@ fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
         labels,
     };
     (container, Some(info))
+}
+
+/// Tetragon leaves the `in_init_tree` wrapper unset when it does not know; that
+/// counts as "in the init tree", so only a positive `false` marks an exec session.
+pub fn in_init_tree_or_default(wrapper: Option<bool>) -> bool {
+    wrapper.unwrap_or(true)
+}
+
+/// The event's node name, or (when it has none, as in the process-cache dump)
+/// the node named in the exec_id; empty when neither says.
+pub fn node_name_or_from_exec_id<'a>(node_name: &'a str, exec_id: &str) -> Cow<'a, str> {
+    if node_name.is_empty() {
+        Cow::Owned(node_from_exec_id(exec_id).unwrap_or_default())
+    } else {
+        Cow::Borrowed(node_name)
+    }
 }
 
 /// Tetragon's exec_id is base64 of `<node>:<ktime>:<pid>`: the process-cache dump

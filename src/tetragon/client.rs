@@ -7,6 +7,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::address::TetragonAddress;
 use super::proto::fine_guidance_sensors_client::FineGuidanceSensorsClient;
+use super::proto::{lean, GetEventsRequest};
 
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -70,6 +71,31 @@ pub async fn connect(
 /// A client with the receive limit raised: a busy node's process cache is large.
 pub fn client(channel: Channel, max_message_size: usize) -> FineGuidanceSensorsClient<Channel> {
     FineGuidanceSensorsClient::new(channel).max_decoding_message_size(max_message_size)
+}
+
+/// Opens `GetEvents` with the lean response type (`proto/tetragon/lean.proto`):
+/// the same RPC on the same path as the generated client's `get_events`, whose
+/// frames are decoded into only the fields the agent reads. Written out
+/// because the generated stub is tied to the full response type.
+pub async fn get_events_lean(
+    channel: Channel,
+    request: GetEventsRequest,
+    max_message_size: usize,
+) -> Result<tonic::Streaming<lean::GetEventsResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(max_message_size);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let codec = tonic_prost::ProstCodec::<GetEventsRequest, lean::GetEventsResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/tetragon.FineGuidanceSensors/GetEvents",
+    );
+    let mut req = tonic::Request::new(request);
+    req.extensions_mut().insert(tonic::GrpcMethod::new(
+        "tetragon.FineGuidanceSensors",
+        "GetEvents",
+    ));
+    Ok(grpc.server_streaming(req, path, codec).await?.into_inner())
 }
 
 /// "transport error" alone says nothing: keep every distinct message down the

@@ -4,3 +4,10 @@
 
 include!(concat!(env!("OUT_DIR"), "/tetragon.rs"));
 include!(concat!(env!("OUT_DIR"), "/tetragon.serde.rs"));
+
+/// The event stream as the agent reads it (`proto/tetragon/lean.proto`): the
+/// same wire format as [`GetEventsResponse`], only the fields the agent uses,
+/// strings as zero-copy `Bytes`.
+pub mod lean {
+    include!(concat!(env!("OUT_DIR"), "/tetragon.lean.rs"));
+}

@@ -16,8 +16,9 @@ use tonic::Streaming;
 
 use crate::api::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
-use crate::tetragon::client::{client, connect};
-use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsResponse};
+use crate::tetragon::client::{connect, get_events_lean};
+use crate::tetragon::proto::lean::GetEventsResponse;
+use crate::tetragon::proto::{EventType, Filter, GetEventsRequest};
 use crate::time::{now_ms, UnixMillis};
 
 use super::machine::{
@@ -196,15 +197,15 @@ type OpenFuture =
 /// it, so the grace timer and shutdown are not held up.
 fn open_events(channel: tonic::transport::Channel, address: String) -> OpenFuture {
     Box::pin(async move {
-        let mut c = client(channel, 16 * 1024 * 1024);
-        let resp = c.get_events(events_request()).await.map_err(|s| {
-            format!(
-                "GetEvents at {address} failed: {:?}: {}",
-                s.code(),
-                s.message()
-            )
-        })?;
-        Ok(resp.into_inner())
+        get_events_lean(channel, events_request(), 16 * 1024 * 1024)
+            .await
+            .map_err(|s| {
+                format!(
+                    "GetEvents at {address} failed: {:?}: {}",
+                    s.code(),
+                    s.message()
+                )
+            })
     })
 }
 

@@ -2,9 +2,10 @@
 //! holds a `Recipient` for each, so it names no consumer: `agent.rs` wires it.
 use actix::Message;
 
-use crate::tetragon::proto::GetEventsResponse;
+use crate::tetragon::proto::lean::GetEventsResponse;
 
-/// Events from one read of the stream, in order. The connection awaits the
+/// Events from one read of the stream, in order, in the lean decoding (only
+/// what the agent reads). The connection awaits the
 /// answer before it reads on: backpressure, never an unbounded queue.
 #[derive(Message)]
 #[rtype(result = "()")]
