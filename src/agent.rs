@@ -47,6 +47,10 @@ pub enum AgentError {
 
 pub struct Agent {
     pub connection: Addr<TetragonConnection>,
+    /// The connection's own thread: reading and decoding the event stream
+    /// (and the HTTP/2 connection under it) runs beside the ingester and the
+    /// learners instead of taking turns with them on the System thread.
+    connection_thread: ArbiterHandle,
     pub ingester: Addr<EventIngester>,
     pub checkpointer: Addr<Checkpointer>,
     pub durable: DurableView,
@@ -117,16 +121,18 @@ impl Agent {
         )
         .start();
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
-        let connection = TetragonConnection::new(
+        let actor = TetragonConnection::new(
             cfg.connection.clone(),
             ingester.clone().recipient(),
             snapshots.recipient(),
             metrics.clone(),
             connection_status.clone(),
-        )
-        .start();
+        );
+        let connection_thread = Arbiter::new().handle();
+        let connection = TetragonConnection::start_in_arbiter(&connection_thread, |_| actor);
         let agent = Self {
             connection,
+            connection_thread,
             ingester,
             checkpointer,
             durable,
@@ -195,6 +201,7 @@ impl Agent {
     /// write every learner durably and stop it, flush the rest, release sled.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let _ = self.connection.send(Shutdown).await;
+        self.connection_thread.stop();
         let drained = match self.ingester.send(StopAll).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
@@ -214,5 +221,13 @@ impl Agent {
         };
         let _ = self.checkpointer.send(StopCheckpointer).await;
         flushed
+    }
+}
+
+impl Drop for Agent {
+    /// An agent dropped without `shutdown` (a test, an error path) must not
+    /// leave its connection thread behind.
+    fn drop(&mut self) {
+        self.connection_thread.stop();
     }
 }
