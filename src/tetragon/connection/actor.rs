@@ -1,6 +1,7 @@
 //! The TetragonConnection actor: drives the pure connection machine with real
 //! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), hands
-//! events on as `EventBatch` (awaiting the recipient: backpressure, never an
+//! events on as `EventBatch` (one batch in flight: the next is read while the
+//! ingester handles it, and handed on once it is done: backpressure, never an
 //! unbounded queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
 //! reconnects with capped, jittered backoff.
 use std::pin::Pin;
@@ -266,7 +267,13 @@ struct Driver {
     stop: watch::Receiver<bool>,
     timers: Timers,
     link: Link,
+    /// The batch handed on last, until the ingester has handled it. One batch
+    /// is read and decoded while the previous one is handled (the two run on
+    /// different threads), and no more: the next waits for this one.
+    in_flight: Option<HandOn>,
 }
+
+type HandOn = Pin<Box<dyn std::future::Future<Output = Result<(), MailboxError>>>>;
 
 /// What a read of the stream gave: a batch to hand on, and whether the
 /// stream ended right after it (a status that ends the stream after some
@@ -315,6 +322,7 @@ impl Driver {
             stop,
             timers: Timers::default(),
             link: Link::default(),
+            in_flight: None,
         }
     }
 
@@ -391,7 +399,7 @@ impl Driver {
     }
 
     /// Waits for what happens next: a timer, the stream opening, a snapshot's
-    /// answer, events (handed on before anything else is read), or shutdown.
+    /// answer, events (handed on once the batch before is handled), or shutdown.
     /// `None`: events were handed on and the machine has nothing to hear.
     async fn wait(&mut self, m: &Connection) -> Option<ConnEvent> {
         let link = &mut self.link;
@@ -421,7 +429,18 @@ impl Driver {
                     Some(Ok(first)) => {
                         let Some(stream) = link.stream.as_mut() else { return Some(ConnEvent::StreamEnded) };
                         let (batch, ended) = read_batch(first, stream);
-                        if self.events.send(EventBatch(batch)).await.is_err() {
+                        // The batch before must be handled first; the send
+                        // queues this one at once (the ingester's mailbox
+                        // holds at most this batch and snapshots), so order
+                        // is kept, and it is handled while the next is read.
+                        let before = self.in_flight.take();
+                        let settled = match before {
+                            Some(before) => before.await.is_ok(),
+                            None => true,
+                        };
+                        let send = self.events.send(EventBatch(batch));
+                        self.in_flight = Some(Box::pin(send));
+                        if !settled {
                             // Nobody takes events anymore: the agent is going down.
                             ConnEvent::Shutdown
                         } else if let Some(e) = ended {
@@ -459,6 +478,11 @@ impl Driver {
             self.update(|st| st.state = m.state);
             let follow = self.execute(actions).await;
             if m.state == ConnState::Stopped {
+                // The last batch is handled before the connection says it
+                // stopped: no event is forwarded after that.
+                if let Some(last) = self.in_flight.take() {
+                    let _ = last.await;
+                }
                 return;
             }
             next = match follow {
