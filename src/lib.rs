@@ -16,6 +16,11 @@ pub mod tetragon;
 pub mod time;
 pub mod unix_socket;
 
+/// A hash map for the hot maps of the event path (the live process table, the
+/// ingester's learners): foldhash instead of SipHash, still seeded per map, so
+/// keys chosen by others (pod names) cannot be aimed at one bucket.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The global allocator that every binary of this package declares (the CLI,
 /// the pipeline bench): the event path allocates per event, and glibc's malloc
 /// was half of the agent's CPU on the wire-speed bench (see README,

@@ -3,7 +3,7 @@
 //! Learner actor per key, created on demand. It never touches the disk: sends
 //! to learners are awaited (bounded mailboxes = backpressure), and the
 //! Checkpointer does the I/O.
-use std::collections::{BTreeMap, HashMap};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub struct EventIngester {
     learner_cfg: LearnerConfig,
     checkpointer: Addr<Checkpointer>,
     metrics: Arc<Metrics>,
-    learners: HashMap<LearnerKey, Addr<LearnerActor>>,
+    learners: crate::FastMap<LearnerKey, Addr<LearnerActor>>,
     table: ProcessTable,
     tick: Duration,
     /// Keys loaded from the database: their history started before this run.
@@ -61,8 +61,9 @@ pub struct EventIngester {
     stopping: bool,
 }
 
-/// Inputs per learner, in order, for one delivery.
-type Delivery = BTreeMap<LearnerKey, (Addr<LearnerActor>, Vec<LearnerInput>)>;
+/// Inputs per learner, in order, for one delivery (learners are independent:
+/// the order among them does not matter, the order of each one's inputs does).
+type Delivery = crate::FastMap<LearnerKey, (Addr<LearnerActor>, Vec<LearnerInput>)>;
 
 impl EventIngester {
     pub fn new(
@@ -80,7 +81,7 @@ impl EventIngester {
             learner_cfg,
             checkpointer,
             metrics,
-            learners: HashMap::new(),
+            learners: crate::FastMap::default(),
             tick,
             resumed: resumed_keys,
             first_snapshot_done: false,
@@ -190,7 +191,7 @@ impl Handler<EventBatch> for EventIngester {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
         let now = now_ms();
-        let mut out = Delivery::new();
+        let mut out = Delivery::default();
         for ev in &msg.0 {
             self.metrics.event(event_kind(ev));
             match fact_from_lean_event(ev, now, &self.cfg) {
@@ -272,7 +273,7 @@ impl Handler<SnapshotTaken> for EventIngester {
         self.last_snapshot_at = Some(taken_at);
         self.count_evictions();
         let before = self.learners.len();
-        let mut out = Delivery::new();
+        let mut out = Delivery::default();
         if !self.first_snapshot_done {
             // The first snapshot of this run shows containers that were running
             // before the agent connected, even those whose learner an early event

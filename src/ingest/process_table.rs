@@ -16,7 +16,7 @@
 //! the rule of [`exec_chain`](crate::snapshot::exec_chain), applied to the
 //! stream's execs (in either order) and within each snapshot (which may list a
 //! replaced image still referenced by its successor).
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::learner::key::LearnerKey;
 use crate::snapshot::exec_chain::{replaced_within, ChainExec, ExecChains, ExecLink};
@@ -63,7 +63,7 @@ impl Entry {
 
 #[derive(Debug)]
 pub struct ProcessTable {
-    live: HashMap<String, Entry>,
+    live: crate::FastMap<String, Entry>,
     /// seq -> exec_id, oldest first: the eviction order.
     order: BTreeMap<u64, String>,
     next_seq: u64,
@@ -95,7 +95,7 @@ impl ProcessTable {
     /// A table of at most `cap` processes (at least 1).
     pub fn with_cap(cap: usize) -> Self {
         Self {
-            live: HashMap::new(),
+            live: crate::FastMap::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             cap: cap.max(1),
