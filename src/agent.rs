@@ -115,6 +115,7 @@ impl Agent {
             metrics.clone(),
             snapshot_status.clone(),
         )
+        .with_failures(ingester.clone().recipient())
         .start();
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
         let connection = TetragonConnection::new(

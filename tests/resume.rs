@@ -95,6 +95,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 2,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     let locked = Profile {
         key: locked_key(),
@@ -109,6 +110,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: records(vec![rec("/bin/old-deviation", now - DAY, now - DAY, 1)]),
         drift_count: 1,
         partial_reasons: BTreeSet::from([PartialReason::StartedBeforeAgent]),
+        tracking: Default::default(),
     };
     // Learning, but both windows elapsed long ago: the first tick makes it Stable.
     let due = Profile {
@@ -121,6 +123,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 1,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     // Learning for a moment only: must stay Learning (windows in `cfg`).
     let young = Profile {
@@ -133,6 +136,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 0,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     // Stable and never observed: must come back bit for bit.
     let quiet = Profile {
@@ -145,6 +149,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: records(vec![rec("/bin/leftover", created + 5, created + 6, 1)]),
         drift_count: 4,
         partial_reasons: BTreeSet::from([PartialReason::EventsDropped]),
+        tracking: Default::default(),
     };
     vec![stable, locked, due, young, quiet]
 }

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub checkpoint_lag_ms: Gauge,
     pub checkpoint_flushes: Counter,
     pub checkpoint_errors: Counter,
+    /// Partial reasons made durable, by reason (marked, healed).
+    pub partial_reasons: Family<Labels, Counter>,
+    pub learned_from_exits: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +60,8 @@ impl Metrics {
             checkpoint_lag_ms: Gauge::default(),
             checkpoint_flushes: Counter::default(),
             checkpoint_errors: Counter::default(),
+            partial_reasons: Family::default(),
+            learned_from_exits: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -136,7 +141,24 @@ impl Metrics {
             "Failed sled writes",
             m.checkpoint_errors.clone(),
         );
+        registry.register(
+            "partial_reasons",
+            "Partial reasons marked or healed (made durable), by reason and change",
+            m.partial_reasons.clone(),
+        );
+        registry.register(
+            "learned_from_exits",
+            "Executables first learned from a process_exit (their exec was missed)",
+            m.learned_from_exits.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// A partial reason was marked or healed (`change`), durably.
+    pub fn partial_reason(&self, reason: &str, change: &str) {
+        self.partial_reasons
+            .get_or_create(&labels(&[("reason", reason), ("change", change)]))
+            .inc();
     }
 
     pub fn event(&self, kind: &str) {

@@ -116,6 +116,7 @@ impl RunArgs {
                 include_namespaces: self.include_namespaces.clone(),
                 exclude_namespaces: self.exclude_namespaces.clone(),
                 max_live_processes: self.max_live_processes,
+                learn_from_exits: true,
             },
             learner: LearnerConfig {
                 stability_window_ms: u64::try_from(self.stability_window.as_millis())

@@ -249,6 +249,7 @@ fn reason_name(r: PartialReason) -> &'static str {
         PartialReason::StartedBeforeAgent => "started-before-agent",
         PartialReason::EventsDropped => "events-dropped",
         PartialReason::TooManyExecutables => "too-many-executables",
+        PartialReason::NoSnapshot => "no-snapshot",
     }
 }
 

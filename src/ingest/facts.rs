@@ -10,7 +10,7 @@ use crate::snapshot::exec_chain::ExecLink;
 pub use super::process_table::DEFAULT_MAX_LIVE_PROCESSES;
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
-use crate::time::UnixMillis;
+use crate::time::{parse_rfc3339_ms, UnixMillis};
 
 /// What is learned, and from where.
 #[derive(Debug, Clone)]
@@ -23,6 +23,9 @@ pub struct IngestConfig {
     pub exclude_namespaces: Vec<String>,
     /// Cap of the live process table (oldest entries evicted beyond it).
     pub max_live_processes: usize,
+    /// Exits of binaries a profile lacks teach them (source `exit`). Only
+    /// turned off to measure what exits add.
+    pub learn_from_exits: bool,
 }
 
 impl Default for IngestConfig {
@@ -32,6 +35,7 @@ impl Default for IngestConfig {
             include_namespaces: Vec::new(),
             exclude_namespaces: Vec::new(),
             max_live_processes: DEFAULT_MAX_LIVE_PROCESSES,
+            learn_from_exits: true,
         }
     }
 }
@@ -73,15 +77,28 @@ pub struct Learnable {
     /// Whether it replaced an earlier image of the same process (for the live
     /// process table).
     pub link: ExecLink,
+    /// The container instance it runs in (none outside containers).
+    pub instance: Option<InstanceRef>,
+    /// When the process started, as Tetragon reports it.
+    pub started_at: Option<UnixMillis>,
+}
+
+/// A container instance: Tetragon's container id and the container's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub id: String,
+    pub started_at: Option<UnixMillis>,
 }
 
 /// What one event means to the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     Exec(Learnable),
-    /// A process ended: it leaves the live process table. Teaches nothing.
+    /// A process ended: it leaves the live process table. When it is
+    /// learnable, its binary teaches (source `exit`) if the profile lacks it.
     Exit {
         exec_id: String,
+        learnable: Option<Learnable>,
     },
     /// Tetragon says it dropped this many events: learners may be partial.
     Dropped {
@@ -127,8 +144,18 @@ pub fn learnable(
         }
     }
     let exec_probe = p.container.as_ref().is_some_and(|c| c.maybe_exec_probe);
+    let instance = p
+        .container
+        .as_ref()
+        .filter(|c| !c.id.is_empty() && p.pod.is_some())
+        .map(|c| InstanceRef {
+            id: c.id.clone(),
+            started_at: c.start_time.as_deref().and_then(parse_rfc3339_ms),
+        });
     Ok(Learnable {
         key,
+        instance,
+        started_at: p.start_time.as_deref().and_then(parse_rfc3339_ms),
         link: ExecLink::new(
             &p.flags,
             &p.exec_id,
@@ -153,7 +180,7 @@ pub fn learnable(
     })
 }
 
-/// Classifies one streamed event. `process_exit` and other kinds teach nothing.
+/// Classifies one streamed event.
 pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfig) -> Fact {
     match &ev.event {
         Some(Event::ProcessExec(exec)) => match &exec.process {
@@ -167,9 +194,13 @@ pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfi
             }
         },
         Some(Event::ProcessExit(exit)) => match &exit.process {
-            Some(p) => Fact::Exit {
-                exec_id: p.exec_id.clone(),
-            },
+            Some(p) => {
+                let snap = process_to_snapshot(p, &ev.node_name);
+                Fact::Exit {
+                    exec_id: p.exec_id.clone(),
+                    learnable: learnable(&snap, FactSource::Exit, at, cfg).ok(),
+                }
+            }
             None => Fact::Skip(SkipReason::NoProcess),
         },
         Some(Event::RateLimitInfo(info)) => Fact::Dropped {
@@ -200,6 +231,7 @@ mod tests {
                 name: "app".into(),
                 image: "i".into(),
                 maybe_exec_probe: false,
+                start_time: Some("1970-01-01T00:00:01Z".into()),
             }),
             pod: Some(PodInfo {
                 namespace: "ns".into(),

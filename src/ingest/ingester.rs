@@ -13,19 +13,20 @@ use crate::api::metrics::Metrics;
 use crate::learner::actor::{
     Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
 };
+use crate::learner::completeness::InstanceSighting;
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::observation::FactSource;
 use crate::learner::profile::{PartialReason, Profile};
-use crate::snapshot::builder::SnapshotTaken;
+use crate::snapshot::builder::{SnapshotFailed, SnapshotTaken};
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
 use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
-use crate::time::now_ms;
+use crate::time::{now_ms, UnixMillis};
 
-use super::facts::{fact_from_event, learnable, Fact, IngestConfig};
+use super::facts::{fact_from_event, learnable, Fact, IngestConfig, InstanceRef};
 use super::process_table::{ProcessTable, SnapshotEntry};
 
 /// Exec events of processes that started this shortly before a snapshot may
@@ -55,7 +56,14 @@ pub struct EventIngester {
     resumed: std::collections::HashSet<LearnerKey>,
     first_snapshot_done: bool,
     /// When the previous snapshot was taken (to judge which execs were missed).
-    last_snapshot_at: Option<crate::time::UnixMillis>,
+    last_snapshot_at: Option<UnixMillis>,
+    /// When this run's stream was first live (first events, or first snapshot,
+    /// whichever came first): a container instance that started later is seen
+    /// from its start.
+    stream_live_at: Option<UnixMillis>,
+    /// A snapshot asked for after the latest (re)connect failed and none has
+    /// succeeded since: every learner is partial (`no-snapshot`).
+    no_snapshot: bool,
     /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
     /// create a fresh learner over a drained one.
     stopping: bool,
@@ -85,6 +93,8 @@ impl EventIngester {
             resumed: resumed_keys,
             first_snapshot_done: false,
             last_snapshot_at: None,
+            stream_live_at: None,
+            no_snapshot: false,
             stopping: false,
         };
         for p in resumed {
@@ -115,10 +125,13 @@ impl EventIngester {
             return (a.clone(), false);
         }
         let mut profile = Profile::new(key.clone(), now_ms());
-        if source != FactSource::Event {
+        if matches!(source, FactSource::Snapshot | FactSource::ExportLog) {
             profile
                 .partial_reasons
                 .insert(PartialReason::StartedBeforeAgent);
+        }
+        if self.no_snapshot {
+            profile.partial_reasons.insert(PartialReason::NoSnapshot);
         }
         tracing::info!(key = %key, source = ?source, "new learner");
         (self.spawn_learner(profile), true)
@@ -139,6 +152,29 @@ impl EventIngester {
             );
         }
         self.metrics.process_table_evictions.inc_by(evicted);
+    }
+
+    /// Whether an instance (or process) that started at `start` was seen
+    /// from its start: it started after this run's stream was first live.
+    fn after_live(&self, start: Option<UnixMillis>) -> bool {
+        matches!((start, self.stream_live_at), (Some(s), Some(live)) if s >= live)
+    }
+
+    fn sighting(&self, inst: &InstanceRef, at: UnixMillis) -> InstanceSighting {
+        InstanceSighting {
+            id: inst.id.clone(),
+            started_at: inst.started_at,
+            seen_from_start: self.after_live(inst.started_at),
+            at,
+        }
+    }
+
+    /// Queues `input` for every learner.
+    fn push_all(&mut self, out: &mut Delivery, input: impl Fn() -> LearnerInput) {
+        let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
+        for key in keys {
+            self.push(out, &key, input(), FactSource::Event);
+        }
     }
 
     /// Queues `input` for the learner of `key` (created on demand).
@@ -190,35 +226,59 @@ impl Handler<EventBatch> for EventIngester {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
         let now = now_ms();
+        self.stream_live_at.get_or_insert(now);
         let mut out = Delivery::new();
         for ev in &msg.0 {
             self.metrics.event(event_kind(ev));
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
-                    self.table
-                        .exec(l.exec_id.clone(), l.key.clone(), l.link.clone(), now);
+                    let new_instance = self.table.exec(
+                        l.exec_id.clone(),
+                        l.key.clone(),
+                        l.link.clone(),
+                        now,
+                        l.instance.as_ref().map(|i| i.id.clone()),
+                    );
                     self.push(
                         &mut out,
                         &l.key,
                         LearnerInput::Observe(l.observation),
                         FactSource::Event,
                     );
+                    if let (true, Some(inst)) = (new_instance, &l.instance) {
+                        let seen = LearnerInput::InstanceSeen(self.sighting(inst, now));
+                        self.push(&mut out, &l.key, seen, FactSource::Event);
+                    }
                 }
-                Fact::Exit { exec_id } => {
-                    self.table.exit(&exec_id);
+                Fact::Exit { exec_id, learnable } => {
+                    let exited = self.table.exit(&exec_id);
+                    if let Some(l) = learnable.filter(|_| self.cfg.learn_from_exits) {
+                        // Learned only if the profile lacks the binary: then its
+                        // exec was missed, and if the process started while the
+                        // stream was live, that is a gap.
+                        let gap = self.after_live(l.started_at);
+                        let input = LearnerInput::ExitSeen {
+                            observation: l.observation,
+                            gap,
+                        };
+                        self.push(&mut out, &l.key, input, FactSource::Exit);
+                    }
+                    if let Some(crate::ingest::process_table::Exited {
+                        key,
+                        instance_gone: Some(id),
+                    }) = exited
+                    {
+                        let gone = LearnerInput::InstanceGone { id, at: now };
+                        self.push(&mut out, &key, gone, FactSource::Event);
+                    }
                 }
                 Fact::Dropped { count } => {
                     self.metrics.dropped_by_tetragon.inc_by(count);
                     tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped); re-snapshots repair what still runs");
-                    let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
-                    for key in keys {
-                        self.push(
-                            &mut out,
-                            &key,
-                            LearnerInput::MarkPartial(PartialReason::EventsDropped),
-                            FactSource::Event,
-                        );
-                    }
+                    self.push_all(&mut out, || LearnerInput::MarkPartial {
+                        reason: PartialReason::EventsDropped,
+                        at: now,
+                    });
                 }
                 Fact::Skip(reason) => {
                     self.metrics.skip(reason.label());
@@ -241,7 +301,14 @@ impl Handler<SnapshotTaken> for EventIngester {
         let now = now_ms();
         let source = match msg.0.source {
             SnapshotSource::ExportLog => FactSource::ExportLog,
-            _ => FactSource::Snapshot,
+            SnapshotSource::DebugApi => FactSource::Snapshot,
+            // `--snapshot-source none`: nothing was seen of what already ran,
+            // and nothing may be judged gone.
+            SnapshotSource::None => {
+                let mut out = Delivery::new();
+                self.snapshot_failed(&mut out, true, now);
+                return AtomicResponse::new(Box::pin(deliver(out).into_actor(self)));
+            }
         };
         let mut learnables = Vec::new();
         let mut entries = Vec::new();
@@ -252,10 +319,8 @@ impl Handler<SnapshotTaken> for EventIngester {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
                         link: l.link.clone(),
-                        start: p
-                            .start_time
-                            .as_deref()
-                            .and_then(crate::time::parse_rfc3339_ms),
+                        start: l.started_at,
+                        instance: l.instance.as_ref().map(|i| i.id.clone()),
                     });
                     learnables.push(l);
                 }
@@ -263,6 +328,7 @@ impl Handler<SnapshotTaken> for EventIngester {
             }
         }
         let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
+        self.stream_live_at.get_or_insert(taken_at);
         let missed = self.table.reconcile(
             entries,
             self.last_snapshot_at,
@@ -289,7 +355,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                 self.push(
                     &mut out,
                     &key,
-                    LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+                    LearnerInput::MarkPartial {
+                        reason: PartialReason::StartedBeforeAgent,
+                        at: taken_at,
+                    },
                     source,
                 );
             }
@@ -305,11 +374,18 @@ impl Handler<SnapshotTaken> for EventIngester {
             self.push(
                 &mut out,
                 key,
-                LearnerInput::MarkPartial(PartialReason::EventsDropped),
+                LearnerInput::MarkPartial {
+                    reason: PartialReason::EventsDropped,
+                    at: taken_at,
+                },
                 source,
             );
         }
+        let mut starts: HashMap<String, InstanceRef> = HashMap::new();
         for l in learnables {
+            if let Some(i) = &l.instance {
+                starts.entry(i.id.clone()).or_insert_with(|| i.clone());
+            }
             self.push(
                 &mut out,
                 &l.key,
@@ -317,6 +393,27 @@ impl Handler<SnapshotTaken> for EventIngester {
                 source,
             );
         }
+        // Which instances live is what the table now holds: the snapshot's
+        // processes (replaced images dropped) and execs still in flight.
+        let live = self.table.live_instances();
+        for (key, ids) in &live {
+            for id in ids {
+                let inst = starts.get(id).cloned().unwrap_or(InstanceRef {
+                    id: id.clone(),
+                    started_at: None,
+                });
+                let seen = LearnerInput::InstanceSeen(self.sighting(&inst, taken_at));
+                self.push(&mut out, key, seen, source);
+            }
+        }
+        self.push_all(&mut out, || LearnerInput::SnapshotSucceeded {
+            at: taken_at,
+        });
+        for (key, (_, inputs)) in out.iter_mut() {
+            let ids = live.get(key).cloned().unwrap_or_default();
+            inputs.push(LearnerInput::InstancesLive { ids, at: taken_at });
+        }
+        self.no_snapshot = false;
         tracing::info!(
             source = msg.0.source.as_str(),
             processes = msg.0.processes.len(),
@@ -324,6 +421,40 @@ impl Handler<SnapshotTaken> for EventIngester {
             created = self.learners.len() - before,
             "snapshot ingested"
         );
+        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
+    }
+}
+
+impl EventIngester {
+    /// No snapshot this time. After a (re)connect (or with snapshots off) no
+    /// snapshot has succeeded since connecting: every learner is partial
+    /// (`no-snapshot`) until one does, and so is every learner created meanwhile.
+    fn snapshot_failed(&mut self, out: &mut Delivery, after_connect: bool, now: UnixMillis) {
+        if after_connect && !self.no_snapshot {
+            self.no_snapshot = true;
+            tracing::warn!(
+                learners = self.learners.len(),
+                "no snapshot since connecting to Tetragon: what was already running is unseen; every learner is marked partial (no-snapshot) until a snapshot succeeds"
+            );
+        }
+        if self.no_snapshot {
+            self.push_all(out, || LearnerInput::MarkPartial {
+                reason: PartialReason::NoSnapshot,
+                at: now,
+            });
+        }
+    }
+}
+
+impl Handler<SnapshotFailed> for EventIngester {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: SnapshotFailed, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let mut out = Delivery::new();
+        self.snapshot_failed(&mut out, msg.after_connect, now_ms());
         AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
     }
 }

@@ -17,6 +17,7 @@ use super::config::LearnerConfig;
 use super::key::LearnerKey;
 use super::ledger::{still_held, ReportLedger, Write};
 use super::machine::{step, Durability, Effect, LearnerInput};
+use super::observation::FactSource;
 use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
@@ -148,7 +149,7 @@ fn settle(
     let error = match answer {
         Ok(Ok(())) => {
             let news = still_held(written, ledger.confirmed(w.revision));
-            report_durable(&written.key, &news, metrics);
+            report_durable(written, &news, metrics);
             return Ok(());
         }
         Ok(Err(e)) => e,
@@ -158,13 +159,27 @@ fn settle(
     Err(error)
 }
 
-/// Logs and counts news that is now on disk: only durable learning is reported.
-fn report_durable(key: &LearnerKey, news: &[Effect], metrics: &Metrics) {
+/// Logs and counts news that is now on disk (in `written`): only durable
+/// learning is reported.
+fn report_durable(written: &Profile, news: &[Effect], metrics: &Metrics) {
+    let key = &written.key;
     for e in news {
         match e {
             Effect::NewExecutable { path } => {
                 metrics.learned_executables.inc();
-                tracing::info!(key = %key, path = %path.escape_debug(), "learned executable");
+                let source = written.executables.get(path).map(|r| r.source);
+                if source == Some(FactSource::Exit) {
+                    metrics.learned_from_exits.inc();
+                }
+                tracing::info!(key = %key, path = %path.escape_debug(), source = ?source, "learned executable");
+            }
+            Effect::MarkedPartial { reason } => {
+                metrics.partial_reason(reason.as_str(), "marked");
+                tracing::warn!(key = %key, reason = reason.as_str(), "profile marked partial");
+            }
+            Effect::Healed { reason, at } => {
+                metrics.partial_reason(reason.as_str(), "healed");
+                tracing::info!(key = %key, reason = reason.as_str(), healed_at = %crate::time::rfc3339_ms(*at), complete = written.partial_reasons.is_empty(), "partial reason healed");
             }
             Effect::NewDeviation { path } => {
                 metrics.deviations.inc();
@@ -184,7 +199,8 @@ impl Actor for LearnerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(LEARNER_MAILBOX);
         ctx.run_interval(self.tick, |act, ctx| {
-            let effects = act.apply(vec![LearnerInput::Tick { now: now_ms() }]);
+            let now = now_ms();
+            let effects = act.apply(vec![LearnerInput::Tick { now }, LearnerInput::Heal { now }]);
             let writes = [act.ledger.owe(effects), act.ledger.tick()];
             for w in writes.into_iter().flatten() {
                 act.write(w, ctx);

@@ -13,6 +13,11 @@ pub enum FactSource {
     Event,
     /// A procFS line of Tetragon's JSON export log.
     ExportLog,
+    /// A `process_exit` whose binary the profile did not hold: its exec was
+    /// missed (dropped, or before the agent).
+    Exit,
+    /// History read back from Tetragon's export log at start (backfill).
+    Backfill,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

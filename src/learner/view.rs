@@ -107,7 +107,10 @@ mod tests {
             seen("/usr/sbin/nginx", 3_500, FactSource::Event),
             LearnerInput::Lock { now: 4_000 },
             seen("/bin/sh", 5_000, FactSource::Event),
-            LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+            LearnerInput::MarkPartial {
+                reason: PartialReason::StartedBeforeAgent,
+                at: 0,
+            },
         ] {
             assert!(step(&mut p, input, &cfg).is_ok());
         }

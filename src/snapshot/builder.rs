@@ -8,6 +8,7 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::api::metrics::Metrics;
+use crate::tetragon::connection::machine::SnapshotReason;
 use crate::tetragon::connection::messages::TakeSnapshot;
 
 use super::model::ProcessSnapshot;
@@ -17,6 +18,15 @@ use super::policy::{take, SnapshotOptions, SnapshotReport};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SnapshotTaken(pub ProcessSnapshot);
+
+/// A snapshot could not be taken. `after_connect`: it was the one asked for
+/// right after the stream came up, so no snapshot has succeeded since the
+/// agent (re)connected (learners are then partial: `no-snapshot`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SnapshotFailed {
+    pub after_connect: bool,
+}
 
 /// The last snapshot's outcome, shared with health and the admin API.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -30,6 +40,8 @@ pub struct SnapshotStatus {
 pub struct SnapshotBuilder {
     opts: SnapshotOptions,
     deliver_to: Recipient<SnapshotTaken>,
+    /// Told of failures (the ingester); `None` in setups that do not care.
+    failures: Option<Recipient<SnapshotFailed>>,
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<SnapshotStatus>>,
 }
@@ -44,9 +56,16 @@ impl SnapshotBuilder {
         Self {
             opts,
             deliver_to,
+            failures: None,
             metrics,
             status,
         }
+    }
+
+    /// Also tells `to` of every failed snapshot.
+    pub fn with_failures(mut self, to: Recipient<SnapshotFailed>) -> Self {
+        self.failures = Some(to);
+        self
     }
 }
 
@@ -88,6 +107,12 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
                     Ok(())
                 }
                 Err((label, e)) => {
+                    if let Some(to) = &act.failures {
+                        // do_send: one small message per failed snapshot, never a flood.
+                        to.do_send(SnapshotFailed {
+                            after_connect: reason == SnapshotReason::StreamUp.as_str(),
+                        });
+                    }
                     act.metrics.snapshot(act.opts.policy_name(), label);
                     tracing::warn!(reason, error = %e, "snapshot failed; learning from events goes on, it will be retried");
                     st.failed += 1;

@@ -49,6 +49,10 @@ fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
         name: c.name.clone(),
         image: c.image.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
         maybe_exec_probe: c.maybe_exec_probe,
+        start_time: c
+            .start_time
+            .as_ref()
+            .and_then(|t| rfc3339_from_parts(t.seconds, t.nanos)),
     });
     let info = PodInfo {
         namespace: pod.namespace.clone(),

@@ -205,6 +205,14 @@ impl Store {
                     });
                 }
             }
+            // Our marker file is beside it: the database is ours and its
+            // schema record was lost or damaged, not a foreign database.
+            _ if had_marker => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "tetragon-learner's schema record is missing or damaged (its db file is damaged)".into(),
+                })
+            }
             _ => {
                 return Err(StoreError::Foreign {
                     path: path.to_path_buf(),
