@@ -603,4 +603,51 @@ mod tests {
         assert_eq!(missed, vec![key("c")]);
         assert_eq!(ids(&t), ["sleep"]);
     }
+
+    fn exec_in(t: &mut ProcessTable, id: &str, inst: &str, now: u64) -> bool {
+        t.exec(
+            id.into(),
+            key("w"),
+            ExecLink::default(),
+            now,
+            Some(inst.into()),
+        )
+    }
+
+    #[test]
+    fn an_instance_lives_while_one_of_its_processes_does() {
+        let mut t = ProcessTable::default();
+        assert!(
+            exec_in(&mut t, "a", "c1", 1),
+            "first process: the instance is new"
+        );
+        assert!(!exec_in(&mut t, "b", "c1", 2));
+        assert_eq!(t.live_instances()[&key("w")], vec!["c1".to_string()]);
+        assert_eq!(t.exit("a").unwrap().instance_gone, None);
+        assert_eq!(t.exit("b").unwrap().instance_gone, Some("c1".into()));
+        assert!(t.live_instances().is_empty());
+    }
+
+    #[test]
+    fn after_an_eviction_only_a_snapshot_calls_an_instance_gone() {
+        let mut t = ProcessTable::with_cap(2);
+        exec_in(&mut t, "a", "c1", 1);
+        exec_in(&mut t, "b", "c1", 2);
+        exec_in(&mut t, "c", "c2", 3); // evicts `a`
+        assert_eq!(
+            t.exit("b").unwrap().instance_gone,
+            None,
+            "`a` may still run"
+        );
+        let snap = SnapshotEntry {
+            exec_id: "c".into(),
+            key: key("w"),
+            link: ExecLink::default(),
+            start: Some(3),
+            instance: Some("c2".into()),
+        };
+        t.reconcile(vec![snap], None, 100_000, 2_000);
+        assert_eq!(t.live_instances()[&key("w")], vec!["c2".to_string()]);
+        assert_eq!(t.exit("c").unwrap().instance_gone, Some("c2".into()));
+    }
 }
