@@ -9,6 +9,8 @@ use parking_lot::RwLock;
 use thiserror::Error;
 
 use crate::api::metrics::Metrics;
+use crate::backfill::position::decode_position;
+use crate::backfill::{run_backfill, BackfillConfig, BackfillReport, BackfillSinks};
 use crate::ingest::facts::IngestConfig;
 use crate::ingest::ingester::{CurrentProfiles, EventIngester, StopAll};
 use crate::learner::config::LearnerConfig;
@@ -35,6 +37,8 @@ pub struct AgentConfig {
     pub tick: Duration,
     /// How often lazy changes (counters, last seen) are written.
     pub lazy_checkpoint: Duration,
+    /// Learn from the export log's history at start (`--backfill`); `None`: off.
+    pub backfill: Option<BackfillConfig>,
 }
 
 #[derive(Debug, Error)]
@@ -58,6 +62,8 @@ pub struct Agent {
     /// remains the only writer.
     pub store: Store,
     pub snapshot_options: SnapshotOptions,
+    /// What the backfill at start contributed (`None`: off or failed).
+    pub backfill: Option<BackfillReport>,
 }
 
 /// Opens the store; a corrupt one is moved aside only when asked to.
@@ -108,6 +114,19 @@ impl Agent {
             cfg.tick,
         )
         .start();
+        // The backfill runs to its end before the stream and the first
+        // snapshot, not after: that snapshot decides which learners are
+        // `started-before-agent`, and a container the backfill saw from its
+        // start is not. It delays the stream by the read (a few hundred ms
+        // for Tetragon's default 6 x 10 MB of log); what starts and ends in
+        // that moment is in the log past the saved position, read at the next
+        // start. Events are never lost to it: it reads to the end of the files.
+        let backfill = match &cfg.backfill {
+            Some(bf) => {
+                backfill_at_start(bf, &store, &ingester, &checkpointer, &durable, &metrics).await
+            }
+            None => None,
+        };
         let snapshot_status = Arc::new(RwLock::new(SnapshotStatus::default()));
         let snapshots = SnapshotBuilder::new(
             cfg.snapshot.clone(),
@@ -136,6 +155,7 @@ impl Agent {
             resumed,
             store,
             snapshot_options: cfg.snapshot.clone(),
+            backfill,
         };
         agent.spawn_learner_gauges();
         Ok(agent)
@@ -204,5 +224,51 @@ impl Agent {
         };
         let _ = self.checkpointer.send(StopCheckpointer).await;
         flushed
+    }
+}
+
+/// Loads the stored position and runs the backfill; a failure is logged (the
+/// agent runs on: the snapshot and the stream still teach).
+async fn backfill_at_start(
+    cfg: &BackfillConfig,
+    store: &Store,
+    ingester: &Addr<EventIngester>,
+    checkpointer: &Addr<Checkpointer>,
+    durable: &DurableView,
+    metrics: &Arc<Metrics>,
+) -> Option<BackfillReport> {
+    let s = store.clone();
+    let record = match tokio::task::spawn_blocking(move || s.backfill_position()).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the backfill position; backfill skipped");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "backfill position reader stopped; backfill skipped");
+            return None;
+        }
+    };
+    let stored = match record.as_deref().map(decode_position).transpose() {
+        Ok(stored) => stored,
+        Err(reason) => {
+            tracing::error!(db = %store.path().display(), reason = %reason,
+                "the backfill position record cannot be read; backfill skipped and the record left as it is (run the agent version that wrote it, or move the database aside)");
+            return None;
+        }
+    };
+    let sinks = BackfillSinks {
+        ingester: ingester.clone().recipient(),
+        flush: checkpointer.clone().recipient(),
+        save: checkpointer.clone().recipient(),
+        durable: durable.clone(),
+        metrics: metrics.clone(),
+    };
+    match run_backfill(cfg, stored, &sinks).await {
+        Ok(report) => Some(report),
+        Err(e) => {
+            tracing::error!(error = %e, export_log = %cfg.export_log.display(), "backfill from the export log failed");
+            None
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! thin shells (actors, gRPC, sled) in one folder per architectural part.
 pub mod agent;
 pub mod api;
+pub mod backfill;
 pub mod cli;
 pub mod diagram;
 pub mod export;

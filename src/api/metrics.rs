@@ -29,6 +29,10 @@ pub struct Metrics {
     pub checkpoint_lag_ms: Gauge,
     pub checkpoint_flushes: Counter,
     pub checkpoint_errors: Counter,
+    pub backfill_lines: Counter,
+    pub backfill_execs: Counter,
+    pub backfill_exits: Counter,
+    pub backfill_new_executables: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +61,10 @@ impl Metrics {
             checkpoint_lag_ms: Gauge::default(),
             checkpoint_flushes: Counter::default(),
             checkpoint_errors: Counter::default(),
+            backfill_lines: Counter::default(),
+            backfill_execs: Counter::default(),
+            backfill_exits: Counter::default(),
+            backfill_new_executables: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,6 +143,26 @@ impl Metrics {
             "checkpoint_errors",
             "Failed sled writes",
             m.checkpoint_errors.clone(),
+        );
+        registry.register(
+            "backfill_lines",
+            "Export-log lines read by the backfill",
+            m.backfill_lines.clone(),
+        );
+        registry.register(
+            "backfill_execs",
+            "process_exec lines read by the backfill",
+            m.backfill_execs.clone(),
+        );
+        registry.register(
+            "backfill_exits",
+            "process_exit lines read by the backfill",
+            m.backfill_exits.clone(),
+        );
+        registry.register(
+            "backfill_new_executables",
+            "Executables first learned from the backfill (made durable)",
+            m.backfill_new_executables.clone(),
         );
         Self { registry, ..m }
     }

@@ -28,6 +28,8 @@ use crate::time::now_ms;
 use super::facts::{fact_from_event, learnable, Fact, IngestConfig};
 use super::process_table::{ProcessTable, SnapshotEntry};
 
+mod backfill;
+
 /// Exec events of processes that started this shortly before a snapshot may
 /// still be on their way; such processes are judged at the next snapshot.
 const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
@@ -59,6 +61,7 @@ pub struct EventIngester {
     /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
     /// create a fresh learner over a drained one.
     stopping: bool,
+    backfill: backfill::BackfillMemory,
 }
 
 /// Inputs per learner, in order, for one delivery.
@@ -86,6 +89,7 @@ impl EventIngester {
             first_snapshot_done: false,
             last_snapshot_at: None,
             stopping: false,
+            backfill: backfill::BackfillMemory::default(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -245,9 +249,17 @@ impl Handler<SnapshotTaken> for EventIngester {
         };
         let mut learnables = Vec::new();
         let mut entries = Vec::new();
+        let mut containers: BTreeMap<LearnerKey, std::collections::BTreeSet<String>> =
+            BTreeMap::new();
         for p in &msg.0.processes {
             match learnable(p, source, now, &self.cfg) {
                 Ok(l) => {
+                    if let Some(c) = &p.container {
+                        containers
+                            .entry(l.key.clone())
+                            .or_default()
+                            .insert(c.id.clone());
+                    }
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
@@ -284,6 +296,13 @@ impl Handler<SnapshotTaken> for EventIngester {
             let fresh: Vec<LearnerKey> = keys
                 .into_iter()
                 .filter(|k| !self.resumed.contains(k))
+                // Every instance started inside the backfilled history: seen
+                // from its start.
+                .filter(|k| {
+                    !containers
+                        .get(k)
+                        .is_some_and(|c| self.backfill.saw_all_from_start(c))
+                })
                 .collect();
             for key in fresh {
                 self.push(

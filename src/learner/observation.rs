@@ -13,6 +13,8 @@ pub enum FactSource {
     Event,
     /// A procFS line of Tetragon's JSON export log.
     ExportLog,
+    /// An exec or exit of Tetragon's export log, read at start (backfill).
+    Backfill,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

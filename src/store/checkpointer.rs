@@ -18,6 +18,8 @@ use crate::learner::profile::Profile;
 use crate::time::{now_ms, UnixMillis};
 
 use super::health::StorageState;
+
+mod backfill;
 use super::sled_store::Store;
 
 /// What is on disk: the agent reports (API, debug, logs of new learning) only

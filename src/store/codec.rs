@@ -15,8 +15,8 @@
 //!                                                   bit 2 too-many-executables)
 //!   record = path string, first_seen varint, last_seen varint, count varint, flags u8
 //!   flags  = bits 0-2 sources (bit 0 snapshot, 1 event, 2 export-log),
-//!            bits 3-4 source (0 snapshot, 1 event, 2 export-log),
-//!            bit 5 exec_probe, bit 6 exec_session, bit 7 zero
+//!            bits 3-4 source (0 snapshot, 1 event, 2 export-log, 3 backfill),
+//!            bit 5 exec_probe, bit 6 exec_session, bit 7 source backfill
 //!   string = varint byte length, then UTF-8;  varint = LEB128 (postcard)
 //!   ```
 //!
@@ -83,10 +83,11 @@ const STATE_CODES: [LearnerState; 3] = [
     LearnerState::Stable,
     LearnerState::Locked,
 ];
-const SOURCE_CODES: [FactSource; 3] = [
+const SOURCE_CODES: [FactSource; 4] = [
     FactSource::Snapshot,
     FactSource::Event,
     FactSource::ExportLog,
+    FactSource::Backfill,
 ];
 const REASON_CODES: [PartialReason; 3] = [
     PartialReason::StartedBeforeAgent,
@@ -97,7 +98,15 @@ const REASON_CODES: [PartialReason; 3] = [
 const SOURCE_SHIFT: u8 = 3;
 const FLAG_EXEC_PROBE: u8 = 1 << 5;
 const FLAG_EXEC_SESSION: u8 = 1 << 6;
-const FLAG_KNOWN: u8 = 0b0111_1111;
+
+/// The bit of `source` in the sources set: bits 0-2 in code order, backfill
+/// (code 3, added later) in bit 7, the one bit left.
+fn source_bit(s: FactSource) -> u8 {
+    match source_code(s) {
+        3 => 1 << 7,
+        code => 1 << code,
+    }
+}
 
 fn state_code(s: LearnerState) -> u8 {
     match s {
@@ -112,6 +121,7 @@ fn source_code(s: FactSource) -> u8 {
         FactSource::Snapshot => 0,
         FactSource::Event => 1,
         FactSource::ExportLog => 2,
+        FactSource::Backfill => 3,
     }
 }
 
@@ -124,10 +134,7 @@ fn reason_code(r: PartialReason) -> u8 {
 }
 
 fn record_to_v2<'a>(path: &'a str, r: &ExecutableRecord) -> StoredRecordV2<'a> {
-    let sources = r
-        .sources
-        .iter()
-        .fold(0u8, |bits, s| bits | 1 << source_code(*s));
+    let sources = r.sources.iter().fold(0u8, |bits, s| bits | source_bit(*s));
     let mut flags = sources | source_code(r.source) << SOURCE_SHIFT;
     if r.exec_probe {
         flags |= FLAG_EXEC_PROBE;
@@ -152,14 +159,11 @@ fn records_from_v2(
 ) -> Result<BTreeMap<String, ExecutableRecord>, String> {
     let mut out = BTreeMap::new();
     for r in stored {
-        if r.flags & !FLAG_KNOWN != 0 {
-            return Err(format!("unknown flag bits {:#04x} in {what}", r.flags));
-        }
+        // Every bit of `flags` has a meaning since backfill took bit 7.
         let sources: BTreeSet<FactSource> = SOURCE_CODES
             .iter()
-            .enumerate()
-            .filter(|(i, _)| r.flags & 1 << i != 0)
-            .map(|(_, s)| *s)
+            .filter(|s| r.flags & source_bit(**s) != 0)
+            .copied()
             .collect();
         let code = (r.flags >> SOURCE_SHIFT) & 0b11;
         let source = *SOURCE_CODES
@@ -389,12 +393,15 @@ mod tests {
         assert!(err(&bad).contains("unknown state code 3"));
 
         let sh_flags = at(&[0xe8, 0x07, 0xdc, 0x0b, 3]) + 5;
+        // Every flag bit and source code has a meaning since backfill took the
+        // last ones: bit 7 and code 3 decode as backfill.
         let mut bad = good.clone();
-        bad[sh_flags] |= 0x80;
-        assert!(err(&bad).contains("unknown flag bits"));
-        let mut bad = good.clone();
-        bad[sh_flags] |= 0b11 << SOURCE_SHIFT;
-        assert!(err(&bad).contains("unknown source code 3"));
+        bad[sh_flags] |= 0x80 | 0b11 << SOURCE_SHIFT;
+        let p = decode_profile(&bad).expect("backfill bits decode");
+        assert_eq!(p.executables["/bin/sh"].source, FactSource::Backfill);
+        assert!(p.executables["/bin/sh"]
+            .sources
+            .contains(&FactSource::Backfill));
 
         let mut bad = good.clone();
         let last = bad.len() - 1;
@@ -435,7 +442,7 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             source(),
-            prop::collection::btree_set(source(), 0..=3),
+            prop::collection::btree_set(source(), 0..=4),
             any::<bool>(),
             any::<bool>(),
         )
