@@ -8,7 +8,6 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use thiserror::Error;
 
-use crate::api::metrics::Metrics;
 use crate::ingest::facts::IngestConfig;
 use crate::ingest::ingester::{CurrentProfiles, EventIngester, StopAll};
 use crate::learner::config::LearnerConfig;
@@ -18,6 +17,7 @@ use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
 use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
 use crate::store::{quarantine, Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
-use tetragon_learner::api::metrics::Metrics;
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::machine::Durability;
 use tetragon_learner::learner::profile::Profile;
 use tetragon_learner::store::checkpointer::{Checkpointer, Persist};
 use tetragon_learner::store::health::StorageState;
 use tetragon_learner::store::Store;
+use tetragon_learner::telemetry::metrics::Metrics;
 
 fn profile(n: usize) -> Profile {
     Profile::new(

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
 use crate::learner::actor::{
     Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
 };
@@ -21,6 +20,7 @@ use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::builder::SnapshotTaken;
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::now_ms;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
 use crate::store::checkpointer::{Checkpointer, Persist};
+use crate::telemetry::metrics::Metrics;
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;

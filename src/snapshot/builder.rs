@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use crate::api::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::messages::TakeSnapshot;
 
 use super::model::ProcessSnapshot;

@@ -11,10 +11,10 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use crate::api::metrics::Metrics;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::Durability;
 use crate::learner::profile::Profile;
+use crate::telemetry::metrics::Metrics;
 use crate::time::{now_ms, UnixMillis};
 
 use super::health::StorageState;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
-use crate::api::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsResponse};

@@ -1,0 +1,4 @@
+//! Telemetry: what the agent counts. A ground-floor module, because every layer
+//! (connection, snapshot, ingest, learner, store) counts things; `api/` only serves
+//! the text on `/metrics`.
+pub mod metrics;
