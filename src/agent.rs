@@ -17,6 +17,7 @@ use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
 use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
 use crate::store::{quarantine, Store, StoreError};
+use crate::telemetry::events::{Emit, LearnersInState};
 use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
@@ -151,7 +152,11 @@ impl Agent {
                 let view = durable.read();
                 for state in LearnerState::ALL {
                     let n = view.values().filter(|p| p.state == state).count();
-                    metrics.set_learners(state.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+                    LearnersInState {
+                        state: state.as_str(),
+                        count: n,
+                    }
+                    .emit(&metrics);
                 }
             }
         });

@@ -20,6 +20,10 @@ use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::builder::SnapshotTaken;
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
+use crate::telemetry::events::{
+    Emit, EventReceived, EventSkipped, LearnerCreated, MissedExecs, ProcessTableEvicted,
+    TetragonDroppedEvents,
+};
 use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
@@ -120,25 +124,21 @@ impl EventIngester {
                 .partial_reasons
                 .insert(PartialReason::StartedBeforeAgent);
         }
-        tracing::info!(key = %key, source = ?source, "new learner");
+        LearnerCreated {
+            key,
+            source: &source,
+        }
+        .emit(&self.metrics);
         (self.spawn_learner(profile), true)
     }
 
     /// Counts (and, the first time, logs) what the process table evicted.
     fn count_evictions(&mut self) {
-        let evicted = self.table.take_evicted();
-        if evicted == 0 {
-            return;
+        ProcessTableEvicted {
+            evicted: self.table.take_evicted(),
+            cap: self.cfg.max_live_processes,
         }
-        if self.metrics.process_table_evictions.get() == 0 {
-            tracing::warn!(
-                cap = self.cfg.max_live_processes,
-                "live process table full: oldest entries evicted (exits lost, or more processes \
-                 than --max-live-processes); processes started before an eviction are no longer \
-                 checked for lost execs"
-            );
-        }
-        self.metrics.process_table_evictions.inc_by(evicted);
+        .emit(&self.metrics);
     }
 
     /// Queues `input` for the learner of `key` (created on demand).
@@ -192,7 +192,10 @@ impl Handler<EventBatch> for EventIngester {
         let now = now_ms();
         let mut out = Delivery::new();
         for ev in &msg.0 {
-            self.metrics.event(event_kind(ev));
+            EventReceived {
+                kind: event_kind(ev),
+            }
+            .emit(&self.metrics);
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
                     self.table
@@ -208,8 +211,7 @@ impl Handler<EventBatch> for EventIngester {
                     self.table.exit(&exec_id);
                 }
                 Fact::Dropped { count } => {
-                    self.metrics.dropped_by_tetragon.inc_by(count);
-                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped); re-snapshots repair what still runs");
+                    TetragonDroppedEvents { count }.emit(&self.metrics);
                     let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
                     for key in keys {
                         self.push(
@@ -221,8 +223,10 @@ impl Handler<EventBatch> for EventIngester {
                     }
                 }
                 Fact::Skip(reason) => {
-                    self.metrics.skip(reason.label());
-                    tracing::debug!(reason = reason.label(), "event skipped");
+                    EventSkipped {
+                        reason: reason.label(),
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -259,7 +263,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                     });
                     learnables.push(l);
                 }
-                Err(reason) => self.metrics.skip(reason.label()),
+                Err(reason) => EventSkipped {
+                    reason: reason.label(),
+                }
+                .emit(&self.metrics),
             }
         }
         let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
@@ -294,13 +301,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                 );
             }
         }
-        if !missed.is_empty() {
-            self.metrics.missed_execs.inc_by(missed.len() as u64);
-            tracing::warn!(
-                learners = missed.len(),
-                "the snapshot shows processes whose exec never came through the stream (Tetragon drops events for a slow client, or the stream was down): their learners are marked partial (events-dropped)"
-            );
+        MissedExecs {
+            learners: missed.len(),
         }
+        .emit(&self.metrics);
         for key in &missed {
             self.push(
                 &mut out,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::store::checkpointer::{Checkpointer, Persist};
+use crate::telemetry::events::{DeviationSeen, Emit, ExecutableLearned, LearnerStateChanged};
 use crate::telemetry::metrics::Metrics;
 use crate::time::now_ms;
 
@@ -162,17 +163,15 @@ fn settle(
 fn report_durable(key: &LearnerKey, news: &[Effect], metrics: &Metrics) {
     for e in news {
         match e {
-            Effect::NewExecutable { path } => {
-                metrics.learned_executables.inc();
-                tracing::info!(key = %key, path = %path.escape_debug(), "learned executable");
+            Effect::NewExecutable { path } => ExecutableLearned { key, path }.emit(metrics),
+            Effect::NewDeviation { path } => DeviationSeen { key, path }.emit(metrics),
+            Effect::StateChanged { from, to, reason } => LearnerStateChanged {
+                key,
+                from: from.as_str(),
+                to: to.as_str(),
+                reason: reason.as_str(),
             }
-            Effect::NewDeviation { path } => {
-                metrics.deviations.inc();
-                tracing::warn!(key = %key, path = %path.escape_debug(), "deviation from locked profile");
-            }
-            Effect::StateChanged { from, to, reason } => {
-                tracing::info!(key = %key, from = from.as_str(), to = to.as_str(), reason = reason.as_str(), "learner state changed");
-            }
+            .emit(metrics),
             _ => {}
         }
     }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::Durability;
 use crate::learner::profile::Profile;
+use crate::telemetry::events::{CheckpointFailed, CheckpointFlushed, CheckpointLag, Emit};
 use crate::telemetry::metrics::Metrics;
 use crate::time::{now_ms, UnixMillis};
 
@@ -107,27 +108,22 @@ impl Checkpointer {
             };
             match &res {
                 Ok(()) => {
-                    act.metrics.checkpoint_flushes.inc();
                     let mut view = act.durable.write();
                     for p in batch {
                         view.insert(p.key.clone(), p);
                     }
                     drop(view);
                     let storage = act.store.storage();
-                    if let StorageState::Failing {
-                        since, failures, ..
-                    } = storage.state()
-                    {
-                        tracing::info!(
-                            failed_for_ms = now_ms().saturating_sub(since),
-                            failures,
-                            "checkpoints work again: the database takes writes"
-                        );
-                    }
-                    storage.set_state(StorageState::Ok);
+                    let recovered = match storage.state() {
+                        StorageState::Failing {
+                            since, failures, ..
+                        } => Some((now_ms().saturating_sub(since), failures)),
+                        _ => None,
+                    };
+                    CheckpointFlushed { recovered }.emit(&act.metrics);
+                    storage.set_state(storage.state().on_success());
                 }
                 Err(e) => {
-                    act.metrics.checkpoint_errors.inc();
                     // Keep what failed, unless a newer version arrived meanwhile.
                     for p in batch {
                         act.pending.entry(p.key.clone()).or_insert(p);
@@ -159,9 +155,14 @@ impl Checkpointer {
             failures, since, ..
         } = &state
         {
-            tracing::error!(error = %error, failures, failing_for_ms = now_ms().saturating_sub(*since),
-                retry_in_ms = after.retry_in.as_millis() as u64, pending = self.pending.len(),
-                "checkpoint failed; nothing new is reported as learned until the database takes writes again");
+            CheckpointFailed {
+                error: &error,
+                failures: *failures,
+                failing_for_ms: now_ms().saturating_sub(*since),
+                retry_in_ms: u64::try_from(after.retry_in.as_millis()).unwrap_or(u64::MAX),
+                pending: self.pending.len(),
+            }
+            .emit(&self.metrics);
         }
         storage.set_state(state);
         self.holdoff = true;
@@ -192,9 +193,7 @@ impl Checkpointer {
             .oldest_pending
             .map(|t| now_ms().saturating_sub(t))
             .unwrap_or(0);
-        self.metrics
-            .checkpoint_lag_ms
-            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        CheckpointLag { lag_ms: lag }.emit(&self.metrics);
     }
 }
 

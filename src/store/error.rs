@@ -52,16 +52,4 @@ impl StoreError {
         }
         e
     }
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Locked { .. } => "locked",
-            Self::Corrupt { .. } => "corrupt",
-            Self::Foreign { .. } => "foreign",
-            Self::NewerSchema { .. } => "newer_schema",
-            Self::BadRecord { .. } => "bad_record",
-            Self::Io { .. } => "io",
-            Self::Quarantine { .. } => "quarantine",
-        }
-    }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
+use crate::telemetry::events::{Connected, Emit};
 use crate::telemetry::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
@@ -301,10 +302,11 @@ impl Driver {
                 self.link.opening = Some(open_events(channel, self.cfg.address.to_string()));
                 let mut st = self.status.write();
                 st.connects += 1;
-                if st.connects > 1 {
-                    self.metrics.reconnects.inc();
+                Connected {
+                    address: &self.cfg.address,
+                    reconnect: st.connects > 1,
                 }
-                tracing::info!(address = %self.cfg.address, "connected; event stream requested");
+                .emit(&self.metrics);
                 ConnEvent::Connected
             }
             Err(e) => {
