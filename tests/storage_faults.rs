@@ -69,7 +69,7 @@ async fn a_full_disk_is_a_failing_state_with_backoff_and_recovers_when_space_is_
         })
         .await
         .unwrap();
-    assert!(res.unwrap_err().contains("No space left"));
+    assert!(res.unwrap_err().to_string().contains("No space left"));
     // Many changes while failing: retries follow the backoff, not the arrivals.
     for r in 2..50 {
         cp.do_send(Persist {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::learner::actor::{
-    Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
+    Apply, Drain, DrainError, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
 };
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
@@ -39,8 +39,18 @@ const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
 /// Shutdown: stop taking events and snapshots, write every learner durably and
 /// stop it, then stop the ingester.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), LearnersNotWritten>")]
 pub struct StopAll;
+
+/// Learners whose last write failed during `StopAll` (each names its key).
+#[derive(Debug, thiserror::Error)]
+#[error("{} learners could not be written: {}", .0.len(), join(.0))]
+pub struct LearnersNotWritten(pub Vec<DrainError>);
+
+fn join(errors: &[DrainError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
 
 /// Every learner's current in-memory profile (not necessarily durable yet).
 #[derive(Message)]
@@ -342,7 +352,7 @@ impl Handler<OperateOn> for EventIngester {
         Box::pin(async move {
             addr.send(Operate(msg.input))
                 .await
-                .map_err(|e| OperateError::NotDurable(e.to_string()))?
+                .map_err(|e| OperateError::NotDurable(e.into()))?
         })
     }
 }
@@ -365,7 +375,7 @@ impl Handler<CurrentProfiles> for EventIngester {
 }
 
 impl Handler<StopAll> for EventIngester {
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), LearnersNotWritten>>;
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
@@ -373,22 +383,14 @@ impl Handler<StopAll> for EventIngester {
             // All at once: the Checkpointer writes them in a few group commits
             // instead of one flush per learner.
             let results = futures::future::join_all(addrs.iter().map(|a| a.send(Drain))).await;
-            let mut errors = Vec::new();
-            for r in results {
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => errors.push(e),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            if errors.is_empty() {
+            let failures: Vec<DrainError> = results
+                .into_iter()
+                .filter_map(|r| r.map_err(DrainError::from).and_then(|r| r).err())
+                .collect();
+            if failures.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} learners could not be written: {}",
-                    errors.len(),
-                    errors.join("; ")
-                ))
+                Err(LearnersNotWritten(failures))
             }
         };
         AtomicResponse::new(Box::pin(drain.into_actor(self).map(|res, _, ctx| {

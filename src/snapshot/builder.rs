@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use crate::telemetry::events::{Emit, SnapshotFailed, SnapshotSucceeded};
 use crate::telemetry::metrics::Metrics;
-use crate::tetragon::connection::messages::TakeSnapshot;
+use crate::tetragon::connection::messages::{SnapshotUnavailable, TakeSnapshot};
 
 use super::model::ProcessSnapshot;
 use super::policy::{take, SnapshotOptions, SnapshotReport};
@@ -57,19 +57,21 @@ impl Actor for SnapshotBuilder {
 
 impl Handler<TakeSnapshot> for SnapshotBuilder {
     // Atomic: one snapshot at a time; a request that arrives meanwhile waits.
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), SnapshotUnavailable>>;
 
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
         let opts = self.opts.clone();
         let deliver_to = self.deliver_to.clone();
         let reason = msg.reason;
         let work = async move {
-            let (snap, report) = take(&opts).await.map_err(|e| (e.label(), e.to_string()))?;
+            let (snap, report) = take(&opts)
+                .await
+                .map_err(|e| (e.label(), SnapshotUnavailable(Box::new(e))))?;
             deliver_to
                 .send(SnapshotTaken(snap))
                 .await
-                .map_err(|e| ("internal", e.to_string()))?;
-            Ok::<_, (&'static str, String)>(report)
+                .map_err(|e| ("internal", SnapshotUnavailable(Box::new(e))))?;
+            Ok::<_, (&'static str, SnapshotUnavailable)>(report)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
             let mut st = act.status.write();
@@ -100,7 +102,7 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
                     }
                     .emit(&act.metrics);
                     st.failed += 1;
-                    st.last_error = Some(e.clone());
+                    st.last_error = Some(e.to_string());
                     Err(e)
                 }
             }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Serializable: the child process that checks a database reports it as JSON.
-#[derive(Debug, Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("database {path} is locked by another process (is an agent already running on it?); stop it, or read a running agent's state with `debug --admin-socket PATH`")]
     Locked { path: PathBuf },

@@ -23,7 +23,7 @@ use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsRespo
 use super::machine::{
     BackoffPolicy, ConnAction, ConnEvent, ConnState, ConnTimings, Connection, Timer,
 };
-use super::messages::{EventBatch, TakeSnapshot};
+use super::messages::{EventBatch, SnapshotUnavailable, TakeSnapshot};
 
 /// Events handed on in one message, at most.
 const MAX_BATCH: usize = 512;
@@ -147,8 +147,9 @@ pub fn events_request() -> GetEventsRequest {
     }
 }
 
-type SnapshotFuture =
-    Pin<Box<dyn std::future::Future<Output = Result<Result<(), String>, MailboxError>>>>;
+type SnapshotFuture = Pin<
+    Box<dyn std::future::Future<Output = Result<Result<(), SnapshotUnavailable>, MailboxError>>>,
+>;
 
 type OpenFuture =
     Pin<Box<dyn std::future::Future<Output = Result<Streaming<GetEventsResponse>, String>>>>;
