@@ -8,7 +8,6 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use thiserror::Error;
 
-use crate::api::metrics::Metrics;
 use crate::ingest::facts::IngestConfig;
 use crate::ingest::ingester::{CurrentProfiles, EventIngester, StopAll};
 use crate::learner::config::LearnerConfig;
@@ -16,8 +15,12 @@ use crate::learner::profile::Profile;
 use crate::learner::state::LearnerState;
 use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
-use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
+use crate::store::checkpointer::{
+    CheckpointError, Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer,
+};
 use crate::store::{quarantine, Store, StoreError};
+use crate::telemetry::events::{Emit, LearnersInState};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
@@ -42,7 +45,7 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("final checkpoint failed: {0}; the last counters may be lost, learned executables were already durable")]
-    FinalFlush(String),
+    FinalFlush(#[source] CheckpointError),
 }
 
 pub struct Agent {
@@ -151,7 +154,11 @@ impl Agent {
                 let view = durable.read();
                 for state in LearnerState::ALL {
                     let n = view.values().filter(|p| p.state == state).count();
-                    metrics.set_learners(state.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+                    LearnersInState {
+                        state: state.as_str(),
+                        count: n,
+                    }
+                    .emit(&metrics);
                 }
             }
         });
@@ -195,22 +202,26 @@ impl Agent {
     /// write every learner durably and stop it, flush the rest, release sled.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let _ = self.connection.send(Shutdown).await;
-        let drained = match self.ingester.send(StopAll).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
-        };
+        // Only logged: what failed here stays pending in the Checkpointer, and
+        // the final flush below writes it.
+        let drained = self.ingester.send(StopAll).await;
         let flushed = match self.checkpointer.send(FlushAll).await {
             // A learner whose last write failed stays pending in the Checkpointer,
             // which this flush wrote: everything is on disk after all.
             Ok(Ok(())) => {
-                if let Err(e) = drained {
-                    tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them");
+                match drained {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the learners could not be drained, but the final flush wrote what they had sent")
+                    }
+                    Ok(Ok(())) => {}
                 }
                 Ok(())
             }
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
+            Err(e) => Err(AgentError::FinalFlush(e.into())),
         };
         let _ = self.checkpointer.send(StopCheckpointer).await;
         flushed

@@ -12,6 +12,7 @@ pub mod learner;
 pub mod log_quote;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tetragon;
 pub mod time;
 pub mod unix_socket;
