@@ -8,7 +8,6 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use thiserror::Error;
 
-use crate::api::metrics::Metrics;
 use crate::backfill::position::decode_position;
 use crate::backfill::{run_backfill, BackfillConfig, BackfillReport, BackfillSinks};
 use crate::ingest::facts::IngestConfig;
@@ -18,8 +17,12 @@ use crate::learner::profile::Profile;
 use crate::learner::state::LearnerState;
 use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
-use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
+use crate::store::checkpointer::{
+    CheckpointError, Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer,
+};
 use crate::store::{quarantine, Store, StoreError};
+use crate::telemetry::events::{Emit, LearnersInState};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
@@ -46,7 +49,7 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("final checkpoint failed: {0}; the last counters may be lost, learned executables were already durable")]
-    FinalFlush(String),
+    FinalFlush(#[source] CheckpointError),
 }
 
 pub struct Agent {
@@ -171,7 +174,11 @@ impl Agent {
                 let view = durable.read();
                 for state in LearnerState::ALL {
                     let n = view.values().filter(|p| p.state == state).count();
-                    metrics.set_learners(state.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+                    LearnersInState {
+                        state: state.as_str(),
+                        count: n,
+                    }
+                    .emit(&metrics);
                 }
             }
         });
@@ -186,6 +193,16 @@ impl Agent {
             snapshot: self.snapshot_options.clone(),
             connection_status: self.connection_status.clone(),
             snapshot_status: self.snapshot_status.clone(),
+        }
+    }
+
+    /// What `/healthz`, `/readyz` and `/metrics` report on this agent.
+    pub fn health_state(&self) -> crate::api::health::HealthState {
+        crate::api::health::HealthState {
+            metrics: self.metrics.clone(),
+            connection: self.connection_status.clone(),
+            snapshot: self.snapshot_status.clone(),
+            storage: Some(self.store.storage().clone()),
         }
     }
 
@@ -205,22 +222,26 @@ impl Agent {
     /// write every learner durably and stop it, flush the rest, release sled.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let _ = self.connection.send(Shutdown).await;
-        let drained = match self.ingester.send(StopAll).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
-        };
+        // Only logged: what failed here stays pending in the Checkpointer, and
+        // the final flush below writes it.
+        let drained = self.ingester.send(StopAll).await;
         let flushed = match self.checkpointer.send(FlushAll).await {
             // A learner whose last write failed stays pending in the Checkpointer,
             // which this flush wrote: everything is on disk after all.
             Ok(Ok(())) => {
-                if let Err(e) = drained {
-                    tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them");
+                match drained {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the learners could not be drained, but the final flush wrote what they had sent")
+                    }
+                    Ok(Ok(())) => {}
                 }
                 Ok(())
             }
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
+            Err(e) => Err(AgentError::FinalFlush(e.into())),
         };
         let _ = self.checkpointer.send(StopCheckpointer).await;
         flushed

@@ -15,9 +15,10 @@ use thiserror::Error;
 use super::messages::{Backfilled, SaveBackfillPosition};
 use super::position::{encode_position, Position, Start};
 use super::reader::{read_chunk, BackfillReadError, Chunk};
-use crate::api::metrics::Metrics;
 use crate::learner::observation::FactSource;
 use crate::store::checkpointer::{DurableView, FlushAll};
+use crate::telemetry::events::{BackfillChunkRead, Emit};
+use crate::telemetry::metrics::Metrics;
 
 /// Lines per chunk: bounds the memory of one hand-over (about 2 KB per event).
 pub const CHUNK_LINES: u64 = 4096;
@@ -139,12 +140,13 @@ pub async fn run_backfill(
                     .map_err(BackfillError::Save)?;
             }
             let learned = backfill_records(&sinks.durable).saturating_sub(baseline);
-            let m = &sinks.metrics;
-            m.backfill_lines.inc_by(lines);
-            m.backfill_execs.inc_by(execs);
-            m.backfill_exits.inc_by(exits);
-            m.backfill_new_executables
-                .inc_by(learned.saturating_sub(report.new_executables));
+            BackfillChunkRead {
+                lines,
+                execs,
+                exits,
+                new_executables: learned.saturating_sub(report.new_executables),
+            }
+            .emit(&sinks.metrics);
             report.new_executables = learned;
             report.lines += lines;
             report.execs += execs;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::agent::{Agent, AgentConfig};
 use crate::api::admin;
-use crate::api::health::{self, HealthState};
+use crate::api::health;
 use crate::backfill::BackfillConfig;
 use crate::ingest::facts::IngestConfig;
 use crate::learner::config::LearnerConfig;
@@ -201,12 +201,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "agent started"
     );
     if let Some(listener) = metrics_listener {
-        let state = HealthState {
-            metrics: agent.metrics.clone(),
-            connection: agent.connection_status.clone(),
-            snapshot: agent.snapshot_status.clone(),
-            storage: Some(agent.store.storage().clone()),
-        };
+        let state = agent.health_state();
         tokio::spawn(async move {
             if let Err(e) = health::serve(listener, state).await {
                 tracing::error!(error = %e, "health/metrics server stopped");

@@ -271,21 +271,45 @@ pub fn encode_profile_v1(p: &Profile) -> Vec<u8> {
     out
 }
 
-pub fn decode_profile(bytes: &[u8]) -> Result<Profile, String> {
+/// Why a stored value is not a profile (the store names the record).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid v1 profile: {0}")]
+    V1(#[source] serde_json::Error),
+    #[error("invalid v{version} profile: {source}")]
+    Postcard {
+        version: u8,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("invalid v{version} profile: {count} trailing bytes")]
+    TrailingBytes { version: u8, count: usize },
+    /// Decoded, but holds a code or a combination this agent does not know.
+    #[error("invalid v{version} profile: {what}")]
+    Content { version: u8, what: String },
+    #[error("unknown value version {0}")]
+    UnknownVersion(u8),
+    #[error("empty value")]
+    Empty,
+}
+
+pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
     match bytes.split_first() {
-        Some((&PROFILE_VALUE_V1, body)) => {
-            serde_json::from_slice(body).map_err(|e| format!("invalid v1 profile: {e}"))
-        }
+        Some((&PROFILE_VALUE_V1, body)) => serde_json::from_slice(body).map_err(DecodeError::V1),
         Some((&PROFILE_VALUE_V2, body)) => {
+            let version = PROFILE_VALUE_V2;
             let (stored, rest) = postcard::take_from_bytes::<StoredProfileV2<'_>>(body)
-                .map_err(|e| format!("invalid v2 profile: {e}"))?;
+                .map_err(|source| DecodeError::Postcard { version, source })?;
             if !rest.is_empty() {
-                return Err(format!("invalid v2 profile: {} trailing bytes", rest.len()));
+                return Err(DecodeError::TrailingBytes {
+                    version,
+                    count: rest.len(),
+                });
             }
-            from_v2(stored).map_err(|e| format!("invalid v2 profile: {e}"))
+            from_v2(stored).map_err(|what| DecodeError::Content { version, what })
         }
-        Some((v, _)) => Err(format!("unknown value version {v}")),
-        None => Err("empty value".to_string()),
+        Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
+        None => Err(DecodeError::Empty),
     }
 }
 
@@ -333,6 +357,7 @@ mod tests {
         assert_eq!(decode_profile(&encode_profile_v1(&p)).unwrap(), p);
         assert!(decode_profile(&[9, b'{', b'}'])
             .unwrap_err()
+            .to_string()
             .contains("version 9"));
         assert!(decode_profile(&[]).is_err());
     }
@@ -377,7 +402,7 @@ mod tests {
     #[test]
     fn v2_refuses_malformed_bodies() {
         let good = encode_profile(&small());
-        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err();
+        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
         assert!(err(&good[..good.len() - 1]).contains("invalid v2 profile"));
         assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
         assert!(err(&[2]).contains("invalid v2 profile"));

@@ -286,7 +286,7 @@ impl Store {
             match decode_profile(&v) {
                 Ok(p) if p.key.to_string() == key => good.push(p),
                 Ok(p) => bad.push((key, format!("record holds key {}", p.key))),
-                Err(reason) => bad.push((key, reason)),
+                Err(e) => bad.push((key, e.to_string())),
             }
         }
         Ok((good, bad))
@@ -302,10 +302,10 @@ impl Store {
         };
         decode_profile(&v)
             .map(Some)
-            .map_err(|reason| StoreError::BadRecord {
+            .map_err(|e| StoreError::BadRecord {
                 path: self.path.clone(),
                 key: key.to_string(),
-                reason,
+                reason: e.to_string(),
             })
     }
 

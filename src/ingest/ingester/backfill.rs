@@ -21,6 +21,7 @@ use crate::learner::machine::LearnerInput;
 use crate::learner::observation::FactSource;
 use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::convert::process_to_snapshot;
+use crate::telemetry::events::{Emit, EventSkipped};
 use crate::tetragon::proto::{get_events_response::Event, Process};
 use crate::time::now_ms;
 
@@ -68,14 +69,20 @@ impl Handler<Backfilled> for EventIngester {
                 _ => continue,
             };
             let Some(p) = process else {
-                self.metrics.skip("no_process");
+                EventSkipped {
+                    reason: "no_process",
+                }
+                .emit(&self.metrics);
                 continue;
             };
             let snap = process_to_snapshot(p, &ev.node_name);
             let l = match learnable(&snap, FactSource::Backfill, now, &self.cfg) {
                 Ok(l) => l,
                 Err(reason) => {
-                    self.metrics.skip(reason.label());
+                    EventSkipped {
+                        reason: reason.label(),
+                    }
+                    .emit(&self.metrics);
                     continue;
                 }
             };
