@@ -2,6 +2,7 @@
 //! can be megabytes long: a log line quotes at most a bounded prefix of one.
 //! Outputs meant to carry the exact value (JSON, exports, tables) do not use this.
 use std::borrow::Cow;
+use std::fmt::Display;
 
 /// Longest prefix of a name quoted in a log line, in bytes.
 pub const MAX_LOGGED_BYTES: usize = 256;
@@ -10,6 +11,19 @@ pub const MAX_LOGGED_BYTES: usize = 256;
 /// boundary) and a note of how many bytes were left out.
 pub fn bounded(s: &str) -> Cow<'_, str> {
     bounded_to(s, MAX_LOGGED_BYTES)
+}
+
+/// A workload-controlled name as a log field: bounded, and with control
+/// characters, quotes and backslashes escaped, so that one name is one field
+/// of one line in the human format too.
+pub fn name(s: &str) -> String {
+    bounded(s).escape_debug().to_string()
+}
+
+/// [`name`] of a value shown through `Display` (a learner key: its parts are
+/// pod, workload and container names).
+pub fn display(v: &impl Display) -> String {
+    name(&v.to_string())
 }
 
 pub fn bounded_to(s: &str, max: usize) -> Cow<'_, str> {
@@ -37,5 +51,21 @@ mod tests {
         assert_eq!(bounded(&exact), exact.as_str());
         let over = "a".repeat(MAX_LOGGED_BYTES + 1);
         assert!(bounded(&over).ends_with("...[1 more bytes]"));
+    }
+
+    #[test]
+    fn a_logged_name_is_one_bounded_escaped_field() {
+        let hostile = format!("/tmp/x\n\"{{{{}}}}\u{1b}[31m{}", "z".repeat(1 << 20));
+        let got = name(&hostile);
+        // 256 bytes at most, each escaped to at most 10 (\u{10ffff}), plus the note.
+        assert!(got.len() <= MAX_LOGGED_BYTES * 10 + 32, "{}", got.len());
+        assert!(got.starts_with(r#"/tmp/x\n\"{{}}\u{1b}[31mzzz"#), "{got}");
+        assert!(!got.chars().any(char::is_control));
+        assert!(got.ends_with(" more bytes]"));
+        assert_eq!(name("/bin/sh"), "/bin/sh");
+        assert_eq!(
+            display(&format_args!("ns/{}", "w".repeat(300))).len(),
+            256 + "...[47 more bytes]".len()
+        );
     }
 }

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tetragon_learner::cli::{execute, Cli};
 
+#[global_allocator]
+static GLOBAL: tetragon_learner::GlobalAllocator = tetragon_learner::GLOBAL_ALLOCATOR;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli) {

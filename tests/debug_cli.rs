@@ -1,6 +1,8 @@
 //! `debug` through its library functions (the `render_*` functions return the
 //! exact text printed) on a real database with three profiles, one of which
 //! holds a hostile path.
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -11,52 +13,48 @@ use tetragon_learner::cli::debug_cmd::{
     render_stats, run, DebugArgs, DebugCommand, DebugError, Format,
 };
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::learner::observation::{FactSource, Observation};
-use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::observation::FactSource;
+use tetragon_learner::learner::profile::{PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::inspect::DbScan;
 use tetragon_learner::store::{Store, StoreError};
 
-const HOSTILE: &str = "/bin/evil\n{{ x }}\u{202e}%n\"quote";
-
-fn record(path: &str, at: u64, source: FactSource, probe: bool) -> ExecutableRecord {
-    ExecutableRecord::first(&Observation {
-        path: path.to_string(),
-        at,
-        source,
-        exec_probe: probe,
-        exec_session: false,
-    })
-}
+use common::{record, with, HOSTILE};
 
 fn profiles() -> Vec<Profile> {
-    let mut web = Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000);
-    for rec in [
-        record("/usr/sbin/nginx", 2_000, FactSource::Snapshot, false),
-        record(HOSTILE, 3_000, FactSource::Event, false),
-    ] {
-        web.executables.insert(rec.path.clone(), rec);
-    }
+    let mut web = with(
+        Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000),
+        vec![
+            record("/usr/sbin/nginx")
+                .source(FactSource::Snapshot)
+                .build(),
+            record(HOSTILE).at(3_000).build(),
+        ],
+    );
     web.last_new_at = 3_000;
     web.partial_reasons
         .insert(PartialReason::StartedBeforeAgent);
 
-    let mut db = Profile::new(
-        LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
-        1_000,
+    let mut db = with(
+        Profile::new(
+            LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
+            1_000,
+        ),
+        vec![record("/usr/bin/postgres")
+            .source(FactSource::ExportLog)
+            .build()],
     );
-    let pg = record("/usr/bin/postgres", 2_000, FactSource::ExportLog, false);
-    db.executables.insert(pg.path.clone(), pg);
-    let sh = record("/bin/sh", 9_000, FactSource::Event, false);
+    let sh = record("/bin/sh").at(9_000).build();
     db.deviations.insert(sh.path.clone(), sh);
     db.state = LearnerState::Locked;
 
-    let mut agent = Profile::new(
-        LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
-        1_000,
+    let mut agent = with(
+        Profile::new(
+            LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
+            1_000,
+        ),
+        vec![record("/bin/health").probe(true).build()],
     );
-    let probe = record("/bin/health", 2_000, FactSource::Event, true);
-    agent.executables.insert(probe.path.clone(), probe);
     agent.state = LearnerState::Stable;
     agent.drift_count = 2;
     vec![web, db, agent]
@@ -72,17 +70,14 @@ fn fixture() -> (TempDir, PathBuf) {
     (tmp, dir)
 }
 
-/// sled releases its lock a moment after the last handle is dropped.
+/// `debug`'s open, once the writer's handle released sled's lock.
 fn open(dir: &Path) -> Store {
-    for _ in 0..500 {
-        match open_for_debug(Some(dir)) {
-            Err(DebugError::Store(StoreError::Locked { .. })) => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            other => return other.expect("debug opens a stopped agent's database"),
-        }
-    }
-    panic!("database stayed locked");
+    common::open_when_unlocked(
+        std::time::Duration::from_secs(5),
+        || open_for_debug(Some(dir)),
+        |e| matches!(e, DebugError::Store(StoreError::Locked { .. })),
+    )
+    .expect("debug opens a stopped agent's database")
 }
 
 fn loaded(store: &Store) -> Vec<Profile> {
@@ -116,17 +111,40 @@ fn list_table_has_one_row_per_learner() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("KEY") && lines[0].contains("LAST CHANGE"));
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "KEY",
+            "STATE",
+            "COMPLETENESS",
+            "READY",
+            "EXECUTABLES",
+            "DEVIATIONS",
+            "DRIFT",
+            "LAST",
+            "CHANGE"
+        ]
+    );
     let db_row = lines
         .iter()
         .find(|l| l.starts_with("shop/StatefulSet/db/postgres"))
         .expect("db row");
     let cells: Vec<&str> = db_row.split_whitespace().collect();
-    assert_eq!(&cells[1..6], ["locked", "complete", "1", "1", "0"]);
+    // Locked and complete: ready.
+    assert_eq!(&cells[1..7], ["locked", "complete", "yes", "1", "1", "0"]);
     let web_row = lines
         .iter()
         .find(|l| l.starts_with("shop/Deployment/web/nginx"))
         .expect("web row");
     assert!(web_row.contains("partial") && web_row.contains("1970-01-01T00:00:03.000Z"));
+    // Learning and partial: not ready; the probe-only agent is stable and complete.
+    let cells = |row: &str| row.split_whitespace().nth(3).map(str::to_owned);
+    assert_eq!(cells(web_row).as_deref(), Some("no"));
+    let agent_row = lines
+        .iter()
+        .find(|l| l.starts_with("kube-system/DaemonSet/agent/agent"))
+        .expect("agent row");
+    assert_eq!(cells(agent_row).as_deref(), Some("yes"));
 }
 
 #[test]
@@ -145,6 +163,7 @@ fn list_json_counts_executables_and_deviations() {
     assert_eq!(db["key"]["workload_kind"], "StatefulSet");
     assert_eq!(db["state"], "locked");
     assert_eq!(db["completeness"], "complete");
+    assert_eq!(db["ready"], true);
     assert_eq!(db["executables"], 1);
     assert_eq!(db["deviations"], 1);
     assert_eq!(db["id"], "shop/StatefulSet/db/postgres");
@@ -163,6 +182,14 @@ fn show_table_escapes_the_hostile_path_and_marks_rows() {
     assert_terminal_safe(&web);
     assert!(web.contains(ESCAPED), "{web}");
     assert!(web.contains("partial (started-before-agent)"));
+    let ready = web
+        .lines()
+        .find(|l| l.starts_with("ready"))
+        .expect("ready row");
+    assert_eq!(
+        ready.split_whitespace().collect::<Vec<_>>(),
+        ["ready", "no"]
+    );
     assert!(web.contains("PATH") && web.contains("FIRST SEEN") && web.contains("MARKS"));
     let db = render_show(
         &DbScan::read(&store).expect("scan"),
@@ -388,15 +415,12 @@ fn running_agent_gives_locked_pointing_at_the_admin_socket() {
     let (_tmp, dir) = fixture();
     // The agent opens the database itself (debug readers open a private copy,
     // so they do not lock it).
-    let _agent = (0..500)
-        .find_map(|_| match Store::open(&dir) {
-            Err(StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                None
-            }
-            other => Some(other.expect("agent opens its database")),
-        })
-        .expect("database stayed locked");
+    let _agent = common::open_when_unlocked(
+        std::time::Duration::from_secs(5),
+        || Store::open(&dir),
+        |e| matches!(e, StoreError::Locked { .. }),
+    )
+    .expect("agent opens its database");
     let err = open_for_debug(Some(&dir)).err().expect("locked");
     assert!(
         matches!(err, DebugError::Store(StoreError::Locked { .. })),

@@ -2,6 +2,8 @@
 //! validate against the WorkloadPolicyProposal CRD, tracing policies against
 //! Tetragon's TracingPolicyNamespaced schema, and every output parses back with
 //! the exact paths and the same number of objects.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,19 +18,17 @@ use tetragon_learner::export::{
     PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::learner::observation::{FactSource, Observation};
-use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::profile::{PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::Store;
+
+use common::{record, with, HOSTILE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
 const PROPOSAL_CRD: &str =
     include_str!("fixtures/schemas/security.rancher.io_workloadpolicyproposals.yaml");
 const TRACING_POLICY_SCHEMA: &str =
     include_str!("fixtures/schemas/tracingpolicynamespaced-cilium.io.json");
-
-const HOSTILE: &str =
-    "/bin/evil\n{{ x }}\u{202e}%n\"quote' \t\u{1b}[31m: - #&*!|> ---\n...\n\u{0}\u{7f}";
 
 /// 4 KB of path built from everything a YAML or JSON writer could trip on.
 fn long_path() -> String {
@@ -44,34 +44,17 @@ fn hostile_paths() -> Vec<String> {
     vec![HOSTILE.to_string(), long_path()]
 }
 
-fn record(path: &str, probe: bool, session: bool) -> ExecutableRecord {
-    ExecutableRecord::first(&Observation {
-        path: path.to_string(),
-        at: 2_000,
-        source: FactSource::Event,
-        exec_probe: probe,
-        exec_session: session,
-    })
-}
-
-fn with(mut p: Profile, recs: Vec<ExecutableRecord>) -> Profile {
-    for r in recs {
-        p.executables.insert(r.path.clone(), r);
-    }
-    p
-}
-
 /// Two workloads in `shop` (web: two containers, one partial; db: locked with a
 /// deviation), a probe-only DaemonSet in `kube-system`, and a host learner.
 fn profiles() -> Vec<Profile> {
     let mut nginx = with(
         Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000),
         vec![
-            record("/usr/sbin/nginx", false, false),
-            record(HOSTILE, false, false),
-            record(&long_path(), false, false),
-            record("/bin/healthcheck", true, false),
-            record("/bin/bash", false, true),
+            record("/usr/sbin/nginx").build(),
+            record(HOSTILE).build(),
+            record(&long_path()).build(),
+            record("/bin/healthcheck").probe(true).build(),
+            record("/bin/bash").session(true).build(),
         ],
     );
     nginx
@@ -79,7 +62,7 @@ fn profiles() -> Vec<Profile> {
         .insert(PartialReason::StartedBeforeAgent);
     let mut sidecar = with(
         Profile::new(LearnerKey::new("shop", "Deployment", "web", "envoy"), 1_000),
-        vec![record("/usr/local/bin/envoy", false, false)],
+        vec![record("/usr/local/bin/envoy").build()],
     );
     sidecar.state = LearnerState::Stable;
     let mut db = with(
@@ -87,9 +70,9 @@ fn profiles() -> Vec<Profile> {
             LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
             1_000,
         ),
-        vec![record("/usr/bin/postgres", false, false)],
+        vec![record("/usr/bin/postgres").build()],
     );
-    let sh = record("/bin/sh", false, false);
+    let sh = record("/bin/sh").build();
     db.deviations.insert(sh.path.clone(), sh);
     db.state = LearnerState::Locked;
     let agent = with(
@@ -97,11 +80,11 @@ fn profiles() -> Vec<Profile> {
             LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
             1_000,
         ),
-        vec![record("/bin/probe", true, false)],
+        vec![record("/bin/probe").probe(true).build()],
     );
     let host = with(
         Profile::new(LearnerKey::host("node-1"), 1_000),
-        vec![record("/usr/bin/kubelet", false, false)],
+        vec![record("/usr/bin/kubelet").build()],
     );
     vec![nginx, sidecar, db, agent, host]
 }
@@ -260,15 +243,30 @@ fn annotations_carry_state_completeness_and_a_partial_warning() {
     assert_eq!(db[key("state")], "locked");
     assert_eq!(db[key("completeness")], "complete");
     assert!(db.get(key("warning")).is_none());
-    // The stderr warnings: the partial learner and the host learner.
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("shop/Deployment/web/nginx is partial (started-before-agent)")));
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("/Host/node-1/") && w.contains("no namespace")));
+    // The stderr warnings: one summary line per concern; the learners,
+    // executables and workloads behind each under --verbose. Ready: envoy
+    // (stable) and postgres (locked); not ready: nginx (partial) and agent
+    // (learning); the host learner is not exported.
+    assert_eq!(
+        out.stderr_lines(false),
+        [
+            "warning: 2 of 4 learners are not ready (1 partial, 1 still learning): their allow-lists may miss executables; review them before enforcing; --verbose lists them",
+            "warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them; --verbose lists them",
+            "warning: 1 learner is not exported as namespaced objects (1 host); --verbose lists them",
+        ]
+    );
+    assert_eq!(
+        out.stderr_lines(true),
+        [
+            "warning: 2 of 4 learners are not ready (1 partial, 1 still learning): their allow-lists may miss executables; review them before enforcing",
+            "  shop/Deployment/web/nginx: learning, partial (started-before-agent)",
+            "  kube-system/DaemonSet/agent/agent: learning, complete",
+            "warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them",
+            "  shop/Deployment/web/nginx /bin/bash",
+            "warning: 1 learner is not exported as namespaced objects (1 host)",
+            "  /Host/node-1/: host processes belong to no namespace",
+        ]
+    );
 }
 
 #[test]
@@ -329,9 +327,12 @@ fn tracing_policies_validate_against_tetragons_schema() {
         "partial"
     );
     // The session-only /bin/bash is left out, and stderr says so.
-    assert!(out.warnings.iter().any(|w| w
-        .contains("1 executables seen only in kubectl exec sessions are left out")
-        && w.contains("shop/Deployment/web/nginx /bin/bash")));
+    assert!(out.stderr_lines(true).contains(
+        &"warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them".to_string()
+    ));
+    assert!(out
+        .stderr_lines(true)
+        .contains(&"  shop/Deployment/web/nginx /bin/bash".to_string()));
 }
 
 /// The four shapes (monitor|enforce x kprobe|lsm) validate against Tetragon's
@@ -430,13 +431,16 @@ fn exclude_probes_and_include_sessions_change_the_lists() {
     let out = render(&profiles(), ExportFormat::TracingPolicy, &no_probes).expect("render");
     let docs = yaml_docs(&out.text);
     assert_eq!(docs.len(), 2, "agent has nothing left but its probe");
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("DaemonSet kube-system/agent")));
-    assert!(out.warnings.iter().any(|w| w.contains(
-        "2 executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes)"
-    )));
+    let lines = out.stderr_lines(true);
+    for want in [
+        "warning: 2 executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes): under enforcement the liveness/readiness probes that run them fail and their pods restart",
+        "  shop/Deployment/web/nginx /bin/healthcheck",
+        "  kube-system/DaemonSet/agent/agent /bin/probe",
+        "warning: 1 workload gets no TracingPolicyNamespaced: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
+        "  DaemonSet kube-system/agent",
+    ] {
+        assert!(lines.contains(&want.to_string()), "{want:?} not in {lines:#?}");
+    }
     let web = find(&docs, "deployment-web");
     assert_eq!(
         web["metadata"]["annotations"]["tetragon-learner.io/excluded"],
@@ -537,15 +541,15 @@ fn hostile_and_long_workload_names_give_valid_distinct_objects() {
     let ps = vec![
         with(
             Profile::new(LearnerKey::new("shop", "Deployment", &long, "c"), 0),
-            vec![record("/bin/a", false, false)],
+            vec![record("/bin/a").build()],
         ),
         with(
             Profile::new(LearnerKey::new("shop", "Pod", odd, "c"), 0),
-            vec![record("/bin/b", false, false)],
+            vec![record("/bin/b").build()],
         ),
         with(
             Profile::new(LearnerKey::new("shop", "Pod", "Web {{ x }}", "c"), 0),
-            vec![record("/bin/c", false, false)],
+            vec![record("/bin/c").build()],
         ),
     ];
     let tp = tracing_policy_validator();
@@ -592,10 +596,10 @@ fn namespace_filter_keeps_one_namespace() {
     let out = render(&none, ExportFormat::TracingPolicy, &opts()).expect("render");
     assert_eq!(out.objects, 0);
     assert!(yaml_docs(&out.text).is_empty());
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("no learner profiles")));
+    assert_eq!(
+        out.stderr_lines(true),
+        ["warning: no learner profiles to export"]
+    );
 }
 
 #[test]
@@ -643,6 +647,7 @@ fn args(db: &Path, format: ExportFormat, output: Option<PathBuf>) -> ExportArgs 
         include_exec_probes: false,
         include_exec_sessions: false,
         workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
+        verbose: false,
     }
 }
 
@@ -733,5 +738,86 @@ fn binary_exit_codes_and_stdout() {
     assert!(out.status.success(), "{stderr}");
     let docs = yaml_docs(&String::from_utf8(out.stdout).expect("utf-8"));
     assert_eq!(docs.len(), 2, "only shop's workloads");
-    assert!(stderr.contains("warning: learner shop/Deployment/web/nginx is partial"));
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: 1 of 3 learners is not ready (1 partial): their allow-lists may miss executables; review them before enforcing; --verbose lists them",
+            "warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them; --verbose lists them",
+        ]
+    );
+}
+
+/// Many not-ready learners are one stderr line; `--verbose` lists them, one
+/// escaped line each, so a hostile key cannot forge a `warning:` line.
+#[test]
+fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
+    let mut ps = Vec::new();
+    for i in 0..70 {
+        let mut p = with(
+            Profile::new(
+                LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
+                1_000,
+            ),
+            vec![record("/bin/app").build()],
+        );
+        // 62 stable but partial, 8 complete but still learning.
+        if i < 62 {
+            p.state = LearnerState::Stable;
+            p.partial_reasons.insert(PartialReason::StartedBeforeAgent);
+        }
+        ps.push(p);
+    }
+    // 4 locked and complete: ready.
+    for i in 70..74 {
+        let mut p = with(
+            Profile::new(
+                LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
+                1_000,
+            ),
+            vec![record("/bin/app").build()],
+        );
+        p.state = LearnerState::Locked;
+        ps.push(p);
+    }
+    ps.push(with(
+        Profile::new(
+            LearnerKey::new("big", "Pod", "evil\nwarning: forged", "c"),
+            1_000,
+        ),
+        vec![record("/bin/app").build()],
+    ));
+    let tmp = TempDir::new().expect("tempdir");
+    let input = tmp.path().join("cluster.json");
+    let json = render(&ps, ExportFormat::Json, &opts()).expect("json");
+    std::fs::write(&input, json.text).expect("write");
+    let export = |verbose: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["export", "--format", "tracingpolicy", "--input"])
+            .arg(&input);
+        if verbose {
+            cmd.arg("--verbose");
+        }
+        let out = cmd.output().expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).expect("utf-8")
+    };
+    let summary = "warning: 71 of 75 learners are not ready (62 partial, 9 still learning): their allow-lists may miss executables; review them before enforcing";
+    assert_eq!(export(false), format!("{summary}; --verbose lists them\n"));
+    let verbose = export(true);
+    let lines: Vec<&str> = verbose.lines().collect();
+    assert_eq!(lines.len(), 72, "{verbose}");
+    assert_eq!(lines[0], summary);
+    assert_eq!(
+        lines[1],
+        "  big/Deployment/w00/c: stable, partial (started-before-agent)"
+    );
+    assert_eq!(
+        lines[62],
+        "  big/Deployment/w61/c: stable, partial (started-before-agent)"
+    );
+    assert_eq!(lines[63], "  big/Deployment/w62/c: learning, complete");
+    assert_eq!(
+        lines[71],
+        "  big/Pod/evil\\nwarning: forged/c: learning, complete"
+    );
 }

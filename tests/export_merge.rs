@@ -85,6 +85,13 @@ fn node_b() -> Value {
     ])
 }
 
+/// An input profile as the export writes it back: with `ready` (the inputs
+/// here lack it, as files from before it existed do).
+fn with_ready(mut profile: Value, ready: bool) -> Value {
+    profile["ready"] = ready.into();
+    profile
+}
+
 /// The merge of A and B, by the rules in the README, written out by hand.
 fn merged_a_b() -> Value {
     json!([
@@ -103,9 +110,10 @@ fn merged_a_b() -> Value {
             "completeness": "partial", "partial_reasons": ["events-dropped"], "drift_count": 1,
             "created_at": "2026-01-01T08:55:00.000Z",
             "learning_since": "2026-01-01T11:10:00.000Z",
-            "last_new_at": "2026-01-01T11:10:00.000Z"
+            "last_new_at": "2026-01-01T11:10:00.000Z",
+            "ready": false
         },
-        node_b()[1].clone()
+        with_ready(node_b()[1].clone(), true)
     ])
 }
 
@@ -141,7 +149,11 @@ fn export(args: &[&str], files: &[&Path], stdin: Option<&str>) -> Output {
     {
         let mut pipe = child.stdin.take().expect("stdin");
         if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes()).expect("stdin written");
+            // A command that refuses its arguments exits before reading
+            // stdin: the pipe is then closed, which is not the test's failure.
+            if let Err(e) = pipe.write_all(text.as_bytes()) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "stdin: {e}");
+            }
         }
     }
     child.wait_with_output().expect("finishes")
@@ -204,7 +216,7 @@ fn a_merged_tracing_policy_allows_what_any_node_ran() {
     let f = Files::new();
     let a = f.write("node-a.json", &node_a().to_string());
     let b = f.write("node-b.json", &node_b().to_string());
-    let out = export(&["--format", "tracingpolicy"], &[&a, &b], None);
+    let out = export(&["--format", "tracingpolicy", "--verbose"], &[&a, &b], None);
     assert!(
         out.status.success(),
         "{}",
@@ -236,10 +248,17 @@ fn a_merged_tracing_policy_allows_what_any_node_ran() {
     let web = &docs[0]["metadata"]["annotations"];
     assert_eq!(web["tetragon-learner.io/state"], "learning");
     assert_eq!(web["tetragon-learner.io/completeness"], "partial");
+    // Merged, nginx is learning and partial; postgres is locked and complete
+    // (ready); curl ran only in a kubectl exec session.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("shop/Deployment/web/nginx /usr/bin/curl"),
-        "{stderr}"
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: 1 of 2 learners is not ready (1 partial): their allow-lists may miss executables; review them before enforcing",
+            "  shop/Deployment/web/nginx: learning, partial (events-dropped)",
+            "warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them",
+            "  shop/Deployment/web/nginx /usr/bin/curl",
+        ]
     );
 }
 
@@ -262,9 +281,10 @@ fn a_file_merged_with_itself_keeps_its_sets_and_adds_counts() {
             "completeness": "partial", "partial_reasons": ["events-dropped"], "drift_count": 0,
             "created_at": "2026-01-01T08:55:00.000Z",
             "learning_since": "2026-01-01T11:10:00.000Z",
-            "last_new_at": "2026-01-01T11:10:00.000Z"
+            "last_new_at": "2026-01-01T11:10:00.000Z",
+            "ready": false
         },
-        node_b()[1].clone()
+        with_ready(node_b()[1].clone(), true)
     ]);
     want[1]["executables"][0]["count"] = 2.into();
     want[1]["deviations"][0]["count"] = 2.into();
@@ -378,7 +398,10 @@ fn workload_filter_keeps_the_named_workloads_in_every_format() {
     let b = f.write("node-b.json", &node_b().to_string());
     let only_db = ["--namespace", "shop", "--workload", "statefulset/db"];
     let out = export(&[&["--format", "json"][..], &only_db].concat(), &[&b], None);
-    assert_eq!(stdout_json(&out), json!([node_b()[1].clone()]));
+    assert_eq!(
+        stdout_json(&out),
+        json!([with_ready(node_b()[1].clone(), true)])
+    );
     for format in ["proposal", "tracingpolicy"] {
         let out = export(&[&["--format", format][..], &only_db].concat(), &[&b], None);
         assert!(out.status.success());

@@ -100,9 +100,15 @@ async fn probes_are_allowed_and_sessions_are_not_by_default() {
             "/usr/local/bin/slow-check",
         ]
     );
-    assert!(out.warnings.iter().any(|w| w.contains(
-        "seen only in kubectl exec sessions are left out of the allow-lists: under enforcement interactive sessions running them will be denied: shop/StatefulSet/orders-db/postgres /bin/bash"
-    )));
+    let lines = out.stderr_lines(true);
+    let at = lines
+        .iter()
+        .position(|l| l.contains("seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied"))
+        .expect("sessions warning");
+    assert_eq!(
+        lines[at + 1],
+        "  shop/StatefulSet/orders-db/postgres /bin/bash"
+    );
     let sessions = ExportOptions {
         include_exec_sessions: true,
         ..ExportOptions::default()

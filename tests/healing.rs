@@ -350,7 +350,10 @@ async fn without_a_snapshot_since_connecting_learners_are_partial_no_snapshot() 
     let p = durable(&agent, &key).unwrap();
     assert!(p.knows("/bin/a"));
     assert!(!p.knows("/entrypoint"), "only a snapshot could show it");
-    let warning = tetragon_learner::export::partial_warning(&p).expect("a warning");
+    let warning = tetragon_learner::export::warnings::not_ready(&[&p])
+        .expect("a warning")
+        .lines(true)
+        .join("\n");
     assert!(warning.contains("no-snapshot"), "{warning}");
     agent.shutdown().await.unwrap();
     fake.stop().await;

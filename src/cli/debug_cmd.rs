@@ -165,6 +165,7 @@ struct ListEntry<'a> {
     id: String,
     state: LearnerState,
     completeness: Completeness,
+    ready: bool,
     executables: usize,
     deviations: usize,
     drift_count: u64,
@@ -180,6 +181,7 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
                 id: p.key.to_string(),
                 state: p.state,
                 completeness: p.completeness(),
+                ready: p.is_ready(),
                 executables: p.executables.len(),
                 deviations: p.deviations.len(),
                 drift_count: p.drift_count,
@@ -192,6 +194,7 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
         "KEY",
         "STATE",
         "COMPLETENESS",
+        "READY",
         "EXECUTABLES",
         "DEVIATIONS",
         "DRIFT",
@@ -202,6 +205,7 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
             p.key.to_string(),
             p.state.to_string(),
             p.completeness().to_string(),
+            yes_no(p.is_ready()).to_string(),
             p.executables.len().to_string(),
             p.deviations.len().to_string(),
             p.drift_count.to_string(),
@@ -337,6 +341,7 @@ fn profile_table(p: &Profile) -> String {
     let mut head = Table::new(&["LEARNER", &p.key.to_string()]);
     head.push(&["state", p.state.as_str()]);
     head.push(&["completeness", &completeness]);
+    head.push(&["ready", yes_no(p.is_ready())]);
     for (reason, at) in &p.tracking.healed_at {
         head.push(&[format!("healed {reason}"), rfc3339_ms(*at)]);
     }
@@ -383,6 +388,15 @@ fn profile_table(p: &Profile) -> String {
         ]);
     }
     format!("{}\n{}", head.render(), t.render())
+}
+
+/// READY (complete, and stable or locked; see `Profile::is_ready`).
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 fn source_name(rec: &ExecutableRecord) -> String {

@@ -14,9 +14,10 @@ use thiserror::Error;
 
 use crate::export::filter::{in_workloads, WorkloadFilter};
 use crate::export::input::{input_name, parse_profiles, InputError};
+use crate::export::warnings::{self, Warning};
 use crate::export::{
-    self, group_by_workload, json, merge, partial_warning, proposal, tracing_policy, ExecKind,
-    ExportError, ExportOptions, PolicyHook, PolicyMode, Skip, DEFAULT_WORKLOAD_LABEL,
+    self, group_by_workload, json, merge, proposal, tracing_policy, ExecKind, ExportError,
+    ExportOptions, PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
 use crate::learner::profile::Profile;
 use crate::store::inspect::escape_for_terminal;
@@ -113,6 +114,10 @@ pub struct ExportArgs {
         default_value = DEFAULT_WORKLOAD_LABEL
     )]
     pub workload_label: String,
+    /// List the learners, executables and workloads behind each warning (one
+    /// summary line each without it).
+    #[arg(short, long, env = "TETRAGON_LEARNER_EXPORT_VERBOSE")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,8 +153,23 @@ pub struct Rendered {
     pub text: String,
     /// Profiles (json) or Kubernetes objects (proposal, tracingpolicy) in it.
     pub objects: usize,
-    /// One line each, for stderr (not yet escaped for a terminal).
-    pub warnings: Vec<String>,
+    /// For stderr: a summary each, details under `--verbose` (not yet
+    /// escaped for a terminal).
+    pub warnings: Vec<Warning>,
+}
+
+impl Rendered {
+    /// The stderr lines, in order (not yet escaped): `warning: ` and each
+    /// summary, with `verbose` followed by its indented details.
+    pub fn stderr_lines(&self, verbose: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.warnings {
+            let mut lines = w.lines(verbose).into_iter();
+            out.extend(lines.next().map(|summary| format!("warning: {summary}")));
+            out.extend(lines);
+        }
+        out
+    }
 }
 
 /// The export of `profiles` (already filtered by namespace) in `format`.
@@ -160,7 +180,7 @@ pub fn render(
 ) -> Result<Rendered, ExportError> {
     let mut warnings = Vec::new();
     if profiles.is_empty() {
-        warnings.push("no learner profiles to export".to_string());
+        warnings.push(Warning::line("no learner profiles to export"));
     }
     if format == ExportFormat::Json {
         return Ok(Rendered {
@@ -169,45 +189,12 @@ pub fn render(
             warnings,
         });
     }
-    warnings.extend(profiles.iter().filter_map(partial_warning));
-    let left_out = |kind: ExecKind| -> Vec<String> {
-        profiles
-            .iter()
-            .flat_map(|p| {
-                p.executables
-                    .values()
-                    .filter(move |r| ExecKind::of(r) == kind && !opts.keeps(r))
-                    .map(move |r| format!("{} {}", p.key, r.path))
-            })
-            .collect()
-    };
-    let probes = left_out(ExecKind::ProbeOnly);
-    if !probes.is_empty() {
-        warnings.push(format!(
-            "{} executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes): under enforcement the liveness/readiness probes that run them fail and their pods restart: {}",
-            probes.len(),
-            probes.join(", ")
-        ));
-    }
-    let sessions = left_out(ExecKind::SessionOnly);
-    if !sessions.is_empty() {
-        warnings.push(format!(
-            "{} executables seen only in kubectl exec sessions are left out of the allow-lists: under enforcement interactive sessions running them will be denied: {}; add --include-exec-sessions to allow them",
-            sessions.len(),
-            sessions.join(", ")
-        ));
-    }
-    let (_, skipped) = group_by_workload(profiles);
-    for (p, why) in skipped {
-        let why = match why {
-            Skip::Host => "host processes belong to no namespace",
-            Skip::NoNamespace => "it has no namespace",
-        };
-        warnings.push(format!(
-            "learner {} is not exported as a namespaced object: {why}",
-            p.key
-        ));
-    }
+    let (workloads, skipped) = group_by_workload(profiles);
+    let exported: Vec<&Profile> = workloads.iter().flat_map(|w| w.profiles.clone()).collect();
+    warnings.extend(warnings::not_ready(&exported));
+    warnings.extend(warnings::left_out(profiles, opts, ExecKind::ProbeOnly));
+    warnings.extend(warnings::left_out(profiles, opts, ExecKind::SessionOnly));
+    warnings.extend(warnings::not_namespaced(&skipped));
     let (text, objects) = match format {
         ExportFormat::Proposal => {
             let objs = proposal::proposals(profiles, opts)?;
@@ -215,12 +202,7 @@ pub fn render(
         }
         _ => {
             let out = tracing_policy::policies(profiles, opts)?;
-            for id in &out.empty {
-                warnings.push(format!(
-                    "no TracingPolicyNamespaced for {} {}/{}: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
-                    id.kind, id.namespace, id.workload
-                ));
-            }
+            warnings.extend(warnings::no_policy(&out.empty));
             (
                 export::to_yaml_documents(&out.policies)?,
                 out.policies.len(),
@@ -313,8 +295,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     let rendered = render(&profiles, args.format, &opts).map_err(ExportCmdError::from)?;
-    for w in &rendered.warnings {
-        eprintln!("warning: {}", escape_for_terminal(w));
+    for line in rendered.stderr_lines(args.verbose) {
+        eprintln!("{}", escape_for_terminal(&line));
     }
     match &args.output {
         Some(path) => write_file(path, &rendered.text)?,

@@ -5,8 +5,10 @@
 //! Strict where a mistake would change an allow-list: an unknown `state`,
 //! `source` or partial reason (a newer agent's format) or a time that is not
 //! RFC 3339 is an error, never a guess. Unknown extra keys are ignored, as the
-//! README promises readers of this format. `completeness` is derived from
-//! `partial_reasons`, as everywhere else.
+//! README promises readers of this format. `completeness` and `ready` are
+//! derived from `state` and `partial_reasons`, as everywhere else: what a file
+//! says of them is not read, so files written before `ready` existed read the
+//! same.
 use thiserror::Error;
 
 use crate::learner::profile::{ExecutableRecord, Profile};
@@ -166,6 +168,24 @@ mod tests {
             assert!(msg.contains(want), "{want:?} not in {msg}");
         }
         assert_eq!(input_name("-"), "stdin");
+    }
+
+    #[test]
+    fn ready_is_derived_not_read_and_may_be_absent() {
+        let mut complete = sample();
+        complete.partial_reasons.clear();
+        let mut view = serde_json::to_value(vec![sample().to_view(), complete.to_view()]).unwrap();
+        assert_eq!(view[1]["ready"], true);
+        // An older agent's file: no `ready` key.
+        view[0].as_object_mut().unwrap().remove("ready");
+        view[1].as_object_mut().unwrap().remove("ready");
+        let read = parse_profiles("old.json", &view.to_string()).unwrap();
+        assert_eq!(read, vec![sample(), complete.clone()]);
+        assert!(!read[0].to_view().ready && read[1].to_view().ready);
+        // A file that claims `ready` for a partial profile does not make it so.
+        view[0]["ready"] = true.into();
+        let read = parse_profiles("edited.json", &view.to_string()).unwrap();
+        assert!(!read[0].to_view().ready);
     }
 
     #[test]

@@ -2,18 +2,10 @@
 //! `debug dump --format json` (see `learner::view`). Every learned executable is
 //! listed with its `exec_probe` / `exec_session` marks: the include flags shape
 //! allow-lists, not this inventory.
-use serde_json::Value;
-
 use crate::learner::profile::Profile;
 use crate::learner::view::ProfileView;
 
-use super::ExportError;
-
-/// The profiles as the documented JSON array.
-pub fn to_value(profiles: &[Profile]) -> Result<Value, ExportError> {
-    let views: Vec<ProfileView> = profiles.iter().map(Profile::to_view).collect();
-    Ok(serde_json::to_value(views)?)
-}
+use super::error::ExportError;
 
 /// The exact text printed: pretty JSON and a final newline.
 pub fn render(profiles: &[Profile]) -> Result<String, ExportError> {

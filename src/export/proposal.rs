@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::learner::profile::Profile;
 
-use super::{
-    annotations, group_by_workload, workload_pod_selector, ExportError, ExportOptions,
-    LabelSelector, ObjectMeta, Workload,
-};
+use super::annotations::annotations;
+use super::error::ExportError;
+use super::grouping::{group_by_workload, Workload};
+use super::k8s::{workload_pod_selector, LabelSelector, ObjectMeta};
+use super::options::ExportOptions;
 
 pub const API_VERSION: &str = "security.rancher.io/v1alpha1";
 pub const KIND: &str = "WorkloadPolicyProposal";
@@ -81,9 +82,4 @@ pub fn proposals(
 ) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
     let (workloads, _skipped) = group_by_workload(profiles);
     workloads.iter().map(|w| proposal(w, opts)).collect()
-}
-
-/// The exact text printed: one YAML document per proposal.
-pub fn render(profiles: &[Profile], opts: &ExportOptions) -> Result<String, ExportError> {
-    super::to_yaml_documents(&proposals(profiles, opts)?)
 }

@@ -34,11 +34,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::learner::profile::Profile;
 
+use super::annotations::{annotations, ANNOTATION_PREFIX};
 use super::enforcement::{PolicyHook, POLICY_MODE_OPTION};
-use super::{
-    annotations, group_by_workload, workload_pod_selector, ExportError, ExportOptions,
-    LabelSelector, LabelSelectorRequirement, ObjectMeta, Workload, WorkloadId, ANNOTATION_PREFIX,
-};
+use super::error::ExportError;
+use super::grouping::{group_by_workload, Workload, WorkloadId};
+use super::k8s::{workload_pod_selector, LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use super::options::ExportOptions;
 
 pub const API_VERSION: &str = "cilium.io/v1alpha1";
 pub const KIND: &str = "TracingPolicyNamespaced";
@@ -228,9 +229,4 @@ pub fn policies(profiles: &[Profile], opts: &ExportOptions) -> Result<Policies, 
         }
     }
     Ok(out)
-}
-
-/// The exact text printed: one YAML document per policy.
-pub fn render(profiles: &[Profile], opts: &ExportOptions) -> Result<String, ExportError> {
-    super::to_yaml_documents(&policies(profiles, opts)?.policies)
 }

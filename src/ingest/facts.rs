@@ -40,6 +40,11 @@ impl Default for IngestConfig {
     }
 }
 
+/// Linux's PATH_MAX: `execve` refuses a longer file name, so a longer
+/// `binary` cannot be a real exec (a hostile or broken source sent it). Such an
+/// entry is skipped, never learned.
+pub const PATH_MAX: usize = 4096;
+
 /// Why an event or snapshot entry taught nothing. Counted and logged, per reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +54,8 @@ pub enum SkipReason {
     NoProcess,
     PodWithoutContainer,
     EmptyBinary,
+    /// `binary` longer than [`PATH_MAX`] bytes.
+    PathTooLong,
     KernelThread,
     HostProcess,
     NamespaceFiltered,
@@ -61,6 +68,7 @@ impl SkipReason {
             Self::NoProcess => "no_process",
             Self::PodWithoutContainer => "pod_without_container",
             Self::EmptyBinary => "empty_binary",
+            Self::PathTooLong => "path_too_long",
             Self::KernelThread => "kernel_thread",
             Self::HostProcess => "host_process",
             Self::NamespaceFiltered => "namespace_filtered",
@@ -116,6 +124,9 @@ pub fn learnable(
 ) -> Result<Learnable, SkipReason> {
     if p.binary.is_empty() {
         return Err(SkipReason::EmptyBinary);
+    }
+    if p.binary.len() > PATH_MAX {
+        return Err(SkipReason::PathTooLong);
     }
     if is_kernel_pseudo_binary(&p.binary) {
         return Err(SkipReason::KernelThread);
@@ -298,6 +309,39 @@ mod tests {
         assert_eq!(
             learnable(&pod_process("/bin/app"), FactSource::Event, 0, &excl),
             Err(SkipReason::NamespaceFiltered)
+        );
+    }
+
+    #[test]
+    fn paths_longer_than_path_max_are_skipped_from_every_source() {
+        let cfg = IngestConfig::default();
+        let at_limit = format!("/{}", "a".repeat(4095)); // 4096 bytes
+        let over = format!("/{}", "a".repeat(4096)); // 4097 bytes
+        let huge = format!("/{}", "b".repeat(1 << 20));
+        for source in [
+            FactSource::Event,
+            FactSource::Snapshot,
+            FactSource::ExportLog,
+        ] {
+            assert!(learnable(&pod_process(&at_limit), source, 0, &cfg).is_ok());
+            for long in [&over, &huge] {
+                assert_eq!(
+                    learnable(&pod_process(long), source, 0, &cfg),
+                    Err(SkipReason::PathTooLong)
+                );
+            }
+        }
+        assert_eq!(SkipReason::PathTooLong.label(), "path_too_long");
+        // A stream event takes the same rule.
+        let ev: GetEventsResponse = serde_json::from_value(serde_json::json!({
+            "process_exec": {"process": {"exec_id": "eA==", "binary": huge,
+                "pod": {"namespace": "ns", "name": "p", "container": {"name": "app"}}}},
+            "node_name": "n"
+        }))
+        .unwrap();
+        assert_eq!(
+            fact_from_event(&ev, 0, &cfg),
+            Fact::Skip(SkipReason::PathTooLong)
         );
     }
 

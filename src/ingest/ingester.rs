@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
 use crate::learner::actor::{
-    Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
+    Apply, Drain, DrainError, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
 };
 use crate::learner::completeness::InstanceSighting;
 use crate::learner::config::LearnerConfig;
@@ -22,12 +21,19 @@ use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::builder::{SnapshotFailed, SnapshotTaken};
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
+use crate::telemetry::events::{
+    Emit, EventReceived, EventSkipped, LearnerCreated, MissedExecs, ProcessTableEvicted,
+    TetragonDroppedEvents,
+};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::{now_ms, UnixMillis};
 
 use super::facts::{fact_from_event, learnable, Fact, IngestConfig, InstanceRef};
 use super::process_table::{ProcessTable, SnapshotEntry};
+
+mod backfill;
 
 /// Exec events of processes that started this shortly before a snapshot may
 /// still be on their way; such processes are judged at the next snapshot.
@@ -36,8 +42,18 @@ const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
 /// Shutdown: stop taking events and snapshots, write every learner durably and
 /// stop it, then stop the ingester.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), LearnersNotWritten>")]
 pub struct StopAll;
+
+/// Learners whose last write failed during `StopAll` (each names its key).
+#[derive(Debug, thiserror::Error)]
+#[error("{} learners could not be written: {}", .0.len(), join(.0))]
+pub struct LearnersNotWritten(pub Vec<DrainError>);
+
+fn join(errors: &[DrainError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
 
 /// Every learner's current in-memory profile (not necessarily durable yet).
 #[derive(Message)]
@@ -67,6 +83,7 @@ pub struct EventIngester {
     /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
     /// create a fresh learner over a drained one.
     stopping: bool,
+    backfill: backfill::BackfillMemory,
 }
 
 /// Inputs per learner, in order, for one delivery.
@@ -96,6 +113,7 @@ impl EventIngester {
             stream_live_at: None,
             no_snapshot: false,
             stopping: false,
+            backfill: backfill::BackfillMemory::default(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -133,25 +151,21 @@ impl EventIngester {
         if self.no_snapshot {
             profile.partial_reasons.insert(PartialReason::NoSnapshot);
         }
-        tracing::info!(key = %key, source = ?source, "new learner");
+        LearnerCreated {
+            key,
+            source: &source,
+        }
+        .emit(&self.metrics);
         (self.spawn_learner(profile), true)
     }
 
     /// Counts (and, the first time, logs) what the process table evicted.
     fn count_evictions(&mut self) {
-        let evicted = self.table.take_evicted();
-        if evicted == 0 {
-            return;
+        ProcessTableEvicted {
+            evicted: self.table.take_evicted(),
+            cap: self.cfg.max_live_processes,
         }
-        if self.metrics.process_table_evictions.get() == 0 {
-            tracing::warn!(
-                cap = self.cfg.max_live_processes,
-                "live process table full: oldest entries evicted (exits lost, or more processes \
-                 than --max-live-processes); processes started before an eviction are no longer \
-                 checked for lost execs"
-            );
-        }
-        self.metrics.process_table_evictions.inc_by(evicted);
+        .emit(&self.metrics);
     }
 
     /// Whether an instance (or process) that started at `start` was seen
@@ -229,7 +243,10 @@ impl Handler<EventBatch> for EventIngester {
         self.stream_live_at.get_or_insert(now);
         let mut out = Delivery::new();
         for ev in &msg.0 {
-            self.metrics.event(event_kind(ev));
+            EventReceived {
+                kind: event_kind(ev),
+            }
+            .emit(&self.metrics);
             match fact_from_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
                     let new_instance = self.table.exec(
@@ -273,16 +290,17 @@ impl Handler<EventBatch> for EventIngester {
                     }
                 }
                 Fact::Dropped { count } => {
-                    self.metrics.dropped_by_tetragon.inc_by(count);
-                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped); re-snapshots repair what still runs");
+                    TetragonDroppedEvents { count }.emit(&self.metrics);
                     self.push_all(&mut out, || LearnerInput::MarkPartial {
                         reason: PartialReason::EventsDropped,
                         at: now,
                     });
                 }
                 Fact::Skip(reason) => {
-                    self.metrics.skip(reason.label());
-                    tracing::debug!(reason = reason.label(), "event skipped");
+                    EventSkipped {
+                        reason: reason.label(),
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -312,9 +330,17 @@ impl Handler<SnapshotTaken> for EventIngester {
         };
         let mut learnables = Vec::new();
         let mut entries = Vec::new();
+        let mut containers: BTreeMap<LearnerKey, std::collections::BTreeSet<String>> =
+            BTreeMap::new();
         for p in &msg.0.processes {
             match learnable(p, source, now, &self.cfg) {
                 Ok(l) => {
+                    if let Some(c) = &p.container {
+                        containers
+                            .entry(l.key.clone())
+                            .or_default()
+                            .insert(c.id.clone());
+                    }
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
@@ -324,7 +350,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                     });
                     learnables.push(l);
                 }
-                Err(reason) => self.metrics.skip(reason.label()),
+                Err(reason) => EventSkipped {
+                    reason: reason.label(),
+                }
+                .emit(&self.metrics),
             }
         }
         let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
@@ -350,6 +379,13 @@ impl Handler<SnapshotTaken> for EventIngester {
             let fresh: Vec<LearnerKey> = keys
                 .into_iter()
                 .filter(|k| !self.resumed.contains(k))
+                // Every instance started inside the backfilled history: seen
+                // from its start.
+                .filter(|k| {
+                    !containers
+                        .get(k)
+                        .is_some_and(|c| self.backfill.saw_all_from_start(c))
+                })
                 .collect();
             for key in fresh {
                 self.push(
@@ -363,13 +399,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                 );
             }
         }
-        if !missed.is_empty() {
-            self.metrics.missed_execs.inc_by(missed.len() as u64);
-            tracing::warn!(
-                learners = missed.len(),
-                "the snapshot shows processes whose exec never came through the stream (Tetragon drops events for a slow client, or the stream was down): their learners are marked partial (events-dropped)"
-            );
+        MissedExecs {
+            learners: missed.len(),
         }
+        .emit(&self.metrics);
         for key in &missed {
             self.push(
                 &mut out,
@@ -469,7 +502,7 @@ impl Handler<OperateOn> for EventIngester {
         Box::pin(async move {
             addr.send(Operate(msg.input))
                 .await
-                .map_err(|e| OperateError::NotDurable(e.to_string()))?
+                .map_err(|e| OperateError::NotDurable(e.into()))?
         })
     }
 }
@@ -492,7 +525,7 @@ impl Handler<CurrentProfiles> for EventIngester {
 }
 
 impl Handler<StopAll> for EventIngester {
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), LearnersNotWritten>>;
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
@@ -500,22 +533,14 @@ impl Handler<StopAll> for EventIngester {
             // All at once: the Checkpointer writes them in a few group commits
             // instead of one flush per learner.
             let results = futures::future::join_all(addrs.iter().map(|a| a.send(Drain))).await;
-            let mut errors = Vec::new();
-            for r in results {
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => errors.push(e),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            if errors.is_empty() {
+            let failures: Vec<DrainError> = results
+                .into_iter()
+                .filter_map(|r| r.map_err(DrainError::from).and_then(|r| r).err())
+                .collect();
+            if failures.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} learners could not be written: {}",
-                    errors.len(),
-                    errors.join("; ")
-                ))
+                Err(LearnersNotWritten(failures))
             }
         };
         AtomicResponse::new(Box::pin(drain.into_actor(self).map(|res, _, ctx| {

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
-use crate::store::checkpointer::{Checkpointer, Persist};
+use crate::store::checkpointer::{CheckpointError, Checkpointer, Persist};
+use crate::telemetry::events::{
+    DeviationSeen, Emit, ExecutableLearned, LearnerStateChanged, PartialReasonHealed,
+    PartialReasonMarked,
+};
+use crate::telemetry::metrics::Metrics;
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
@@ -53,7 +57,7 @@ pub enum OperateError {
     #[error("{0}")]
     Refused(String),
     #[error("the change could not be made durable: {0}; it will be retried")]
-    NotDurable(String),
+    NotDurable(#[source] CheckpointError),
 }
 
 #[derive(Message)]
@@ -63,8 +67,22 @@ pub struct GetProfile;
 /// Shutdown: write the profile as it is now (counters included), wait until it
 /// is durable, then stop.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), DrainError>")]
 pub struct Drain;
+
+/// A learner's last write at shutdown failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("{key}: {source}")]
+    NotWritten {
+        key: LearnerKey,
+        #[source]
+        source: Box<CheckpointError>,
+    },
+    /// The learner had stopped already.
+    #[error(transparent)]
+    Gone(#[from] MailboxError),
+}
 
 pub struct LearnerActor {
     profile: Profile,
@@ -103,7 +121,7 @@ impl LearnerActor {
             match step(&mut self.profile, input, &self.cfg) {
                 Ok(e) => effects.extend(e),
                 Err(e) => {
-                    tracing::warn!(key = %self.profile.key, error = %e, "learner refused an input")
+                    tracing::warn!(key = %crate::log_quote::display(&self.profile.key), error = %e, "learner refused an input")
                 }
             }
         }
@@ -127,7 +145,7 @@ impl LearnerActor {
             // is not reported.
             if let Err(error) = settle(&mut act.ledger, w, res, &act.profile, &act.metrics) {
                 if w.durability == Durability::Flush {
-                    tracing::error!(key = %act.profile.key, error = %error, "profile change not yet durable; retrying on the next tick");
+                    tracing::error!(key = %crate::log_quote::display(&act.profile.key), error = %error, "profile change not yet durable; retrying on the next tick");
                 }
             }
         }));
@@ -135,7 +153,7 @@ impl LearnerActor {
 }
 
 /// What the Checkpointer answered to a write.
-type Answer = Result<Result<(), String>, MailboxError>;
+type Answer = Result<Result<(), CheckpointError>, MailboxError>;
 
 /// Tells the ledger how write `w` ended and reports the news that became
 /// durable, if `written` (the profile it is checked against) still holds it.
@@ -145,7 +163,7 @@ fn settle(
     answer: Answer,
     written: &Profile,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<(), CheckpointError> {
     let error = match answer {
         Ok(Ok(())) => {
             let news = still_held(written, ledger.confirmed(w.revision));
@@ -153,7 +171,7 @@ fn settle(
             return Ok(());
         }
         Ok(Err(e)) => e,
-        Err(e) => e.to_string(),
+        Err(e) => CheckpointError::from(e),
     };
     ledger.failed(w.revision);
     Err(error)
@@ -166,28 +184,35 @@ fn report_durable(written: &Profile, news: &[Effect], metrics: &Metrics) {
     for e in news {
         match e {
             Effect::NewExecutable { path } => {
-                metrics.learned_executables.inc();
                 let source = written.executables.get(path).map(|r| r.source);
-                if source == Some(FactSource::Exit) {
-                    metrics.learned_from_exits.inc();
+                ExecutableLearned {
+                    key,
+                    path,
+                    source: &source,
+                    from_exit: source == Some(FactSource::Exit),
                 }
-                tracing::info!(key = %key, path = %path.escape_debug(), source = ?source, "learned executable");
+                .emit(metrics)
             }
-            Effect::MarkedPartial { reason } => {
-                metrics.partial_reason(reason.as_str(), "marked");
-                tracing::warn!(key = %key, reason = reason.as_str(), "profile marked partial");
+            Effect::MarkedPartial { reason } => PartialReasonMarked {
+                key,
+                reason: reason.as_str(),
             }
-            Effect::Healed { reason, at } => {
-                metrics.partial_reason(reason.as_str(), "healed");
-                tracing::info!(key = %key, reason = reason.as_str(), healed_at = %crate::time::rfc3339_ms(*at), complete = written.partial_reasons.is_empty(), "partial reason healed");
+            .emit(metrics),
+            Effect::Healed { reason, at } => PartialReasonHealed {
+                key,
+                reason: reason.as_str(),
+                at: *at,
+                complete: written.partial_reasons.is_empty(),
             }
-            Effect::NewDeviation { path } => {
-                metrics.deviations.inc();
-                tracing::warn!(key = %key, path = %path.escape_debug(), "deviation from locked profile");
+            .emit(metrics),
+            Effect::NewDeviation { path } => DeviationSeen { key, path }.emit(metrics),
+            Effect::StateChanged { from, to, reason } => LearnerStateChanged {
+                key,
+                from: from.as_str(),
+                to: to.as_str(),
+                reason: reason.as_str(),
             }
-            Effect::StateChanged { from, to, reason } => {
-                tracing::info!(key = %key, from = from.as_str(), to = to.as_str(), reason = reason.as_str(), "learner state changed");
-            }
+            .emit(metrics),
             _ => {}
         }
     }
@@ -249,7 +274,7 @@ impl Handler<Operate> for LearnerActor {
 
 impl Handler<Drain> for LearnerActor {
     // Atomic: nothing else runs on this learner until it is written and stopped.
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), DrainError>>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         // This write supersedes every earlier one: it reports what they carried
         // (their answers die with the actor).
@@ -258,8 +283,12 @@ impl Handler<Drain> for LearnerActor {
         let send = self.checkpointer.send(self.persist(w));
         AtomicResponse::new(Box::pin(send.into_actor(self).map(move |res, act, ctx| {
             ctx.stop();
-            settle(&mut act.ledger, w, res, &act.profile, &act.metrics)
-                .map_err(|e| format!("{key}: {e}"))
+            settle(&mut act.ledger, w, res, &act.profile, &act.metrics).map_err(|e| {
+                DrainError::NotWritten {
+                    key,
+                    source: Box::new(e),
+                }
+            })
         })))
     }
 }

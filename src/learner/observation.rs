@@ -16,7 +16,7 @@ pub enum FactSource {
     /// A `process_exit` whose binary the profile did not hold: its exec was
     /// missed (dropped, or before the agent).
     Exit,
-    /// History read back from Tetragon's export log at start (backfill).
+    /// An exec or exit of Tetragon's export log, read at start (backfill).
     Backfill,
 }
 

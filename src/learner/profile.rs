@@ -76,6 +76,19 @@ impl fmt::Display for Completeness {
     }
 }
 
+/// Whether a profile can be enforced as it is, and if not, why. `Partial`
+/// wins over `Learning`: waiting does not complete a partial profile, so it is
+/// the reason an operator must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Readiness {
+    /// Complete, and stable or locked: its allow-list can be enforced.
+    Ready,
+    /// Complete but still learning: new executables may still come.
+    Learning,
+    /// It may miss executables (see `partial_reasons`), whatever its state.
+    Partial,
+}
+
 /// One executable of a profile (or one deviation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutableRecord {
@@ -175,6 +188,24 @@ impl Profile {
         }
     }
 
+    /// Ready = complete, and `stable` or `locked`. A locked profile was frozen
+    /// by the operator, who thereby declared it finished: locked and complete
+    /// is ready. A partial profile is never ready, in any state.
+    pub fn readiness(&self) -> Readiness {
+        match (self.completeness(), self.state) {
+            (Completeness::Partial, _) => Readiness::Partial,
+            (Completeness::Complete, LearnerState::Learning) => Readiness::Learning,
+            (Completeness::Complete, LearnerState::Stable | LearnerState::Locked) => {
+                Readiness::Ready
+            }
+        }
+    }
+
+    /// `readiness() == Ready`: the `ready` of the profiles JSON and `debug list`.
+    pub fn is_ready(&self) -> bool {
+        self.readiness() == Readiness::Ready
+    }
+
     pub fn knows(&self, path: &str) -> bool {
         self.executables.contains_key(path)
     }
@@ -235,6 +266,29 @@ mod tests {
         assert_eq!(json, r#"["started-before-agent"]"#);
         let back: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn ready_is_complete_and_stable_or_locked() {
+        use LearnerState::{Learning, Locked, Stable};
+        // Every state x completeness, the expected answer written out.
+        let cases = [
+            (Learning, false, Readiness::Learning, false),
+            (Stable, false, Readiness::Ready, true),
+            (Locked, false, Readiness::Ready, true),
+            (Learning, true, Readiness::Partial, false),
+            (Stable, true, Readiness::Partial, false),
+            (Locked, true, Readiness::Partial, false),
+        ];
+        for (state, partial, readiness, ready) in cases {
+            let mut p = Profile::new(LearnerKey::new("ns", "Pod", "p", "c"), 0);
+            p.state = state;
+            if partial {
+                p.partial_reasons.insert(PartialReason::EventsDropped);
+            }
+            assert_eq!(p.readiness(), readiness, "{state} partial={partial}");
+            assert_eq!(p.is_ready(), ready, "{state} partial={partial}");
+        }
     }
 
     #[test]

@@ -167,13 +167,6 @@ pub struct InvalidTransition {
     pub event: LearnerEvent,
 }
 
-impl InvalidTransition {
-    /// Low-cardinality label for an error metric.
-    pub fn label(&self) -> &'static str {
-        "invalid_transition"
-    }
-}
-
 /// Exactly the state *changes* the table allows, as (from, event label, to).
 /// Self-loops (observing in `Learning`, ticks, ...) are left out here and in the
 /// diagram; the pinned table test in this file covers them.
@@ -288,7 +281,6 @@ locked   heal             -> locked
         assert_eq!(err.to_string(), "learner cannot lock while locked");
         let err = LearnerState::Stable.on(LearnerEvent::Unlock).unwrap_err();
         assert_eq!(err.to_string(), "learner cannot unlock while stable");
-        assert_eq!(err.label(), "invalid_transition");
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub struct ProfileView {
     pub created_at: String,
     pub learning_since: String,
     pub last_new_at: String,
+    /// `Profile::is_ready`: complete, and stable or locked. Derived, like
+    /// `completeness`: files written before it existed read as if it were
+    /// absent (`export --input` recomputes it).
+    #[serde(default)]
+    pub ready: bool,
     /// When each partial reason that is clear now last healed (left out
     /// while none did).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -73,6 +78,7 @@ impl From<&Profile> for ProfileView {
             created_at: rfc3339_ms(p.created_at),
             learning_since: rfc3339_ms(p.learning_since),
             last_new_at: rfc3339_ms(p.last_new_at),
+            ready: p.is_ready(),
             healed_at: p
                 .tracking
                 .healed_at
@@ -151,6 +157,7 @@ mod tests {
             "created_at": "1970-01-01T00:00:00.000Z",
             "learning_since": "1970-01-01T00:00:00.000Z",
             "last_new_at": "1970-01-01T00:00:02.000Z",
+            "ready": false,
         });
         assert_eq!(got, want);
         // The contract's leading fields come first in the text too.

@@ -109,7 +109,7 @@ mod tests {
             ..Default::default()
         };
         let s = process_to_snapshot(&p, "");
-        assert!(s.is_host_process());
+        assert!(s.pod.is_none(), "a host process has no pod");
         assert_eq!(s.node_name, "vm");
         assert!(s.in_init_tree);
     }

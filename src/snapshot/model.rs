@@ -77,10 +77,6 @@ fn default_true() -> bool {
 }
 
 impl SnapshotProcess {
-    pub fn is_host_process(&self) -> bool {
-        self.pod.is_none()
-    }
-
     pub fn has_flag(&self, word: &str) -> bool {
         has_flag_word(&self.flags, word)
     }

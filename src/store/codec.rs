@@ -341,29 +341,59 @@ pub fn encode_profile_v1(p: &Profile) -> Vec<u8> {
     out
 }
 
-pub fn decode_profile(bytes: &[u8]) -> Result<Profile, String> {
+/// Why a stored value is not a profile (the store names the record).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid v1 profile: {0}")]
+    V1(#[source] serde_json::Error),
+    #[error("invalid v{version} profile: {source}")]
+    Postcard {
+        version: u8,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("invalid v{version} profile: {count} trailing bytes")]
+    TrailingBytes { version: u8, count: usize },
+    /// Decoded, but holds a code or a combination this agent does not know.
+    #[error("invalid v{version} profile: {what}")]
+    Content { version: u8, what: String },
+    #[error("unknown value version {0}")]
+    UnknownVersion(u8),
+    #[error("empty value")]
+    Empty,
+}
+
+/// The postcard body of a v2 or v3 value, whole: trailing bytes are an error.
+fn take_whole<'a, T: serde::Deserialize<'a>>(
+    version: u8,
+    body: &'a [u8],
+) -> Result<T, DecodeError> {
+    let (stored, rest) = postcard::take_from_bytes::<T>(body)
+        .map_err(|source| DecodeError::Postcard { version, source })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            version,
+            count: rest.len(),
+        });
+    }
+    Ok(stored)
+}
+
+pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
     match bytes.split_first() {
-        Some((&PROFILE_VALUE_V1, body)) => {
-            serde_json::from_slice(body).map_err(|e| format!("invalid v1 profile: {e}"))
-        }
+        Some((&PROFILE_VALUE_V1, body)) => serde_json::from_slice(body).map_err(DecodeError::V1),
         Some((&PROFILE_VALUE_V2, body)) => {
-            let (stored, rest) = postcard::take_from_bytes::<StoredProfileV2<'_>>(body)
-                .map_err(|e| format!("invalid v2 profile: {e}"))?;
-            if !rest.is_empty() {
-                return Err(format!("invalid v2 profile: {} trailing bytes", rest.len()));
-            }
-            from_v2(stored).map_err(|e| format!("invalid v2 profile: {e}"))
+            let version = PROFILE_VALUE_V2;
+            let stored: StoredProfileV2<'_> = take_whole(version, body)?;
+            from_v2(stored).map_err(|what| DecodeError::Content { version, what })
         }
         Some((&PROFILE_VALUE_V3, body)) => {
-            let (stored, rest) = postcard::take_from_bytes::<v3::StoredProfileV3<'_>>(body)
-                .map_err(|e| format!("invalid v3 profile: {e}"))?;
-            if !rest.is_empty() {
-                return Err(format!("invalid v3 profile: {} trailing bytes", rest.len()));
-            }
-            v3::from_v3(stored).map_err(|e| format!("invalid v3 profile: {e}"))
+            let version = PROFILE_VALUE_V3;
+            let stored: v3::StoredProfileV3<'_> = take_whole(version, body)?;
+            v3::from_v3(stored).map_err(|what| DecodeError::Content { version, what })
         }
-        Some((v, _)) => Err(format!("unknown value version {v}")),
-        None => Err("empty value".to_string()),
+        Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
+        None => Err(DecodeError::Empty),
     }
 }
 
@@ -415,6 +445,7 @@ mod tests {
         assert_eq!(decode_profile(&encode_profile_v1(&p)).unwrap(), p);
         assert!(decode_profile(&[9, b'{', b'}'])
             .unwrap_err()
+            .to_string()
             .contains("version 9"));
         assert!(decode_profile(&[]).is_err());
     }
@@ -524,7 +555,7 @@ mod tests {
     #[test]
     fn v3_refuses_malformed_bodies() {
         let good = encode_profile(&small_v3());
-        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err();
+        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
         assert!(err(&good[..good.len() - 1]).contains("invalid v3 profile"));
         assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
         let at = |needle: &[u8]| {
@@ -580,7 +611,7 @@ mod tests {
     #[test]
     fn v2_refuses_malformed_bodies() {
         let good = encode_profile_v2(&small()).unwrap();
-        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err();
+        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
         assert!(err(&good[..good.len() - 1]).contains("invalid v2 profile"));
         assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
         assert!(err(&[2]).contains("invalid v2 profile"));

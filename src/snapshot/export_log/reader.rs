@@ -147,7 +147,7 @@ fn resolve(payload: Payload) -> Option<SnapshotProcess> {
             false,
             "light-accepted exec line fails the full decode: {line}"
         );
-        error!(line = %line, "export log line accepted by the light decode fails the full one; process left out");
+        error!(line = %crate::log_quote::name(&line), "export log line accepted by the light decode fails the full one; process left out");
     }
     process
 }

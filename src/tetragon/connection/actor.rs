@@ -14,15 +14,17 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
-use crate::api::metrics::Metrics;
+use crate::telemetry::events::{ConnectFailed, Connected, Emit, StreamLive};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{EventType, Filter, GetEventsRequest, GetEventsResponse};
+use crate::time::{now_ms, UnixMillis};
 
 use super::machine::{
     BackoffPolicy, ConnAction, ConnEvent, ConnState, ConnTimings, Connection, Timer,
 };
-use super::messages::{EventBatch, TakeSnapshot};
+use super::messages::{EventBatch, SnapshotUnavailable, TakeSnapshot};
 
 /// Events handed on in one message, at most.
 const MAX_BATCH: usize = 512;
@@ -40,26 +42,63 @@ pub struct ConnectionConfig {
     pub snapshot_retry: Duration,
 }
 
-/// What the rest of the agent may know about the connection.
+/// What the rest of the agent may know about the connection (`/readyz`, the
+/// admin status). Written only through [`Driver::update`], which keeps the
+/// `tetragon_connected` gauge equal to `ready`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConnectionStatus {
+    /// `connected` while Tetragon answers on the current connection (what
+    /// `ready` says), `disconnected` otherwise: the state an operator reads.
+    pub status: LinkStatus,
+    /// The machine's state (Connecting, Live, Backoff, ...).
     pub state: ConnState,
     /// Tetragon answered on this connection: the event stream opened, or a
     /// snapshot succeeded (a quiet Tetragon sends no stream headers until the
     /// first event). What `/readyz` reports.
     pub ready: bool,
+    /// When `status` last changed (Unix ms; 0 before the first change).
+    pub since: UnixMillis,
     pub connects: u64,
+    /// Why the agent is not connected: the latest failure since the last
+    /// working connection. Cleared once Tetragon answers again, so a
+    /// recovered agent shows no stale error.
     pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkStatus {
+    Connected,
+    Disconnected,
 }
 
 impl Default for ConnectionStatus {
     fn default() -> Self {
         Self {
+            status: LinkStatus::Disconnected,
             state: ConnState::Disconnected,
             ready: false,
+            since: 0,
             connects: 0,
             last_error: None,
         }
+    }
+}
+
+impl ConnectionStatus {
+    /// Tetragon answers (or stopped answering) at `now`.
+    pub fn set_ready(&mut self, ready: bool, now: UnixMillis) {
+        let status = if ready {
+            self.last_error = None;
+            LinkStatus::Connected
+        } else {
+            LinkStatus::Disconnected
+        };
+        if status != self.status {
+            self.status = status;
+            self.since = now;
+        }
+        self.ready = ready;
     }
 }
 
@@ -146,8 +185,9 @@ pub fn events_request() -> GetEventsRequest {
     }
 }
 
-type SnapshotFuture =
-    Pin<Box<dyn std::future::Future<Output = Result<Result<(), String>, MailboxError>>>>;
+type SnapshotFuture = Pin<
+    Box<dyn std::future::Future<Output = Result<Result<(), SnapshotUnavailable>, MailboxError>>>,
+>;
 
 type OpenFuture =
     Pin<Box<dyn std::future::Future<Output = Result<Streaming<GetEventsResponse>, String>>>>;
@@ -279,8 +319,16 @@ impl Driver {
         }
     }
 
+    /// The one place the connection status changes; the connected gauge
+    /// follows it, so `/metrics` and `/readyz` never disagree.
+    fn update(&self, change: impl FnOnce(&mut ConnectionStatus)) {
+        let mut st = self.status.write();
+        change(&mut st);
+        StreamLive { live: st.ready }.emit(&self.metrics);
+    }
+
     fn set_error(&self, error: String) {
-        self.status.write().last_error = Some(error);
+        self.update(|st| st.last_error = Some(error));
     }
 
     fn stream_failed(&self, e: String) -> ConnEvent {
@@ -299,16 +347,20 @@ impl Driver {
         match connected {
             Ok(channel) => {
                 self.link.opening = Some(open_events(channel, self.cfg.address.to_string()));
-                let mut st = self.status.write();
-                st.connects += 1;
-                if st.connects > 1 {
-                    self.metrics.reconnects.inc();
+                self.update(|st| st.connects += 1);
+                Connected {
+                    address: &self.cfg.address,
+                    reconnect: self.status.read().connects > 1,
                 }
-                tracing::info!(address = %self.cfg.address, "connected; event stream requested");
+                .emit(&self.metrics);
                 ConnEvent::Connected
             }
             Err(e) => {
-                tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
+                ConnectFailed {
+                    address: &self.cfg.address,
+                    error: &e,
+                }
+                .emit(&self.metrics);
                 self.set_error(e.to_string());
                 ConnEvent::ConnectFailed
             }
@@ -330,7 +382,7 @@ impl Driver {
                     });
                     self.link.snapshot = Some(Box::pin(ask));
                 }
-                ConnAction::SetReady(ready) => self.status.write().ready = ready,
+                ConnAction::SetReady(ready) => self.update(|st| st.set_ready(ready, now_ms())),
                 ConnAction::CloseStream => {
                     self.link = Link::default();
                     self.timers.cancel_connection_timers();
@@ -406,7 +458,7 @@ impl Driver {
                     vec![]
                 }
             };
-            self.status.write().state = m.state;
+            self.update(|st| st.state = m.state);
             let follow = self.execute(actions).await;
             if m.state == ConnState::Stopped {
                 return;
@@ -420,5 +472,38 @@ impl Driver {
                 },
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovered_connection_shows_no_stale_error() {
+        let mut st = ConnectionStatus {
+            last_error: Some("event stream failed: Unavailable".into()),
+            ..Default::default()
+        };
+        st.set_ready(false, 10);
+        assert_eq!(st.status, LinkStatus::Disconnected);
+        assert_eq!(st.since, 0, "no change: still disconnected");
+        assert!(st.last_error.is_some(), "why it is down stays shown");
+        st.set_ready(true, 20);
+        assert_eq!(
+            (st.status, st.ready, st.since),
+            (LinkStatus::Connected, true, 20)
+        );
+        assert_eq!(st.last_error, None);
+        // Ready again (headers after a snapshot): no change of state.
+        st.set_ready(true, 30);
+        assert_eq!(st.since, 20);
+        st.set_ready(false, 40);
+        assert_eq!(
+            (st.status, st.ready, st.since),
+            (LinkStatus::Disconnected, false, 40)
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["status"], "disconnected");
     }
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics, in one place, so every counted thing has one name.
+//! Prometheus metrics, in one place, so every counted thing has one name. Only
+//! `events` counts: a site emits an event, which logs and counts together.
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,27 +12,60 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
+/// Counters of a family already looked up, by label value: the per-event path
+/// (`event`, `skip`) then neither builds a label set (a Vec and a String) nor
+/// hashes it, which it did once per event. Label values here are a small fixed
+/// set (event kinds, skip reasons), so a short list is enough.
+#[derive(Default)]
+struct Resolved(parking_lot::RwLock<Vec<(String, Counter)>>);
+
+impl Resolved {
+    fn inc(&self, family: &Family<Labels, Counter>, name: &'static str, value: &str) {
+        if let Some((_, c)) = self.0.read().iter().find(|(v, _)| v == value) {
+            c.inc();
+            return;
+        }
+        let mut list = self.0.write();
+        let counter = match list.iter().find(|(v, _)| v == value) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = family.get_or_create(&labels(&[(name, value)])).clone();
+                list.push((value.to_string(), c.clone()));
+                c
+            }
+        };
+        counter.inc();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
-    pub events: Family<Labels, Counter>,
-    pub skipped: Family<Labels, Counter>,
-    pub dropped_by_tetragon: Counter,
-    pub shed: Counter,
-    pub missed_execs: Counter,
-    pub process_table_evictions: Counter,
-    pub snapshots: Family<Labels, Counter>,
-    pub snapshot_processes: Gauge,
-    pub snapshot_duration_ms: Gauge,
-    pub reconnects: Counter,
-    pub learned_executables: Counter,
-    pub deviations: Counter,
-    pub learners: Family<Labels, Gauge>,
-    pub checkpoint_lag_ms: Gauge,
-    pub checkpoint_flushes: Counter,
-    pub checkpoint_errors: Counter,
+    events_resolved: Resolved,
+    skipped_resolved: Resolved,
+    pub(super) events: Family<Labels, Counter>,
+    pub(super) skipped: Family<Labels, Counter>,
+    pub(super) dropped_by_tetragon: Counter,
+    pub(super) missed_execs: Counter,
+    pub(super) process_table_evictions: Counter,
+    pub(super) snapshots: Family<Labels, Counter>,
+    pub(super) snapshot_processes: Gauge,
+    pub(super) snapshot_duration_ms: Gauge,
+    pub(super) reconnects: Counter,
+    pub(super) tetragon_connected: Gauge,
+    pub(super) connect_attempts: Family<Labels, Counter>,
+    pub(super) learned_executables: Counter,
+    pub(super) deviations: Counter,
+    pub(super) learners: Family<Labels, Gauge>,
+    pub(super) checkpoint_lag_ms: Gauge,
+    pub(super) checkpoint_flushes: Counter,
+    pub(super) checkpoint_errors: Counter,
+    pub(super) backfill_lines: Counter,
+    pub(super) backfill_execs: Counter,
+    pub(super) backfill_exits: Counter,
+    pub(super) backfill_new_executables: Counter,
     /// Partial reasons made durable, by reason (marked, healed).
-    pub partial_reasons: Family<Labels, Counter>,
-    pub learned_from_exits: Counter,
+    pub(super) partial_reasons: Family<Labels, Counter>,
+    pub(super) learned_from_exits: Counter,
 }
 
 impl Default for Metrics {
@@ -47,22 +81,29 @@ impl Metrics {
             events: Family::default(),
             skipped: Family::default(),
             dropped_by_tetragon: Counter::default(),
-            shed: Counter::default(),
             missed_execs: Counter::default(),
             process_table_evictions: Counter::default(),
             snapshots: Family::default(),
             snapshot_processes: Gauge::default(),
             snapshot_duration_ms: Gauge::default(),
             reconnects: Counter::default(),
+            tetragon_connected: Gauge::default(),
+            connect_attempts: Family::default(),
             learned_executables: Counter::default(),
             deviations: Counter::default(),
             learners: Family::default(),
             checkpoint_lag_ms: Gauge::default(),
             checkpoint_flushes: Counter::default(),
             checkpoint_errors: Counter::default(),
+            backfill_lines: Counter::default(),
+            backfill_execs: Counter::default(),
+            backfill_exits: Counter::default(),
+            backfill_new_executables: Counter::default(),
             partial_reasons: Family::default(),
             learned_from_exits: Counter::default(),
             registry: Registry::default(),
+            events_resolved: Resolved::default(),
+            skipped_resolved: Resolved::default(),
         };
         registry.register(
             "events",
@@ -78,11 +119,6 @@ impl Metrics {
             "tetragon_dropped_events",
             "Events Tetragon reported as dropped (rate_limit_info)",
             m.dropped_by_tetragon.clone(),
-        );
-        registry.register(
-            "shed_events",
-            "Events the agent itself shed under load",
-            m.shed.clone(),
         );
         registry.register(
             "missed_exec_events",
@@ -114,6 +150,16 @@ impl Metrics {
             "reconnects",
             "Connections to Tetragon re-established",
             m.reconnects.clone(),
+        );
+        registry.register(
+            "tetragon_connected",
+            "1 while Tetragon answers on the event stream, else 0",
+            m.tetragon_connected.clone(),
+        );
+        registry.register(
+            "tetragon_connect_attempts",
+            "Attempts to connect to Tetragon, by outcome (connected, failed)",
+            m.connect_attempts.clone(),
         );
         registry.register(
             "learned_executables",
@@ -151,33 +197,57 @@ impl Metrics {
             "Executables first learned from a process_exit (their exec was missed)",
             m.learned_from_exits.clone(),
         );
+        registry.register(
+            "backfill_lines",
+            "Export-log lines read by the backfill",
+            m.backfill_lines.clone(),
+        );
+        registry.register(
+            "backfill_execs",
+            "process_exec lines read by the backfill",
+            m.backfill_execs.clone(),
+        );
+        registry.register(
+            "backfill_exits",
+            "process_exit lines read by the backfill",
+            m.backfill_exits.clone(),
+        );
+        registry.register(
+            "backfill_new_executables",
+            "Executables first learned from the backfill (made durable)",
+            m.backfill_new_executables.clone(),
+        );
         Self { registry, ..m }
     }
 
     /// A partial reason was marked or healed (`change`), durably.
-    pub fn partial_reason(&self, reason: &str, change: &str) {
+    pub(super) fn partial_reason(&self, reason: &str, change: &str) {
         self.partial_reasons
             .get_or_create(&labels(&[("reason", reason), ("change", change)]))
             .inc();
     }
 
-    pub fn event(&self, kind: &str) {
-        self.events.get_or_create(&labels(&[("kind", kind)])).inc();
+    pub(super) fn event(&self, kind: &str) {
+        self.events_resolved.inc(&self.events, "kind", kind);
     }
 
-    pub fn skip(&self, reason: &str) {
-        self.skipped
-            .get_or_create(&labels(&[("reason", reason)]))
+    pub(super) fn skip(&self, reason: &str) {
+        self.skipped_resolved.inc(&self.skipped, "reason", reason);
+    }
+
+    pub(super) fn connect_attempt(&self, outcome: &str) {
+        self.connect_attempts
+            .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
     }
 
-    pub fn snapshot(&self, source: &str, result: &str) {
+    pub(super) fn snapshot(&self, source: &str, result: &str) {
         self.snapshots
             .get_or_create(&labels(&[("source", source), ("result", result)]))
             .inc();
     }
 
-    pub fn set_learners(&self, state: &str, n: i64) {
+    pub(super) fn set_learners(&self, state: &str, n: i64) {
         self.learners
             .get_or_create(&labels(&[("state", state)]))
             .set(n);
@@ -211,5 +281,24 @@ mod tests {
             text.contains("tetragon_learner_skipped_total{reason=\"kernel_thread\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn repeated_labels_count_on_the_same_series() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.event("process_exec");
+        }
+        m.event("process_exit");
+        m.skip("host_process");
+        m.skip("host_process");
+        let text = m.render();
+        for line in [
+            "tetragon_learner_events_total{kind=\"process_exec\"} 3",
+            "tetragon_learner_events_total{kind=\"process_exit\"} 1",
+            "tetragon_learner_skipped_total{reason=\"host_process\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }
