@@ -183,7 +183,9 @@ pub struct PartialReasonMarked<'a> {
 impl Emit for PartialReasonMarked<'_> {
     fn emit(self, metrics: &Metrics) {
         metrics.partial_reason(self.reason, "marked");
-        tracing::warn!(key = %log_quote::display(&self.key), reason = self.reason, "profile marked partial");
+        // Info, not warn: every learner of a running node starts partial
+        // (started-before-agent); lost events have their own warning.
+        tracing::info!(key = %log_quote::display(&self.key), reason = self.reason, "profile marked partial");
     }
 }
 
