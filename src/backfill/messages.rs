@@ -7,6 +7,7 @@ use actix::prelude::*;
 
 use super::position::HistoryStart;
 use crate::learner::key::LearnerKey;
+use crate::store::checkpointer::CheckpointError;
 use crate::tetragon::proto::GetEventsResponse;
 
 /// Exec and exit events read from the export log, in file order, to teach
@@ -30,5 +31,5 @@ pub struct BackfillIngested {
 
 /// Write the backfill position (encoded) durably.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), CheckpointError>")]
 pub struct SaveBackfillPosition(pub Vec<u8>);

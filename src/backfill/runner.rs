@@ -16,7 +16,7 @@ use super::messages::{Backfilled, SaveBackfillPosition};
 use super::position::{encode_position, Position, Start};
 use super::reader::{read_chunk, BackfillReadError, Chunk};
 use crate::learner::observation::FactSource;
-use crate::store::checkpointer::{DurableView, FlushAll};
+use crate::store::checkpointer::{CheckpointError, DurableView, FlushAll};
 use crate::telemetry::events::{BackfillChunkRead, Emit};
 use crate::telemetry::metrics::Metrics;
 
@@ -75,13 +75,13 @@ pub enum BackfillError {
     #[error(transparent)]
     Read(#[from] BackfillReadError),
     #[error("backfill reader stopped unexpectedly: {0}")]
-    Join(String),
+    Join(#[source] tokio::task::JoinError),
     #[error("the ingester stopped during the backfill: {0}")]
-    Ingester(String),
+    Ingester(#[source] MailboxError),
     #[error("backfilled executables did not become durable within {0:?}; the position was not moved, so they are read again at the next start")]
     NotDurable(Duration),
     #[error("saving the backfill position failed: {0}; the history read since the last saved position is read again at the next start")]
-    Save(String),
+    Save(#[source] CheckpointError),
 }
 
 /// Reads everything new in the export log and teaches it. Call it before the
@@ -101,7 +101,7 @@ pub async fn run_backfill(
             let max = cfg.chunk_lines.max(1);
             tokio::task::spawn_blocking(move || read_chunk(&path, from.as_ref(), max))
                 .await
-                .map_err(|e| BackfillError::Join(e.to_string()))??
+                .map_err(BackfillError::Join)??
         };
         if report.start.is_none() {
             report.start = chunk.start.map(Start::as_str);
@@ -127,7 +127,7 @@ pub async fn run_backfill(
                 .ingester
                 .send(Backfilled { events, history })
                 .await
-                .map_err(|e| BackfillError::Ingester(e.to_string()))?;
+                .map_err(BackfillError::Ingester)?;
             if !wait_durable(&ingested.held, sinks).await {
                 return Err(BackfillError::NotDurable(DURABLE_TIMEOUT));
             }
@@ -136,7 +136,7 @@ pub async fn run_backfill(
                     .save
                     .send(SaveBackfillPosition(encode_position(p)))
                     .await
-                    .map_err(|e| BackfillError::Save(e.to_string()))?
+                    .map_err(|e| BackfillError::Save(e.into()))?
                     .map_err(BackfillError::Save)?;
             }
             let learned = backfill_records(&sinks.durable).saturating_sub(baseline);
