@@ -108,6 +108,16 @@ impl Checkpointer {
         if self.flushing || self.holdoff || (self.pending.is_empty() && self.waiters.is_empty()) {
             return;
         }
+        if self.pending.is_empty() {
+            // Nothing to write and no write in flight: everything sent before
+            // is durable already. No empty commit (a sled flush and a marker
+            // rename) for a waiter that polls.
+            for w in std::mem::take(&mut self.waiters) {
+                let _ = w.send(Ok(()));
+            }
+            self.urgent = false;
+            return;
+        }
         self.flushing = true;
         let batch: Vec<Profile> = std::mem::take(&mut self.pending).into_values().collect();
         let waiters = std::mem::take(&mut self.waiters);

@@ -346,6 +346,11 @@ impl Store {
         // already; a marker that cannot be written only weakens that check.
         use std::sync::atomic::Ordering;
         let records = self.records.fetch_add(new_records, Ordering::SeqCst) + new_records;
+        // The count changes only with new records: rewriting an equal marker
+        // would cost a file write and a rename per group commit for nothing.
+        if new_records == 0 {
+            return Ok(());
+        }
         if let Err(e) = write_marker(&self.dir, records) {
             tracing::warn!(error = %e, "cannot update the record-count marker; damage detection on the next start is weaker");
         }
