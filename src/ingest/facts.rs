@@ -99,14 +99,17 @@ pub struct InstanceRef {
 }
 
 /// What one event means to the agent.
+// A transient value, and `Exec` the common case: boxing it would cost an
+// allocation per event to save stack bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     Exec(Learnable),
-    /// A process ended: it leaves the live process table. When it is
-    /// learnable, its binary teaches (source `exit`) if the profile lacks it.
+    /// A process ended: it leaves the live process table. When the table did
+    /// not hold it (its exec was missed), `exit_learnable` says what it
+    /// teaches: built only then, since most exits follow a seen exec.
     Exit {
         exec_id: String,
-        learnable: Option<Learnable>,
     },
     /// Tetragon says it dropped this many events: learners may be partial.
     Dropped {
@@ -191,6 +194,21 @@ pub fn learnable(
     })
 }
 
+/// What the exit `ev` teaches (source `exit`), when its process is learnable.
+pub fn exit_learnable(
+    ev: &GetEventsResponse,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Option<Learnable> {
+    match &ev.event {
+        Some(Event::ProcessExit(exit)) => {
+            let snap = process_to_snapshot(exit.process.as_ref()?, &ev.node_name);
+            learnable(&snap, FactSource::Exit, at, cfg).ok()
+        }
+        _ => None,
+    }
+}
+
 /// Classifies one streamed event.
 pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfig) -> Fact {
     match &ev.event {
@@ -205,13 +223,9 @@ pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfi
             }
         },
         Some(Event::ProcessExit(exit)) => match &exit.process {
-            Some(p) => {
-                let snap = process_to_snapshot(p, &ev.node_name);
-                Fact::Exit {
-                    exec_id: p.exec_id.clone(),
-                    learnable: learnable(&snap, FactSource::Exit, at, cfg).ok(),
-                }
-            }
+            Some(p) => Fact::Exit {
+                exec_id: p.exec_id.clone(),
+            },
             None => Fact::Skip(SkipReason::NoProcess),
         },
         Some(Event::RateLimitInfo(info)) => Fact::Dropped {

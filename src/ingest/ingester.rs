@@ -30,7 +30,7 @@ use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::{get_events_response::Event, GetEventsResponse};
 use crate::time::{now_ms, UnixMillis};
 
-use super::facts::{fact_from_event, learnable, Fact, IngestConfig, InstanceRef};
+use super::facts::{exit_learnable, fact_from_event, learnable, Fact, IngestConfig, InstanceRef};
 use super::process_table::{ProcessTable, SnapshotEntry};
 
 mod backfill;
@@ -267,13 +267,28 @@ impl Handler<EventBatch> for EventIngester {
                         self.push(&mut out, &l.key, seen, FactSource::Event);
                     }
                 }
-                Fact::Exit { exec_id, learnable } => {
+                Fact::Exit { exec_id } => {
                     let exited = self.table.exit(&exec_id);
-                    if let Some(l) = learnable.filter(|_| self.cfg.learn_from_exits) {
+                    // Only an exit whose exec the table never held teaches: a
+                    // seen exec already taught its binary, and an exit of a
+                    // binary the profile did not keep (over capacity, a reset
+                    // since) is no sign of a lost event.
+                    let missed = exited.is_none() && self.cfg.learn_from_exits;
+                    if let Some(l) = missed.then(|| exit_learnable(ev, now, &self.cfg)).flatten() {
                         // Learned only if the profile lacks the binary: then its
                         // exec was missed, and if the process started while the
                         // stream was live, that is a gap.
                         let gap = self.after_live(l.started_at);
+                        if !gap && !self.learners.contains_key(&l.key) {
+                            // The first sign of this container is the exit of a
+                            // process that ran before the stream: its past is
+                            // unknown, as for a learner born from a snapshot.
+                            let mark = LearnerInput::MarkPartial {
+                                reason: PartialReason::StartedBeforeAgent,
+                                at: now,
+                            };
+                            self.push(&mut out, &l.key, mark, FactSource::Exit);
+                        }
                         let input = LearnerInput::ExitSeen {
                             observation: l.observation,
                             gap,
