@@ -64,9 +64,9 @@ impl Handler<Backfilled> for EventIngester {
         let now = now_ms();
         let mut out = Delivery::new();
         for ev in &msg.events {
-            let process = match &ev.event {
-                Some(Event::ProcessExec(e)) => e.process.as_ref(),
-                Some(Event::ProcessExit(e)) => e.process.as_ref(),
+            let (process, is_exit) = match &ev.event {
+                Some(Event::ProcessExec(e)) => (e.process.as_ref(), false),
+                Some(Event::ProcessExit(e)) => (e.process.as_ref(), true),
                 _ => continue,
             };
             let Some(p) = process else {
@@ -118,12 +118,22 @@ impl Handler<Backfilled> for EventIngester {
                     FactSource::Backfill,
                 );
             }
-            self.push(
-                &mut out,
-                &l.key,
-                LearnerInput::Observe(l.observation),
-                FactSource::Backfill,
-            );
+            // An exec is a sighting; an exit teaches only a binary the profile
+            // lacks (its exec was before the history read), as live exits do,
+            // so one process is not counted twice. Never a gap: the history
+            // is read in full, nothing of it was dropped.
+            let input = if is_exit {
+                if !self.cfg.learn_from_exits {
+                    continue;
+                }
+                LearnerInput::ExitSeen {
+                    observation: l.observation,
+                    gap: false,
+                }
+            } else {
+                LearnerInput::Observe(l.observation)
+            };
+            self.push(&mut out, &l.key, input, FactSource::Backfill);
             // The instance joins the learner's tracking: seen from its start
             // when it started inside the history read. Whether it still runs
             // is for the process table and the snapshots to say.
