@@ -8,7 +8,8 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use thiserror::Error;
 
-use crate::api::metrics::Metrics;
+use crate::backfill::position::decode_position;
+use crate::backfill::{run_backfill, BackfillConfig, BackfillReport, BackfillSinks};
 use crate::ingest::facts::IngestConfig;
 use crate::ingest::ingester::{CurrentProfiles, EventIngester, StopAll};
 use crate::learner::config::LearnerConfig;
@@ -16,8 +17,12 @@ use crate::learner::profile::Profile;
 use crate::learner::state::LearnerState;
 use crate::snapshot::builder::{SnapshotBuilder, SnapshotStatus};
 use crate::snapshot::policy::SnapshotOptions;
-use crate::store::checkpointer::{Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer};
+use crate::store::checkpointer::{
+    CheckpointError, Checkpointer, DurableView, FlushAll, Stop as StopCheckpointer,
+};
 use crate::store::{quarantine, Store, StoreError};
+use crate::telemetry::events::{Emit, LearnersInState};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
@@ -35,6 +40,8 @@ pub struct AgentConfig {
     pub tick: Duration,
     /// How often lazy changes (counters, last seen) are written.
     pub lazy_checkpoint: Duration,
+    /// Learn from the export log's history at start (`--backfill`); `None`: off.
+    pub backfill: Option<BackfillConfig>,
 }
 
 #[derive(Debug, Error)]
@@ -42,7 +49,7 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("final checkpoint failed: {0}; the last counters may be lost, learned executables were already durable")]
-    FinalFlush(String),
+    FinalFlush(#[source] CheckpointError),
 }
 
 pub struct Agent {
@@ -62,6 +69,8 @@ pub struct Agent {
     /// remains the only writer.
     pub store: Store,
     pub snapshot_options: SnapshotOptions,
+    /// What the backfill at start contributed (`None`: off or failed).
+    pub backfill: Option<BackfillReport>,
 }
 
 /// Opens the store; a corrupt one is moved aside only when asked to.
@@ -112,6 +121,19 @@ impl Agent {
             cfg.tick,
         )
         .start();
+        // The backfill runs to its end before the stream and the first
+        // snapshot, not after: that snapshot decides which learners are
+        // `started-before-agent`, and a container the backfill saw from its
+        // start is not. It delays the stream by the read (a few hundred ms
+        // for Tetragon's default 6 x 10 MB of log); what starts and ends in
+        // that moment is in the log past the saved position, read at the next
+        // start. Events are never lost to it: it reads to the end of the files.
+        let backfill = match &cfg.backfill {
+            Some(bf) => {
+                backfill_at_start(bf, &store, &ingester, &checkpointer, &durable, &metrics).await
+            }
+            None => None,
+        };
         let snapshot_status = Arc::new(RwLock::new(SnapshotStatus::default()));
         let snapshots = SnapshotBuilder::new(
             cfg.snapshot.clone(),
@@ -119,6 +141,7 @@ impl Agent {
             metrics.clone(),
             snapshot_status.clone(),
         )
+        .with_failures(ingester.clone().recipient())
         .start();
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
         let actor = TetragonConnection::new(
@@ -142,6 +165,7 @@ impl Agent {
             resumed,
             store,
             snapshot_options: cfg.snapshot.clone(),
+            backfill,
         };
         agent.spawn_learner_gauges();
         Ok(agent)
@@ -157,7 +181,11 @@ impl Agent {
                 let view = durable.read();
                 for state in LearnerState::ALL {
                     let n = view.values().filter(|p| p.state == state).count();
-                    metrics.set_learners(state.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+                    LearnersInState {
+                        state: state.as_str(),
+                        count: n,
+                    }
+                    .emit(&metrics);
                 }
             }
         });
@@ -202,22 +230,26 @@ impl Agent {
     pub async fn shutdown(&self) -> Result<(), AgentError> {
         let _ = self.connection.send(Shutdown).await;
         self.connection_thread.stop();
-        let drained = match self.ingester.send(StopAll).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
-        };
+        // Only logged: what failed here stays pending in the Checkpointer, and
+        // the final flush below writes it.
+        let drained = self.ingester.send(StopAll).await;
         let flushed = match self.checkpointer.send(FlushAll).await {
             // A learner whose last write failed stays pending in the Checkpointer,
             // which this flush wrote: everything is on disk after all.
             Ok(Ok(())) => {
-                if let Err(e) = drained {
-                    tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them");
+                match drained {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "some learners' last writes failed during the drain, but the final flush wrote them")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the learners could not be drained, but the final flush wrote what they had sent")
+                    }
+                    Ok(Ok(())) => {}
                 }
                 Ok(())
             }
             Ok(Err(e)) => Err(AgentError::FinalFlush(e)),
-            Err(e) => Err(AgentError::FinalFlush(e.to_string())),
+            Err(e) => Err(AgentError::FinalFlush(e.into())),
         };
         let _ = self.checkpointer.send(StopCheckpointer).await;
         flushed
@@ -229,5 +261,51 @@ impl Drop for Agent {
     /// leave its connection thread behind.
     fn drop(&mut self) {
         self.connection_thread.stop();
+    }
+}
+
+/// Loads the stored position and runs the backfill; a failure is logged (the
+/// agent runs on: the snapshot and the stream still teach).
+async fn backfill_at_start(
+    cfg: &BackfillConfig,
+    store: &Store,
+    ingester: &Addr<EventIngester>,
+    checkpointer: &Addr<Checkpointer>,
+    durable: &DurableView,
+    metrics: &Arc<Metrics>,
+) -> Option<BackfillReport> {
+    let s = store.clone();
+    let record = match tokio::task::spawn_blocking(move || s.backfill_position()).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the backfill position; backfill skipped");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "backfill position reader stopped; backfill skipped");
+            return None;
+        }
+    };
+    let stored = match record.as_deref().map(decode_position).transpose() {
+        Ok(stored) => stored,
+        Err(reason) => {
+            tracing::error!(db = %store.path().display(), reason = %reason,
+                "the backfill position record cannot be read; backfill skipped and the record left as it is (run the agent version that wrote it, or move the database aside)");
+            return None;
+        }
+    };
+    let sinks = BackfillSinks {
+        ingester: ingester.clone().recipient(),
+        flush: checkpointer.clone().recipient(),
+        save: checkpointer.clone().recipient(),
+        durable: durable.clone(),
+        metrics: metrics.clone(),
+    };
+    match run_backfill(cfg, stored, &sinks).await {
+        Ok(report) => Some(report),
+        Err(e) => {
+            tracing::error!(error = %e, export_log = %cfg.export_log.display(), "backfill from the export log failed");
+            None
+        }
     }
 }

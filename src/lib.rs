@@ -3,6 +3,7 @@
 //! thin shells (actors, gRPC, sled) in one folder per architectural part.
 pub mod agent;
 pub mod api;
+pub mod backfill;
 pub mod cli;
 pub mod diagram;
 pub mod export;
@@ -12,6 +13,7 @@ pub mod learner;
 pub mod log_quote;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tetragon;
 pub mod time;
 pub mod unix_socket;

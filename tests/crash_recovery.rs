@@ -11,6 +11,8 @@
 //! `CRASH_KILLS` (default 8) sets the number of kills, `CRASH_SEED` replays a
 //! run (the seed is printed), `CRASH_RATE` the fake's exec rate (default 300/s).
 //! `scripts/crash-test.sh` runs a longer soak.
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,6 @@ use rand::{Rng, SeedableRng};
 use tetragon_learner::cli::demo::learner_key;
 use tetragon_learner::fake::scenario::Scenario;
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::store::{Store, StoreError};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
 const CONTAINERS: usize = 6;
@@ -217,16 +218,8 @@ impl Agent {
 /// Opens the database (retrying while a dying agent still holds the lock) and
 /// reads every profile; any decode or open error fails the test.
 fn read_db(db: &Path, context: &str) -> Learned {
-    let start = Instant::now();
-    let store = loop {
-        match Store::open(db) {
-            Ok(s) => break s,
-            Err(StoreError::Locked { .. }) if start.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("{context}: database does not open: {e}"),
-        }
-    };
+    let store = common::store_when_unlocked(db)
+        .unwrap_or_else(|e| panic!("{context}: database does not open: {e}"));
     let profiles = store
         .load_all()
         .unwrap_or_else(|e| panic!("{context}: database does not load: {e}"));

@@ -1,6 +1,8 @@
 //! `debug` through its library functions (the `render_*` functions return the
 //! exact text printed) on a real database with three profiles, one of which
 //! holds a hostile path.
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -11,52 +13,48 @@ use tetragon_learner::cli::debug_cmd::{
     render_stats, run, DebugArgs, DebugCommand, DebugError, Format,
 };
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::learner::observation::{FactSource, Observation};
-use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::observation::FactSource;
+use tetragon_learner::learner::profile::{PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::inspect::DbScan;
 use tetragon_learner::store::{Store, StoreError};
 
-const HOSTILE: &str = "/bin/evil\n{{ x }}\u{202e}%n\"quote";
-
-fn record(path: &str, at: u64, source: FactSource, probe: bool) -> ExecutableRecord {
-    ExecutableRecord::first(&Observation {
-        path: path.to_string(),
-        at,
-        source,
-        exec_probe: probe,
-        exec_session: false,
-    })
-}
+use common::{record, with, HOSTILE};
 
 fn profiles() -> Vec<Profile> {
-    let mut web = Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000);
-    for rec in [
-        record("/usr/sbin/nginx", 2_000, FactSource::Snapshot, false),
-        record(HOSTILE, 3_000, FactSource::Event, false),
-    ] {
-        web.executables.insert(rec.path.clone(), rec);
-    }
+    let mut web = with(
+        Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000),
+        vec![
+            record("/usr/sbin/nginx")
+                .source(FactSource::Snapshot)
+                .build(),
+            record(HOSTILE).at(3_000).build(),
+        ],
+    );
     web.last_new_at = 3_000;
     web.partial_reasons
         .insert(PartialReason::StartedBeforeAgent);
 
-    let mut db = Profile::new(
-        LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
-        1_000,
+    let mut db = with(
+        Profile::new(
+            LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
+            1_000,
+        ),
+        vec![record("/usr/bin/postgres")
+            .source(FactSource::ExportLog)
+            .build()],
     );
-    let pg = record("/usr/bin/postgres", 2_000, FactSource::ExportLog, false);
-    db.executables.insert(pg.path.clone(), pg);
-    let sh = record("/bin/sh", 9_000, FactSource::Event, false);
+    let sh = record("/bin/sh").at(9_000).build();
     db.deviations.insert(sh.path.clone(), sh);
     db.state = LearnerState::Locked;
 
-    let mut agent = Profile::new(
-        LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
-        1_000,
+    let mut agent = with(
+        Profile::new(
+            LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
+            1_000,
+        ),
+        vec![record("/bin/health").probe(true).build()],
     );
-    let probe = record("/bin/health", 2_000, FactSource::Event, true);
-    agent.executables.insert(probe.path.clone(), probe);
     agent.state = LearnerState::Stable;
     agent.drift_count = 2;
     vec![web, db, agent]
@@ -72,17 +70,14 @@ fn fixture() -> (TempDir, PathBuf) {
     (tmp, dir)
 }
 
-/// sled releases its lock a moment after the last handle is dropped.
+/// `debug`'s open, once the writer's handle released sled's lock.
 fn open(dir: &Path) -> Store {
-    for _ in 0..500 {
-        match open_for_debug(Some(dir)) {
-            Err(DebugError::Store(StoreError::Locked { .. })) => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            other => return other.expect("debug opens a stopped agent's database"),
-        }
-    }
-    panic!("database stayed locked");
+    common::open_when_unlocked(
+        std::time::Duration::from_secs(5),
+        || open_for_debug(Some(dir)),
+        |e| matches!(e, DebugError::Store(StoreError::Locked { .. })),
+    )
+    .expect("debug opens a stopped agent's database")
 }
 
 fn loaded(store: &Store) -> Vec<Profile> {
@@ -420,15 +415,12 @@ fn running_agent_gives_locked_pointing_at_the_admin_socket() {
     let (_tmp, dir) = fixture();
     // The agent opens the database itself (debug readers open a private copy,
     // so they do not lock it).
-    let _agent = (0..500)
-        .find_map(|_| match Store::open(&dir) {
-            Err(StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                None
-            }
-            other => Some(other.expect("agent opens its database")),
-        })
-        .expect("database stayed locked");
+    let _agent = common::open_when_unlocked(
+        std::time::Duration::from_secs(5),
+        || Store::open(&dir),
+        |e| matches!(e, StoreError::Locked { .. }),
+    )
+    .expect("agent opens its database");
     let err = open_for_debug(Some(&dir)).err().expect("locked");
     assert!(
         matches!(err, DebugError::Store(StoreError::Locked { .. })),

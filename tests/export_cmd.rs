@@ -2,6 +2,8 @@
 //! validate against the WorkloadPolicyProposal CRD, tracing policies against
 //! Tetragon's TracingPolicyNamespaced schema, and every output parses back with
 //! the exact paths and the same number of objects.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,19 +18,17 @@ use tetragon_learner::export::{
     PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::learner::observation::{FactSource, Observation};
-use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
+use tetragon_learner::learner::profile::{PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::Store;
+
+use common::{record, with, HOSTILE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
 const PROPOSAL_CRD: &str =
     include_str!("fixtures/schemas/security.rancher.io_workloadpolicyproposals.yaml");
 const TRACING_POLICY_SCHEMA: &str =
     include_str!("fixtures/schemas/tracingpolicynamespaced-cilium.io.json");
-
-const HOSTILE: &str =
-    "/bin/evil\n{{ x }}\u{202e}%n\"quote' \t\u{1b}[31m: - #&*!|> ---\n...\n\u{0}\u{7f}";
 
 /// 4 KB of path built from everything a YAML or JSON writer could trip on.
 fn long_path() -> String {
@@ -44,34 +44,17 @@ fn hostile_paths() -> Vec<String> {
     vec![HOSTILE.to_string(), long_path()]
 }
 
-fn record(path: &str, probe: bool, session: bool) -> ExecutableRecord {
-    ExecutableRecord::first(&Observation {
-        path: path.to_string(),
-        at: 2_000,
-        source: FactSource::Event,
-        exec_probe: probe,
-        exec_session: session,
-    })
-}
-
-fn with(mut p: Profile, recs: Vec<ExecutableRecord>) -> Profile {
-    for r in recs {
-        p.executables.insert(r.path.clone(), r);
-    }
-    p
-}
-
 /// Two workloads in `shop` (web: two containers, one partial; db: locked with a
 /// deviation), a probe-only DaemonSet in `kube-system`, and a host learner.
 fn profiles() -> Vec<Profile> {
     let mut nginx = with(
         Profile::new(LearnerKey::new("shop", "Deployment", "web", "nginx"), 1_000),
         vec![
-            record("/usr/sbin/nginx", false, false),
-            record(HOSTILE, false, false),
-            record(&long_path(), false, false),
-            record("/bin/healthcheck", true, false),
-            record("/bin/bash", false, true),
+            record("/usr/sbin/nginx").build(),
+            record(HOSTILE).build(),
+            record(&long_path()).build(),
+            record("/bin/healthcheck").probe(true).build(),
+            record("/bin/bash").session(true).build(),
         ],
     );
     nginx
@@ -79,7 +62,7 @@ fn profiles() -> Vec<Profile> {
         .insert(PartialReason::StartedBeforeAgent);
     let mut sidecar = with(
         Profile::new(LearnerKey::new("shop", "Deployment", "web", "envoy"), 1_000),
-        vec![record("/usr/local/bin/envoy", false, false)],
+        vec![record("/usr/local/bin/envoy").build()],
     );
     sidecar.state = LearnerState::Stable;
     let mut db = with(
@@ -87,9 +70,9 @@ fn profiles() -> Vec<Profile> {
             LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
             1_000,
         ),
-        vec![record("/usr/bin/postgres", false, false)],
+        vec![record("/usr/bin/postgres").build()],
     );
-    let sh = record("/bin/sh", false, false);
+    let sh = record("/bin/sh").build();
     db.deviations.insert(sh.path.clone(), sh);
     db.state = LearnerState::Locked;
     let agent = with(
@@ -97,11 +80,11 @@ fn profiles() -> Vec<Profile> {
             LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
             1_000,
         ),
-        vec![record("/bin/probe", true, false)],
+        vec![record("/bin/probe").probe(true).build()],
     );
     let host = with(
         Profile::new(LearnerKey::host("node-1"), 1_000),
-        vec![record("/usr/bin/kubelet", false, false)],
+        vec![record("/usr/bin/kubelet").build()],
     );
     vec![nginx, sidecar, db, agent, host]
 }
@@ -558,15 +541,15 @@ fn hostile_and_long_workload_names_give_valid_distinct_objects() {
     let ps = vec![
         with(
             Profile::new(LearnerKey::new("shop", "Deployment", &long, "c"), 0),
-            vec![record("/bin/a", false, false)],
+            vec![record("/bin/a").build()],
         ),
         with(
             Profile::new(LearnerKey::new("shop", "Pod", odd, "c"), 0),
-            vec![record("/bin/b", false, false)],
+            vec![record("/bin/b").build()],
         ),
         with(
             Profile::new(LearnerKey::new("shop", "Pod", "Web {{ x }}", "c"), 0),
-            vec![record("/bin/c", false, false)],
+            vec![record("/bin/c").build()],
         ),
     ];
     let tp = tracing_policy_validator();
@@ -775,7 +758,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
                 LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
                 1_000,
             ),
-            vec![record("/bin/app", false, false)],
+            vec![record("/bin/app").build()],
         );
         // 62 stable but partial, 8 complete but still learning.
         if i < 62 {
@@ -791,7 +774,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
                 LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
                 1_000,
             ),
-            vec![record("/bin/app", false, false)],
+            vec![record("/bin/app").build()],
         );
         p.state = LearnerState::Locked;
         ps.push(p);
@@ -801,7 +784,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
             LearnerKey::new("big", "Pod", "evil\nwarning: forged", "c"),
             1_000,
         ),
-        vec![record("/bin/app", false, false)],
+        vec![record("/bin/app").build()],
     ));
     let tmp = TempDir::new().expect("tempdir");
     let input = tmp.path().join("cluster.json");

@@ -10,15 +10,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{config, fake, wait_until};
-use tetragon_learner::agent::{Agent, AgentConfig, AgentError};
+use common::{agent_when_unlocked, config, fake, record, store_when_unlocked_async, wait_until};
+use tetragon_learner::agent::Agent;
 use tetragon_learner::fake::scenario::Scenario;
 use tetragon_learner::learner::config::LearnerConfig;
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::observation::FactSource;
 use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
-use tetragon_learner::store::{Store, StoreError};
+use tetragon_learner::store::Store;
 use tetragon_learner::time::{now_ms, UnixMillis};
 
 const HOUR: u64 = 3_600_000;
@@ -62,17 +62,13 @@ activity: {rate_per_sec: 200, total_execs: 8}
 /// Each exec of the scenario runs this many times per run (8 execs, plan of 4).
 const ROUNDS: u64 = 2;
 
+/// Seen first in a snapshot, then in events.
 fn rec(path: &str, first_seen: UnixMillis, last_seen: UnixMillis, count: u64) -> ExecutableRecord {
-    ExecutableRecord {
-        path: path.to_string(),
-        first_seen,
-        last_seen,
-        count,
-        source: FactSource::Snapshot,
-        sources: BTreeSet::from([FactSource::Snapshot, FactSource::Event]),
-        exec_probe: false,
-        exec_session: false,
-    }
+    record(path)
+        .source(FactSource::Snapshot)
+        .also_from(FactSource::Event)
+        .seen(first_seen, last_seen, count)
+        .build()
 }
 
 fn records(recs: Vec<ExecutableRecord>) -> BTreeMap<String, ExecutableRecord> {
@@ -95,6 +91,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 2,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     let locked = Profile {
         key: locked_key(),
@@ -109,6 +106,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: records(vec![rec("/bin/old-deviation", now - DAY, now - DAY, 1)]),
         drift_count: 1,
         partial_reasons: BTreeSet::from([PartialReason::StartedBeforeAgent]),
+        tracking: Default::default(),
     };
     // Learning, but both windows elapsed long ago: the first tick makes it Stable.
     let due = Profile {
@@ -121,6 +119,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 1,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     // Learning for a moment only: must stay Learning (windows in `cfg`).
     let young = Profile {
@@ -133,6 +132,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: BTreeMap::new(),
         drift_count: 0,
         partial_reasons: BTreeSet::new(),
+        tracking: Default::default(),
     };
     // Stable and never observed: must come back bit for bit.
     let quiet = Profile {
@@ -145,6 +145,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         deviations: records(vec![rec("/bin/leftover", created + 5, created + 6, 1)]),
         drift_count: 4,
         partial_reasons: BTreeSet::from([PartialReason::EventsDropped]),
+        tracking: Default::default(),
     };
     vec![stable, locked, due, young, quiet]
 }
@@ -153,23 +154,6 @@ fn write_seed(db: &Path, profiles: &[Profile]) {
     let store = Store::open(db).expect("seed database opens");
     store.write_durably(profiles).expect("seed written");
     assert_eq!(store.len(), profiles.len());
-}
-
-/// `Agent::start`, retried while sled still holds the lock of the previous
-/// handle (it releases it a moment after the last handle is dropped).
-async fn start_when_unlocked(cfg: AgentConfig) -> Agent {
-    let start = Instant::now();
-    loop {
-        match Agent::start(cfg.clone()).await {
-            Ok(agent) => return agent,
-            Err(AgentError::Store(StoreError::Locked { .. }))
-                if start.elapsed() < Duration::from_secs(15) =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("agent does not start: {e}"),
-        }
-    }
 }
 
 fn by_key(profiles: Vec<Profile>) -> BTreeMap<LearnerKey, Profile> {
@@ -321,7 +305,7 @@ async fn resume_of_each_learner_state_with_its_timers() {
     };
     cfg.tick = Duration::from_millis(200);
     let learner_cfg = cfg.learner;
-    let agent = start_when_unlocked(cfg).await;
+    let agent = agent_when_unlocked(cfg).await;
     assert_eq!(agent.resumed, seeded.len());
     // Nothing changed by loading: the durable view is exactly the seed.
     assert_eq!(by_key(agent.durable_profiles()), seeded);
@@ -419,16 +403,10 @@ async fn resume_of_each_learner_state_with_its_timers() {
 
     // And the disk holds exactly what the agent reported as durable.
     drop(agent);
-    let start = Instant::now();
-    let on_disk = loop {
-        match Store::open(&db) {
-            Ok(store) => break by_key(store.load_all().unwrap()),
-            Err(StoreError::Locked { .. }) if start.elapsed() < Duration::from_secs(15) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("database does not reopen: {e}"),
-        }
-    };
+    let store = store_when_unlocked_async(&db)
+        .await
+        .unwrap_or_else(|e| panic!("database does not reopen: {e}"));
+    let on_disk = by_key(store.load_all().unwrap());
     assert_eq!(on_disk, after);
 }
 
@@ -454,7 +432,7 @@ async fn restarting_twice_keeps_every_count_monotonic() {
         let mut cfg = config(&fake, &db);
         cfg.learner = learner_cfg;
         cfg.tick = Duration::from_millis(200);
-        let agent = start_when_unlocked(cfg).await;
+        let agent = agent_when_unlocked(cfg).await;
         // What was loaded is exactly what the previous run left (or the seed).
         assert_eq!(
             by_key(agent.durable_profiles()),

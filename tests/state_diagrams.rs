@@ -1,6 +1,6 @@
 //! The pictures in `state-diagrams/` must be exactly the transition tables in
 //! code. Each machine (learner, report ledger, connection, connection actions)
-//! gets one test function calling `check_diagram`.
+//! gets one test function calling `check_diagram`; so does completeness.
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -77,5 +77,18 @@ fn connection_actions_diagram_matches_code() {
         "connection-actions.mmd",
         expected,
         &machine::render_action_diagram(),
+    );
+}
+
+#[test]
+fn completeness_diagram_matches_code() {
+    use tetragon_learner::learner::completeness;
+    let edges = completeness::diagram_edges();
+    let expected = diagram::edge_set(completeness::diagram_state(None), &edges);
+    assert_eq!(expected.len(), edges.len() + 1);
+    check_diagram(
+        "completeness.mmd",
+        expected,
+        &completeness::render_diagram(),
     );
 }

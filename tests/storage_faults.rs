@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
-use tetragon_learner::api::metrics::Metrics;
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::learner::machine::Durability;
 use tetragon_learner::learner::profile::Profile;
 use tetragon_learner::store::checkpointer::{Checkpointer, Persist};
 use tetragon_learner::store::health::StorageState;
 use tetragon_learner::store::Store;
+use tetragon_learner::telemetry::metrics::Metrics;
 
 fn profile(n: usize) -> Profile {
     Profile::new(
@@ -69,7 +69,7 @@ async fn a_full_disk_is_a_failing_state_with_backoff_and_recovers_when_space_is_
         })
         .await
         .unwrap();
-    assert!(res.unwrap_err().contains("No space left"));
+    assert!(res.unwrap_err().to_string().contains("No space left"));
     // Many changes while failing: retries follow the backoff, not the arrivals.
     for r in 2..50 {
         cp.do_send(Persist {

@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::Router;
 use parking_lot::RwLock;
 
-use crate::api::metrics::Metrics;
 use crate::snapshot::builder::SnapshotStatus;
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::ConnectionStatus;
 
 #[derive(Clone)]

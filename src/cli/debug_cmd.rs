@@ -342,6 +342,24 @@ fn profile_table(p: &Profile) -> String {
     head.push(&["state", p.state.as_str()]);
     head.push(&["completeness", &completeness]);
     head.push(&["ready", yes_no(p.is_ready())]);
+    for (reason, at) in &p.tracking.healed_at {
+        head.push(&[format!("healed {reason}"), rfc3339_ms(*at)]);
+    }
+    let live = p.tracking.instances.values().filter(|i| i.is_live());
+    let from_start = live.clone().filter(|i| i.seen_from_start).count();
+    head.push(&[
+        "instances".to_string(),
+        format!(
+            "{} live ({from_start} seen from their start), {} gone",
+            live.count(),
+            p.tracking.instances.len()
+                - p.tracking
+                    .instances
+                    .values()
+                    .filter(|i| i.is_live())
+                    .count()
+        ),
+    ]);
     head.push(&["drift", &p.drift_count.to_string()]);
     head.push(&["created", &rfc3339_ms(p.created_at)]);
     head.push(&["learning since", &rfc3339_ms(p.learning_since)]);

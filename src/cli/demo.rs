@@ -56,6 +56,7 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
         learner: LearnerConfig::default(),
         tick: Duration::from_millis(200),
         lazy_checkpoint: Duration::from_millis(500),
+        backfill: None,
     }
 }
 

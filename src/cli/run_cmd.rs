@@ -9,12 +9,20 @@ use clap::Args;
 use crate::agent::{Agent, AgentConfig};
 use crate::api::admin;
 use crate::api::health;
+use crate::backfill::BackfillConfig;
 use crate::ingest::facts::IngestConfig;
 use crate::learner::config::LearnerConfig;
 use crate::tetragon::connection::actor::ConnectionConfig;
 use crate::tetragon::connection::machine::BackoffPolicy;
 
 use super::agent_args::TetragonArgs;
+
+/// `--backfill on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -82,6 +90,16 @@ pub struct RunArgs {
     /// (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, env = "TETRAGON_LEARNER_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// At start, learn from the history in Tetragon's export log (every exec
+    /// and exit since Tetragon's most recent startup, rotated files included;
+    /// then only what is new). Needs --export-log; skipped when it is not readable.
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_BACKFILL",
+        value_enum,
+        default_value = "on"
+    )]
+    pub backfill: Switch,
     /// How often counters and last-seen times are written (new executables are
     /// always written before they are reported).
     #[arg(long, env = "TETRAGON_LEARNER_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = duration)]
@@ -116,6 +134,7 @@ impl RunArgs {
                 include_namespaces: self.include_namespaces.clone(),
                 exclude_namespaces: self.exclude_namespaces.clone(),
                 max_live_processes: self.max_live_processes,
+                learn_from_exits: true,
             },
             learner: LearnerConfig {
                 stability_window_ms: u64::try_from(self.stability_window.as_millis())
@@ -125,6 +144,10 @@ impl RunArgs {
             },
             tick: Duration::from_secs(1),
             lazy_checkpoint: self.checkpoint_interval,
+            backfill: match (self.backfill, &self.tetragon.export_log) {
+                (Switch::On, Some(path)) => Some(BackfillConfig::new(path.clone())),
+                _ => None,
+            },
         }
     }
 }
@@ -163,7 +186,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("database check stopped")??;
     }
-    let agent = Agent::start(args.agent_config()).await?;
+    let mut config = args.agent_config();
+    if let Some(bf) = &config.backfill {
+        if let Err(reason) = backfill_readable(&bf.export_log) {
+            tracing::warn!(export_log = %bf.export_log.display(), reason = %reason,
+                "backfill skipped: the export log is not readable (pass --backfill off to silence this)");
+            config.backfill = None;
+        }
+    }
+    let agent = Agent::start(config).await?;
     tracing::info!(
         tetragon = %args.tetragon.tetragon_address,
         db = %args.db.display(),
@@ -217,5 +248,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     }
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Whether the export log (or a rotated sibling) can be listed and opened.
+fn backfill_readable(path: &std::path::Path) -> Result<(), String> {
+    use crate::snapshot::export_log::files::{list_file_set, open_all};
+    let set = list_file_set(path)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no such file, and no rotated sibling".to_string())?;
+    let (opened, _) = open_all(&set).map_err(|e| e.to_string())?;
+    if opened.is_empty() {
+        return Err("its files vanished while being opened".into());
+    }
     Ok(())
 }

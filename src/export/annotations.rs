@@ -47,15 +47,6 @@ fn summary(p: &Profile, opts: &ExportOptions) -> LearnerSummary {
     }
 }
 
-/// A partial reason as written in JSON and in warnings.
-pub fn reason_name(r: PartialReason) -> &'static str {
-    match r {
-        PartialReason::StartedBeforeAgent => "started-before-agent",
-        PartialReason::EventsDropped => "events-dropped",
-        PartialReason::TooManyExecutables => "too-many-executables",
-    }
-}
-
 /// Annotations shared by proposals and tracing policies: the exact workload
 /// (object names may be shortened), its state and completeness, per-container
 /// detail, and a warning when any profile is partial.
@@ -90,7 +81,7 @@ pub fn annotations(
         .iter()
         .filter(|p| p.completeness() == Completeness::Partial)
         .map(|p| {
-            let reasons: Vec<&str> = p.partial_reasons.iter().map(|r| reason_name(*r)).collect();
+            let reasons: Vec<&str> = p.partial_reasons.iter().map(|r| r.as_str()).collect();
             format!("{} ({})", p.key.container, reasons.join(", "))
         })
         .collect();

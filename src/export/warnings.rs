@@ -5,7 +5,6 @@
 //! and prints the lines.
 use crate::learner::profile::{Profile, Readiness};
 
-use super::annotations::reason_name;
 use super::grouping::{Skip, WorkloadId};
 use super::options::{ExecKind, ExportOptions};
 
@@ -60,8 +59,7 @@ pub fn not_ready(exported: &[&Profile]) -> Option<Warning> {
         match p.readiness() {
             Readiness::Ready => {}
             Readiness::Partial => {
-                let reasons: Vec<&str> =
-                    p.partial_reasons.iter().map(|r| reason_name(*r)).collect();
+                let reasons: Vec<&str> = p.partial_reasons.iter().map(|r| r.as_str()).collect();
                 partial.push(format!(
                     "{}: {}, partial ({})",
                     p.key,

@@ -30,6 +30,10 @@ pub struct FakeNode {
     /// the parent of whatever the container execs later.
     container_parent: Vec<Option<String>>,
     containers: Vec<ContainerSpec>,
+    /// Per container: when this instance started (Tetragon's
+    /// `pod.container.start_time`): the fake's boot for the scenario's own
+    /// containers, the start for those a rollout adds.
+    container_started: Vec<UnixMillis>,
     next_pid: u32,
     boot_ms: UnixMillis,
 }
@@ -73,6 +77,7 @@ impl FakeNode {
             cache: BTreeMap::new(),
             container_parent: vec![None; s.containers.len()],
             containers: s.containers.clone(),
+            container_started: vec![boot_ms; s.containers.len()],
             next_pid: 100,
             boot_ms,
         };
@@ -135,6 +140,7 @@ impl FakeNode {
             cache: BTreeMap::new(),
             container_parent: Vec::new(),
             containers: Vec::new(),
+            container_started: Vec::new(),
             next_pid: 100,
             boot_ms,
         }
@@ -224,7 +230,11 @@ impl FakeNode {
                     id: String::new(),
                     name: c.image.clone(),
                 }),
-                start_time: Some(ts(self.boot_ms)),
+                start_time: Some(ts(self
+                    .container_started
+                    .get(ci)
+                    .copied()
+                    .unwrap_or(self.boot_ms))),
                 pid: Some(UInt32Value { value: 1 }),
                 maybe_exec_probe: e.probe,
                 security_context: None,
@@ -310,6 +320,66 @@ impl FakeNode {
             }),
             now,
         )
+    }
+
+    /// A new container instance starts at `now` (a rollout's new pod, a
+    /// restarted container): its `running` processes are exec'd, the first
+    /// being the parent of the others and of what it execs later. Returns the
+    /// container's index (for `exec`) and the `process_exec` events Tetragon
+    /// would send, in order. Its container id is new when its pod name is.
+    pub fn start_container(
+        &mut self,
+        spec: ContainerSpec,
+        now: UnixMillis,
+    ) -> (usize, Vec<GetEventsResponse>) {
+        let ci = self.containers.len();
+        let running = spec.running.clone();
+        self.containers.push(spec);
+        self.container_parent.push(None);
+        self.container_started.push(now);
+        let mut events = Vec::new();
+        for (ri, e) in running.iter().enumerate() {
+            let ev = self.exec(ci, e, now);
+            if ri == 0 {
+                if let Some(Event::ProcessExec(x)) = ev.event.as_ref() {
+                    self.container_parent[ci] = x.process.as_ref().map(|p| p.exec_id.clone());
+                }
+            }
+            events.push(ev);
+        }
+        (ci, events)
+    }
+
+    /// Every process of the pod `namespace/pod` exits at `now` (the pod is
+    /// deleted), newest first as a container's children die before its init;
+    /// their `process_exit` events are returned.
+    pub fn stop_pod(
+        &mut self,
+        namespace: &str,
+        pod: &str,
+        now: UnixMillis,
+    ) -> Vec<GetEventsResponse> {
+        let mut ids: Vec<(u32, String)> = self
+            .cache
+            .iter()
+            .filter(|(_, p)| {
+                p.process
+                    .pod
+                    .as_ref()
+                    .is_some_and(|x| x.namespace == namespace && x.name == pod)
+            })
+            .map(|(id, p)| {
+                (
+                    p.process.pid.as_ref().map(|w| w.value).unwrap_or(0),
+                    id.clone(),
+                )
+            })
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .rev()
+            .filter_map(|(_, id)| self.exit(&id, now))
+            .collect()
     }
 
     /// The process leaves the cache; its `process_exit` event is returned.

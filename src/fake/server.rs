@@ -18,7 +18,7 @@ use super::export_writer::{ExportWriteError, ExportWriter};
 use super::feed;
 use super::node::FakeNode;
 use super::replay::Replay;
-use super::scenario::{Faults, Scenario};
+use super::scenario::{ContainerSpec, Faults, Scenario};
 use super::service::FakeService;
 use super::state::FakeState;
 
@@ -123,6 +123,52 @@ impl FakeTetragon {
 
     pub fn debug_calls(&self) -> u64 {
         self.state.counters.debug_calls.load(Ordering::Relaxed)
+    }
+
+    /// A rollout, as Tetragon reports it: every process of the pod
+    /// `namespace/old_pod` exits, then `new` (another pod, so another container
+    /// id) starts now with its `running` processes. Returns the new
+    /// container's index.
+    pub fn rollout(&self, namespace: &str, old_pod: &str, new: ContainerSpec) -> usize {
+        let now = crate::time::now_ms();
+        let (ci, events) = {
+            let mut node = self.state.node.lock();
+            let mut events = node.stop_pod(namespace, old_pod, now);
+            let (ci, execs) = node.start_container(new, now);
+            events.extend(execs);
+            (ci, events)
+        };
+        for ev in events {
+            self.state.publish(ev);
+        }
+        ci
+    }
+
+    /// Container `ci` execs `binary` now and the process exits right after;
+    /// with `lose_exec`, its exec event is lost on the way (as Tetragon drops
+    /// events for a slow client) and only the exit is published.
+    pub fn exec_in(&self, ci: usize, binary: &str, lose_exec: bool) {
+        let now = crate::time::now_ms();
+        let spec = super::scenario::ExecSpec {
+            binary: binary.to_string(),
+            ..Default::default()
+        };
+        let events = {
+            let mut node = self.state.node.lock();
+            let exec = node.exec(ci, &spec, now);
+            let id = match exec.event.as_ref() {
+                Some(crate::tetragon::proto::get_events_response::Event::ProcessExec(x)) => {
+                    x.process.as_ref().map(|p| p.exec_id.clone())
+                }
+                _ => None,
+            };
+            let mut events = if lose_exec { vec![] } else { vec![exec] };
+            events.extend(id.and_then(|id| node.exit(&id, now)));
+            events
+        };
+        for ev in events {
+            self.state.publish(ev);
+        }
     }
 
     /// Waits until the scenario's activity is over (never, for endless ones).

@@ -25,6 +25,9 @@ pub struct IngestConfig {
     pub exclude_namespaces: Vec<String>,
     /// Cap of the live process table (oldest entries evicted beyond it).
     pub max_live_processes: usize,
+    /// Exits of binaries a profile lacks teach them (source `exit`). Only
+    /// turned off to measure what exits add.
+    pub learn_from_exits: bool,
 }
 
 impl Default for IngestConfig {
@@ -34,6 +37,7 @@ impl Default for IngestConfig {
             include_namespaces: Vec::new(),
             exclude_namespaces: Vec::new(),
             max_live_processes: DEFAULT_MAX_LIVE_PROCESSES,
+            learn_from_exits: true,
         }
     }
 }
@@ -86,13 +90,29 @@ pub struct Learnable {
     /// Whether it replaced an earlier image of the same process (for the live
     /// process table).
     pub link: ExecLink,
+    /// The container instance it runs in (none outside containers).
+    pub instance: Option<InstanceRef>,
+    /// When the process started, as Tetragon reports it.
+    pub started_at: Option<UnixMillis>,
+}
+
+/// A container instance: Tetragon's container id and the container's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub id: String,
+    pub started_at: Option<UnixMillis>,
 }
 
 /// What one event means to the agent.
+// A transient value, and `Exec` the common case: boxing it would cost an
+// allocation per event to save stack bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     Exec(Learnable),
-    /// A process ended: it leaves the live process table. Teaches nothing.
+    /// A process ended: it leaves the live process table. When the table did
+    /// not hold it (its exec was missed), `exit_learnable` says what it
+    /// teaches: built only then, since most exits follow a seen exec.
     Exit {
         exec_id: String,
     },
@@ -154,8 +174,18 @@ pub fn learn(
         }
     }
     let exec_probe = p.container.as_ref().is_some_and(|c| c.maybe_exec_probe);
+    let instance = p
+        .container
+        .as_ref()
+        .filter(|c| !c.id.is_empty() && p.pod.is_some())
+        .map(|c| InstanceRef {
+            id: c.id.to_owned(),
+            started_at: c.start_time,
+        });
     Ok(Learnable {
         key,
+        instance,
+        started_at: p.start_time,
         link: ExecLink::new(
             p.flags,
             p.exec_id,
@@ -194,6 +224,18 @@ pub fn fact_from_view(ev: &EventView<'_>, at: UnixMillis, cfg: &IngestConfig) ->
         },
         EventView::Dropped(count) => Fact::Dropped { count: *count },
         EventView::Other => Fact::Skip(SkipReason::OtherKind),
+    }
+}
+
+/// What the exit `ev` teaches (source `exit`), when its process is learnable.
+pub fn exit_learnable(
+    ev: &lean::GetEventsResponse,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Option<Learnable> {
+    match EventView::of_lean(ev) {
+        Ok(EventView::Exit(Some(p))) => learn(&p, FactSource::Exit, at, cfg).ok(),
+        _ => None,
     }
 }
 
@@ -237,6 +279,7 @@ mod tests {
                 name: "app".into(),
                 image: "i".into(),
                 maybe_exec_probe: false,
+                start_time: Some("1970-01-01T00:00:01Z".into()),
             }),
             pod: Some(PodInfo {
                 namespace: "ns".into(),

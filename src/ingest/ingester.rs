@@ -9,24 +9,33 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
 use crate::learner::actor::{
-    Apply, Drain, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
+    Apply, Drain, DrainError, GetProfile, LearnerActor, Operate, OperateError, OperateOn,
 };
+use crate::learner::completeness::InstanceSighting;
 use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::observation::FactSource;
 use crate::learner::profile::{PartialReason, Profile};
-use crate::snapshot::builder::SnapshotTaken;
+use crate::snapshot::builder::{SnapshotFailed, SnapshotTaken};
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
+use crate::telemetry::events::{
+    Emit, EventReceived, EventSkipped, LearnerCreated, MissedExecs, ProcessTableEvicted,
+    TetragonDroppedEvents,
+};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::messages::EventBatch;
 use crate::tetragon::proto::lean::{get_events_response::Event, GetEventsResponse};
-use crate::time::now_ms;
+use crate::time::{now_ms, UnixMillis};
 
-use super::facts::{fact_from_lean_event, learnable, Fact, IngestConfig};
+use super::facts::{
+    exit_learnable, fact_from_lean_event, learnable, Fact, IngestConfig, InstanceRef,
+};
 use super::process_table::{ProcessTable, SnapshotEntry};
+
+mod backfill;
 
 /// Exec events of processes that started this shortly before a snapshot may
 /// still be on their way; such processes are judged at the next snapshot.
@@ -35,8 +44,18 @@ const IN_FLIGHT_MARGIN_MS: u64 = 2_000;
 /// Shutdown: stop taking events and snapshots, write every learner durably and
 /// stop it, then stop the ingester.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), LearnersNotWritten>")]
 pub struct StopAll;
+
+/// Learners whose last write failed during `StopAll` (each names its key).
+#[derive(Debug, thiserror::Error)]
+#[error("{} learners could not be written: {}", .0.len(), join(.0))]
+pub struct LearnersNotWritten(pub Vec<DrainError>);
+
+fn join(errors: &[DrainError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
 
 /// Every learner's current in-memory profile (not necessarily durable yet).
 #[derive(Message)]
@@ -55,10 +74,18 @@ pub struct EventIngester {
     resumed: std::collections::HashSet<LearnerKey>,
     first_snapshot_done: bool,
     /// When the previous snapshot was taken (to judge which execs were missed).
-    last_snapshot_at: Option<crate::time::UnixMillis>,
+    last_snapshot_at: Option<UnixMillis>,
+    /// When this run's stream was first live (first events, or first snapshot,
+    /// whichever came first): a container instance that started later is seen
+    /// from its start.
+    stream_live_at: Option<UnixMillis>,
+    /// A snapshot asked for after the latest (re)connect failed and none has
+    /// succeeded since: every learner is partial (`no-snapshot`).
+    no_snapshot: bool,
     /// Set by `StopAll`: later events and snapshots are dropped, so nothing can
     /// create a fresh learner over a drained one.
     stopping: bool,
+    backfill: backfill::BackfillMemory,
 }
 
 /// Inputs per learner, in order, for one delivery (learners are independent:
@@ -86,7 +113,10 @@ impl EventIngester {
             resumed: resumed_keys,
             first_snapshot_done: false,
             last_snapshot_at: None,
+            stream_live_at: None,
+            no_snapshot: false,
             stopping: false,
+            backfill: backfill::BackfillMemory::default(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -116,30 +146,52 @@ impl EventIngester {
             return (a.clone(), false);
         }
         let mut profile = Profile::new(key.clone(), now_ms());
-        if source != FactSource::Event {
+        if matches!(source, FactSource::Snapshot | FactSource::ExportLog) {
             profile
                 .partial_reasons
                 .insert(PartialReason::StartedBeforeAgent);
         }
-        tracing::info!(key = %crate::log_quote::display(key), source = ?source, "new learner");
+        if self.no_snapshot {
+            profile.partial_reasons.insert(PartialReason::NoSnapshot);
+        }
+        LearnerCreated {
+            key,
+            source: &source,
+        }
+        .emit(&self.metrics);
         (self.spawn_learner(profile), true)
     }
 
     /// Counts (and, the first time, logs) what the process table evicted.
     fn count_evictions(&mut self) {
-        let evicted = self.table.take_evicted();
-        if evicted == 0 {
-            return;
+        ProcessTableEvicted {
+            evicted: self.table.take_evicted(),
+            cap: self.cfg.max_live_processes,
         }
-        if self.metrics.process_table_evictions.get() == 0 {
-            tracing::warn!(
-                cap = self.cfg.max_live_processes,
-                "live process table full: oldest entries evicted (exits lost, or more processes \
-                 than --max-live-processes); processes started before an eviction are no longer \
-                 checked for lost execs"
-            );
+        .emit(&self.metrics);
+    }
+
+    /// Whether an instance (or process) that started at `start` was seen
+    /// from its start: it started after this run's stream was first live.
+    fn after_live(&self, start: Option<UnixMillis>) -> bool {
+        matches!((start, self.stream_live_at), (Some(s), Some(live)) if s >= live)
+    }
+
+    fn sighting(&self, inst: &InstanceRef, at: UnixMillis) -> InstanceSighting {
+        InstanceSighting {
+            id: inst.id.clone(),
+            started_at: inst.started_at,
+            seen_from_start: self.after_live(inst.started_at),
+            at,
         }
-        self.metrics.process_table_evictions.inc_by(evicted);
+    }
+
+    /// Queues `input` for every learner.
+    fn push_all(&mut self, out: &mut Delivery, input: impl Fn() -> LearnerInput) {
+        let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
+        for key in keys {
+            self.push(out, &key, input(), FactSource::Event);
+        }
     }
 
     /// Queues `input` for the learner of `key` (created on demand).
@@ -191,39 +243,82 @@ impl Handler<EventBatch> for EventIngester {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
         let now = now_ms();
+        self.stream_live_at.get_or_insert(now);
         let mut out = Delivery::default();
         for ev in &msg.0 {
-            self.metrics.event(event_kind(ev));
+            EventReceived {
+                kind: event_kind(ev),
+            }
+            .emit(&self.metrics);
             match fact_from_lean_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
-                    self.table
-                        .exec(l.exec_id.clone(), l.key.clone(), l.link.clone(), now);
+                    let new_instance = self.table.exec(
+                        l.exec_id.clone(),
+                        l.key.clone(),
+                        l.link.clone(),
+                        now,
+                        l.instance.as_ref().map(|i| i.id.clone()),
+                    );
                     self.push(
                         &mut out,
                         &l.key,
                         LearnerInput::Observe(l.observation),
                         FactSource::Event,
                     );
-                }
-                Fact::Exit { exec_id } => {
-                    self.table.exit(&exec_id);
-                }
-                Fact::Dropped { count } => {
-                    self.metrics.dropped_by_tetragon.inc_by(count);
-                    tracing::warn!(dropped = count, "Tetragon reports dropped events; every learner is marked partial (events-dropped); re-snapshots repair what still runs");
-                    let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
-                    for key in keys {
-                        self.push(
-                            &mut out,
-                            &key,
-                            LearnerInput::MarkPartial(PartialReason::EventsDropped),
-                            FactSource::Event,
-                        );
+                    if let (true, Some(inst)) = (new_instance, &l.instance) {
+                        let seen = LearnerInput::InstanceSeen(self.sighting(inst, now));
+                        self.push(&mut out, &l.key, seen, FactSource::Event);
                     }
                 }
+                Fact::Exit { exec_id } => {
+                    let exited = self.table.exit(&exec_id);
+                    // Only an exit whose exec the table never held teaches: a
+                    // seen exec already taught its binary, and an exit of a
+                    // binary the profile did not keep (over capacity, a reset
+                    // since) is no sign of a lost event.
+                    let missed = exited.is_none() && self.cfg.learn_from_exits;
+                    if let Some(l) = missed.then(|| exit_learnable(ev, now, &self.cfg)).flatten() {
+                        // Learned only if the profile lacks the binary: then its
+                        // exec was missed, and if the process started while the
+                        // stream was live, that is a gap.
+                        let gap = self.after_live(l.started_at);
+                        if !gap && !self.learners.contains_key(&l.key) {
+                            // The first sign of this container is the exit of a
+                            // process that ran before the stream: its past is
+                            // unknown, as for a learner born from a snapshot.
+                            let mark = LearnerInput::MarkPartial {
+                                reason: PartialReason::StartedBeforeAgent,
+                                at: now,
+                            };
+                            self.push(&mut out, &l.key, mark, FactSource::Exit);
+                        }
+                        let input = LearnerInput::ExitSeen {
+                            observation: l.observation,
+                            gap,
+                        };
+                        self.push(&mut out, &l.key, input, FactSource::Exit);
+                    }
+                    if let Some(crate::ingest::process_table::Exited {
+                        key,
+                        instance_gone: Some(id),
+                    }) = exited
+                    {
+                        let gone = LearnerInput::InstanceGone { id, at: now };
+                        self.push(&mut out, &key, gone, FactSource::Event);
+                    }
+                }
+                Fact::Dropped { count } => {
+                    TetragonDroppedEvents { count }.emit(&self.metrics);
+                    self.push_all(&mut out, || LearnerInput::MarkPartial {
+                        reason: PartialReason::EventsDropped,
+                        at: now,
+                    });
+                }
                 Fact::Skip(reason) => {
-                    self.metrics.skip(reason.label());
-                    tracing::debug!(reason = reason.label(), "event skipped");
+                    EventSkipped {
+                        reason: reason.label(),
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -242,28 +337,47 @@ impl Handler<SnapshotTaken> for EventIngester {
         let now = now_ms();
         let source = match msg.0.source {
             SnapshotSource::ExportLog => FactSource::ExportLog,
-            _ => FactSource::Snapshot,
+            SnapshotSource::DebugApi => FactSource::Snapshot,
+            // `--snapshot-source none`: nothing was seen of what already ran,
+            // and nothing may be judged gone.
+            SnapshotSource::None => {
+                let mut out = Delivery::default();
+                self.snapshot_failed(&mut out, true, now);
+                return AtomicResponse::new(Box::pin(deliver(out).into_actor(self)));
+            }
         };
         let mut learnables = Vec::new();
         let mut entries = Vec::new();
+        let mut containers: std::collections::BTreeMap<
+            LearnerKey,
+            std::collections::BTreeSet<String>,
+        > = std::collections::BTreeMap::new();
         for p in &msg.0.processes {
             match learnable(p, source, now, &self.cfg) {
                 Ok(l) => {
+                    if let Some(c) = &p.container {
+                        containers
+                            .entry(l.key.clone())
+                            .or_default()
+                            .insert(c.id.clone());
+                    }
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
                         key: l.key.clone(),
                         link: l.link.clone(),
-                        start: p
-                            .start_time
-                            .as_deref()
-                            .and_then(crate::time::parse_rfc3339_ms),
+                        start: l.started_at,
+                        instance: l.instance.as_ref().map(|i| i.id.clone()),
                     });
                     learnables.push(l);
                 }
-                Err(reason) => self.metrics.skip(reason.label()),
+                Err(reason) => EventSkipped {
+                    reason: reason.label(),
+                }
+                .emit(&self.metrics),
             }
         }
         let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
+        self.stream_live_at.get_or_insert(taken_at);
         let missed = self.table.reconcile(
             entries,
             self.last_snapshot_at,
@@ -285,32 +399,46 @@ impl Handler<SnapshotTaken> for EventIngester {
             let fresh: Vec<LearnerKey> = keys
                 .into_iter()
                 .filter(|k| !self.resumed.contains(k))
+                // Every instance started inside the backfilled history: seen
+                // from its start.
+                .filter(|k| {
+                    !containers
+                        .get(k)
+                        .is_some_and(|c| self.backfill.saw_all_from_start(c))
+                })
                 .collect();
             for key in fresh {
                 self.push(
                     &mut out,
                     &key,
-                    LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+                    LearnerInput::MarkPartial {
+                        reason: PartialReason::StartedBeforeAgent,
+                        at: taken_at,
+                    },
                     source,
                 );
             }
         }
-        if !missed.is_empty() {
-            self.metrics.missed_execs.inc_by(missed.len() as u64);
-            tracing::warn!(
-                learners = missed.len(),
-                "the snapshot shows processes whose exec never came through the stream (Tetragon drops events for a slow client, or the stream was down): their learners are marked partial (events-dropped)"
-            );
+        MissedExecs {
+            learners: missed.len(),
         }
+        .emit(&self.metrics);
         for key in &missed {
             self.push(
                 &mut out,
                 key,
-                LearnerInput::MarkPartial(PartialReason::EventsDropped),
+                LearnerInput::MarkPartial {
+                    reason: PartialReason::EventsDropped,
+                    at: taken_at,
+                },
                 source,
             );
         }
+        let mut starts: crate::FastMap<String, InstanceRef> = crate::FastMap::default();
         for l in learnables {
+            if let Some(i) = &l.instance {
+                starts.entry(i.id.clone()).or_insert_with(|| i.clone());
+            }
             self.push(
                 &mut out,
                 &l.key,
@@ -318,6 +446,27 @@ impl Handler<SnapshotTaken> for EventIngester {
                 source,
             );
         }
+        // Which instances live is what the table now holds: the snapshot's
+        // processes (replaced images dropped) and execs still in flight.
+        let live = self.table.live_instances();
+        for (key, ids) in &live {
+            for id in ids {
+                let inst = starts.get(id).cloned().unwrap_or(InstanceRef {
+                    id: id.clone(),
+                    started_at: None,
+                });
+                let seen = LearnerInput::InstanceSeen(self.sighting(&inst, taken_at));
+                self.push(&mut out, key, seen, source);
+            }
+        }
+        self.push_all(&mut out, || LearnerInput::SnapshotSucceeded {
+            at: taken_at,
+        });
+        for (key, (_, inputs)) in out.iter_mut() {
+            let ids = live.get(key).cloned().unwrap_or_default();
+            inputs.push(LearnerInput::InstancesLive { ids, at: taken_at });
+        }
+        self.no_snapshot = false;
         tracing::info!(
             source = msg.0.source.as_str(),
             processes = msg.0.processes.len(),
@@ -325,6 +474,40 @@ impl Handler<SnapshotTaken> for EventIngester {
             created = self.learners.len() - before,
             "snapshot ingested"
         );
+        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
+    }
+}
+
+impl EventIngester {
+    /// No snapshot this time. After a (re)connect (or with snapshots off) no
+    /// snapshot has succeeded since connecting: every learner is partial
+    /// (`no-snapshot`) until one does, and so is every learner created meanwhile.
+    fn snapshot_failed(&mut self, out: &mut Delivery, after_connect: bool, now: UnixMillis) {
+        if after_connect && !self.no_snapshot {
+            self.no_snapshot = true;
+            tracing::warn!(
+                learners = self.learners.len(),
+                "no snapshot since connecting to Tetragon: what was already running is unseen; every learner is marked partial (no-snapshot) until a snapshot succeeds"
+            );
+        }
+        if self.no_snapshot {
+            self.push_all(out, || LearnerInput::MarkPartial {
+                reason: PartialReason::NoSnapshot,
+                at: now,
+            });
+        }
+    }
+}
+
+impl Handler<SnapshotFailed> for EventIngester {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: SnapshotFailed, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let mut out = Delivery::default();
+        self.snapshot_failed(&mut out, msg.after_connect, now_ms());
         AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
     }
 }
@@ -339,7 +522,7 @@ impl Handler<OperateOn> for EventIngester {
         Box::pin(async move {
             addr.send(Operate(msg.input))
                 .await
-                .map_err(|e| OperateError::NotDurable(e.to_string()))?
+                .map_err(|e| OperateError::NotDurable(e.into()))?
         })
     }
 }
@@ -362,7 +545,7 @@ impl Handler<CurrentProfiles> for EventIngester {
 }
 
 impl Handler<StopAll> for EventIngester {
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), LearnersNotWritten>>;
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
@@ -370,22 +553,14 @@ impl Handler<StopAll> for EventIngester {
             // All at once: the Checkpointer writes them in a few group commits
             // instead of one flush per learner.
             let results = futures::future::join_all(addrs.iter().map(|a| a.send(Drain))).await;
-            let mut errors = Vec::new();
-            for r in results {
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => errors.push(e),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            if errors.is_empty() {
+            let failures: Vec<DrainError> = results
+                .into_iter()
+                .filter_map(|r| r.map_err(DrainError::from).and_then(|r| r).err())
+                .collect();
+            if failures.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} learners could not be written: {}",
-                    errors.len(),
-                    errors.join("; ")
-                ))
+                Err(LearnersNotWritten(failures))
             }
         };
         AtomicResponse::new(Box::pin(drain.into_actor(self).map(|res, _, ctx| {

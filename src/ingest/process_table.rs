@@ -47,6 +47,8 @@ pub const DEFAULT_MAX_LIVE_PROCESSES: usize = 100_000;
 #[derive(Debug, Clone)]
 struct Entry {
     key: LearnerKey,
+    /// Its container instance (Tetragon's container id), if any.
+    instance: Option<String>,
     seen: Seen,
     link: ExecLink,
     /// When the table learned of it (stream receipt, or snapshot time).
@@ -74,6 +76,19 @@ pub struct ProcessTable {
     /// The latest `since` of an evicted entry: a process started before it may
     /// have been evicted, so its absence proves no lost exec.
     evicted_until: Option<UnixMillis>,
+    /// Live processes per container instance: an instance is live while it has one.
+    per_instance: crate::FastMap<String, usize>,
+    /// Instances that lost an entry to eviction: their count may be short, so
+    /// an exit never calls them gone; the next snapshot decides.
+    uncertain: HashSet<String>,
+}
+
+/// What an exit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    pub key: LearnerKey,
+    /// The process's instance, when this exit ended its last live process.
+    pub instance_gone: Option<String>,
 }
 
 impl Default for ProcessTable {
@@ -89,6 +104,7 @@ pub struct SnapshotEntry {
     pub key: LearnerKey,
     pub link: ExecLink,
     pub start: Option<UnixMillis>,
+    pub instance: Option<String>,
 }
 
 impl ProcessTable {
@@ -102,10 +118,21 @@ impl ProcessTable {
             chains: ExecChains::default(),
             evicted: 0,
             evicted_until: None,
+            per_instance: crate::FastMap::default(),
+            uncertain: HashSet::new(),
         }
     }
 
-    pub fn exec(&mut self, exec_id: String, key: LearnerKey, link: ExecLink, now: UnixMillis) {
+    /// A streamed exec. Returns true when it made its instance live (the
+    /// instance had no live process in the table).
+    pub fn exec(
+        &mut self,
+        exec_id: String,
+        key: LearnerKey,
+        link: ExecLink,
+        now: UnixMillis,
+        instance: Option<String>,
+    ) -> bool {
         let live = &self.live;
         let step = self
             .chains
@@ -113,15 +140,27 @@ impl ProcessTable {
         if let Some(replaced) = step.remove {
             self.remove(replaced);
         }
+        let mut new_instance = false;
         if step.add {
+            new_instance = instance
+                .as_ref()
+                .is_some_and(|i| !self.per_instance.contains_key(i));
             let seen = Seen::Stream(now);
-            self.insert(exec_id, key, seen, link, now);
+            self.insert(exec_id, key, seen, link, now, instance);
             self.evict_over_cap();
         }
+        new_instance
     }
 
-    pub fn exit(&mut self, exec_id: &str) -> Option<LearnerKey> {
-        self.remove(exec_id).map(|e| e.key)
+    pub fn exit(&mut self, exec_id: &str) -> Option<Exited> {
+        let entry = self.remove(exec_id)?;
+        let instance_gone = entry
+            .instance
+            .filter(|i| !self.per_instance.contains_key(i) && !self.uncertain.contains(i));
+        Some(Exited {
+            key: entry.key,
+            instance_gone,
+        })
     }
 
     fn insert(
@@ -131,12 +170,17 @@ impl ProcessTable {
         seen: Seen,
         link: ExecLink,
         since: UnixMillis,
+        instance: Option<String>,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, exec_id.clone());
+        if let Some(i) = &instance {
+            *self.per_instance.entry(i.clone()).or_default() += 1;
+        }
         let entry = Entry {
             key,
+            instance,
             seen,
             link,
             since,
@@ -144,12 +188,24 @@ impl ProcessTable {
         };
         if let Some(old) = self.live.insert(exec_id, entry) {
             self.order.remove(&old.seq);
+            self.uncount(old.instance.as_deref());
+        }
+    }
+
+    fn uncount(&mut self, instance: Option<&str>) {
+        let Some(i) = instance else { return };
+        if let Some(n) = self.per_instance.get_mut(i) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_instance.remove(i);
+            }
         }
     }
 
     fn remove(&mut self, exec_id: &str) -> Option<Entry> {
         let entry = self.live.remove(exec_id)?;
         self.order.remove(&entry.seq);
+        self.uncount(entry.instance.as_deref());
         Some(entry)
     }
 
@@ -161,8 +217,30 @@ impl ProcessTable {
             if let Some(entry) = self.live.remove(&oldest) {
                 self.evicted += 1;
                 self.evicted_until = self.evicted_until.max(Some(entry.since));
+                self.uncount(entry.instance.as_deref());
+                if let Some(i) = entry.instance {
+                    self.uncertain.insert(i);
+                }
             }
         }
+    }
+
+    /// The live instances of every key that has one, as the table knows them
+    /// (after a snapshot: as the snapshot showed them, plus execs in flight).
+    pub fn live_instances(&self) -> crate::FastMap<LearnerKey, Vec<String>> {
+        let mut out: crate::FastMap<LearnerKey, Vec<String>> = crate::FastMap::default();
+        for e in self.live.values() {
+            if let Some(i) = &e.instance {
+                let ids = out.entry(e.key.clone()).or_default();
+                if !ids.contains(i) {
+                    ids.push(i.clone());
+                }
+            }
+        }
+        for ids in out.values_mut() {
+            ids.sort();
+        }
+        out
     }
 
     /// Entries evicted since the last call (for the metric).
@@ -223,7 +301,7 @@ impl ProcessTable {
                 }
                 (None, _) => Seen::Snapshot,
             };
-            next.push((e.exec_id, e.key, seen, e.link, taken_at));
+            next.push((e.exec_id, e.key, seen, e.link, taken_at, e.instance));
         }
         // Execs received while the snapshot was being taken and handed over may
         // be missing from it (the cache was read before they happened): keep
@@ -246,11 +324,14 @@ impl ProcessTable {
         carried.sort_by_key(|(_, e)| e.seq);
         self.live.clear();
         self.order.clear();
-        for (id, key, seen, link, since) in next {
-            self.insert(id, key, seen, link, since);
+        self.per_instance.clear();
+        // The snapshot shows every live process: instance counts are exact again.
+        self.uncertain.clear();
+        for (id, key, seen, link, since, instance) in next {
+            self.insert(id, key, seen, link, since, instance);
         }
         for (id, e) in carried {
-            self.insert(id, e.key, e.seen, e.link, e.since);
+            self.insert(id, e.key, e.seen, e.link, e.since, e.instance);
         }
         self.evict_over_cap();
         missed.sort();
@@ -281,19 +362,20 @@ mod tests {
             key: key(w),
             link: ExecLink::default(),
             start: Some(start),
+            instance: None,
         }
     }
 
     /// A streamed exec with no chain (a first exec after a fork).
     fn exec(t: &mut ProcessTable, id: &str, w: &str, now: u64) {
-        t.exec(id.into(), key(w), ExecLink::default(), now);
+        t.exec(id.into(), key(w), ExecLink::default(), now, None);
     }
 
     #[test]
     fn exec_and_exit() {
         let mut t = ProcessTable::default();
         exec(&mut t, "a", "p", 1);
-        assert_eq!(t.exit("a"), Some(key("p")));
+        assert_eq!(t.exit("a").map(|e| e.key), Some(key("p")));
         assert_eq!(t.exit("a"), None);
     }
 
@@ -387,7 +469,7 @@ mod tests {
         assert_eq!(t.take_evicted(), 0);
         // An exit of an evicted process changes nothing.
         assert_eq!(t.exit("a"), None);
-        assert_eq!(t.exit("b"), Some(key("p")));
+        assert_eq!(t.exit("b").map(|e| e.key), Some(key("p")));
         exec(&mut t, "d", "p", 4);
         assert_eq!(ids(&t), ["c", "d"]);
         assert_eq!(t.take_evicted(), 0);
@@ -444,6 +526,7 @@ mod tests {
             key: key("a"),
             link: ExecLink::default(),
             start: None,
+            instance: None,
         };
         assert!(t.reconcile(vec![e], Some(1), 100_000, 2_000).is_empty());
     }
@@ -474,11 +557,11 @@ mod tests {
             let execs = chain();
             for i in order {
                 let (id, link) = execs[i].clone();
-                t.exec(id.into(), key("c"), link, 10);
+                t.exec(id.into(), key("c"), link, 10, None);
             }
             assert_eq!(ids(&t), ["sleep"], "order {order:?}");
             // The exit names only the last image; nothing stays behind.
-            assert_eq!(t.exit("sleep"), Some(key("c")));
+            assert_eq!(t.exit("sleep").map(|e| e.key), Some(key("c")));
             assert!(t.is_empty(), "order {order:?}");
         }
     }
@@ -490,13 +573,14 @@ mod tests {
         let mut t = ProcessTable::default();
         t.reconcile(vec![], None, 100_000, 2_000);
         for (id, link) in chain() {
-            t.exec(id.into(), key("c"), link, 150_000);
+            t.exec(id.into(), key("c"), link, 150_000, None);
         }
         let snap = |id: &str, link: ExecLink| SnapshotEntry {
             exec_id: id.into(),
             key: key("c"),
             link,
             start: Some(150_000),
+            instance: None,
         };
         let [_, (sh, sh_link), (sleep, sleep_link)] = chain();
         let missed = t.reconcile(
@@ -518,5 +602,52 @@ mod tests {
         );
         assert_eq!(missed, vec![key("c")]);
         assert_eq!(ids(&t), ["sleep"]);
+    }
+
+    fn exec_in(t: &mut ProcessTable, id: &str, inst: &str, now: u64) -> bool {
+        t.exec(
+            id.into(),
+            key("w"),
+            ExecLink::default(),
+            now,
+            Some(inst.into()),
+        )
+    }
+
+    #[test]
+    fn an_instance_lives_while_one_of_its_processes_does() {
+        let mut t = ProcessTable::default();
+        assert!(
+            exec_in(&mut t, "a", "c1", 1),
+            "first process: the instance is new"
+        );
+        assert!(!exec_in(&mut t, "b", "c1", 2));
+        assert_eq!(t.live_instances()[&key("w")], vec!["c1".to_string()]);
+        assert_eq!(t.exit("a").unwrap().instance_gone, None);
+        assert_eq!(t.exit("b").unwrap().instance_gone, Some("c1".into()));
+        assert!(t.live_instances().is_empty());
+    }
+
+    #[test]
+    fn after_an_eviction_only_a_snapshot_calls_an_instance_gone() {
+        let mut t = ProcessTable::with_cap(2);
+        exec_in(&mut t, "a", "c1", 1);
+        exec_in(&mut t, "b", "c1", 2);
+        exec_in(&mut t, "c", "c2", 3); // evicts `a`
+        assert_eq!(
+            t.exit("b").unwrap().instance_gone,
+            None,
+            "`a` may still run"
+        );
+        let snap = SnapshotEntry {
+            exec_id: "c".into(),
+            key: key("w"),
+            link: ExecLink::default(),
+            start: Some(3),
+            instance: Some("c2".into()),
+        };
+        t.reconcile(vec![snap], None, 100_000, 2_000);
+        assert_eq!(t.live_instances()[&key("w")], vec!["c2".to_string()]);
+        assert_eq!(t.exit("c").unwrap().instance_gone, Some("c2".into()));
     }
 }

@@ -12,6 +12,7 @@ use prost::bytes::Bytes;
 use crate::snapshot::convert::{in_init_tree_or_default, node_name_or_from_exec_id};
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{self, get_events_response::Event, lean, GetEventsResponse};
+use crate::time::{parse_rfc3339_ms, UnixMillis};
 
 /// The label from which a Deployment's pod is recognised when Tetragon sends
 /// no workload (see `learner::key::workload_of`): the only label read.
@@ -26,6 +27,8 @@ pub struct ProcessView<'a> {
     pub binary: &'a str,
     pub flags: &'a str,
     pub in_init_tree: bool,
+    /// When the process started, as Tetragon reports it.
+    pub start_time: Option<UnixMillis>,
     pub node_name: Cow<'a, str>,
     /// `None` for host processes, and for a pod without container info.
     pub container: Option<ContainerView<'a>>,
@@ -35,7 +38,11 @@ pub struct ProcessView<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContainerView<'a> {
+    /// Tetragon's container id (`containerd://...`): one container instance.
+    pub id: &'a str,
     pub name: &'a str,
+    /// When the container (this instance) started.
+    pub start_time: Option<UnixMillis>,
     pub maybe_exec_probe: bool,
 }
 
@@ -76,9 +83,12 @@ impl<'a> ProcessView<'a> {
             binary: &p.binary,
             flags: &p.flags,
             in_init_tree: p.in_init_tree,
+            start_time: p.start_time.as_deref().and_then(parse_rfc3339_ms),
             node_name: Cow::Borrowed(&p.node_name),
             container: p.container.as_ref().map(|c| ContainerView {
+                id: &c.id,
                 name: &c.name,
+                start_time: c.start_time.as_deref().and_then(parse_rfc3339_ms),
                 maybe_exec_probe: c.maybe_exec_probe,
             }),
             pod: p.pod.as_ref().map(|pod| PodView {
@@ -101,11 +111,14 @@ impl<'a> ProcessView<'a> {
             binary: &p.binary,
             flags: &p.flags,
             in_init_tree: in_init_tree_or_default(p.in_init_tree.as_ref().map(|w| w.value)),
+            start_time: p.start_time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
             node_name: node_name_or_from_exec_id(node_name, &p.exec_id),
             container: pod
                 .and_then(|pod| pod.container.as_ref())
                 .map(|c| ContainerView {
+                    id: &c.id,
                     name: &c.name,
+                    start_time: c.start_time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
                     maybe_exec_probe: c.maybe_exec_probe,
                 }),
             pod: pod.map(|pod| PodView {
@@ -129,10 +142,13 @@ impl<'a> ProcessView<'a> {
             binary: text(&p.binary)?,
             flags: text(&p.flags)?,
             in_init_tree: in_init_tree_or_default(p.in_init_tree.as_ref().map(|w| w.value)),
+            start_time: p.start_time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
             node_name: node_name_or_from_exec_id(text(node_name)?, exec_id),
             container: match pod.and_then(|pod| pod.container.as_ref()) {
                 Some(c) => Some(ContainerView {
+                    id: text(&c.id)?,
                     name: text(&c.name)?,
+                    start_time: c.start_time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
                     maybe_exec_probe: c.maybe_exec_probe,
                 }),
                 None => None,
@@ -180,6 +196,15 @@ impl<'a> EventView<'a> {
             None => Self::Other,
         })
     }
+}
+
+/// A protobuf Timestamp in Unix milliseconds (truncated, as the RFC 3339
+/// text of a snapshot entry reads); `None` before 1970 or out of range.
+fn ms(seconds: i64, nanos: i32) -> Option<UnixMillis> {
+    u64::try_from(seconds)
+        .ok()?
+        .checked_mul(1_000)?
+        .checked_add(u64::try_from(nanos).ok()? / 1_000_000)
 }
 
 fn text(b: &Bytes) -> Result<&str, NotUtf8> {

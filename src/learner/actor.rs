@@ -9,14 +9,19 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::metrics::Metrics;
-use crate::store::checkpointer::{Checkpointer, Persist};
+use crate::store::checkpointer::{CheckpointError, Checkpointer, Persist};
+use crate::telemetry::events::{
+    DeviationSeen, Emit, ExecutableLearned, LearnerStateChanged, PartialReasonHealed,
+    PartialReasonMarked,
+};
+use crate::telemetry::metrics::Metrics;
 use crate::time::now_ms;
 
 use super::config::LearnerConfig;
 use super::key::LearnerKey;
 use super::ledger::{still_held, ReportLedger, Write};
 use super::machine::{step, Durability, Effect, LearnerInput};
+use super::observation::FactSource;
 use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
@@ -52,7 +57,7 @@ pub enum OperateError {
     #[error("{0}")]
     Refused(String),
     #[error("the change could not be made durable: {0}; it will be retried")]
-    NotDurable(String),
+    NotDurable(#[source] CheckpointError),
 }
 
 #[derive(Message)]
@@ -62,8 +67,22 @@ pub struct GetProfile;
 /// Shutdown: write the profile as it is now (counters included), wait until it
 /// is durable, then stop.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), DrainError>")]
 pub struct Drain;
+
+/// A learner's last write at shutdown failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("{key}: {source}")]
+    NotWritten {
+        key: LearnerKey,
+        #[source]
+        source: Box<CheckpointError>,
+    },
+    /// The learner had stopped already.
+    #[error(transparent)]
+    Gone(#[from] MailboxError),
+}
 
 pub struct LearnerActor {
     profile: Profile,
@@ -134,7 +153,7 @@ impl LearnerActor {
 }
 
 /// What the Checkpointer answered to a write.
-type Answer = Result<Result<(), String>, MailboxError>;
+type Answer = Result<Result<(), CheckpointError>, MailboxError>;
 
 /// Tells the ledger how write `w` ended and reports the news that became
 /// durable, if `written` (the profile it is checked against) still holds it.
@@ -144,35 +163,56 @@ fn settle(
     answer: Answer,
     written: &Profile,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<(), CheckpointError> {
     let error = match answer {
         Ok(Ok(())) => {
             let news = still_held(written, ledger.confirmed(w.revision));
-            report_durable(&written.key, &news, metrics);
+            report_durable(written, &news, metrics);
             return Ok(());
         }
         Ok(Err(e)) => e,
-        Err(e) => e.to_string(),
+        Err(e) => CheckpointError::from(e),
     };
     ledger.failed(w.revision);
     Err(error)
 }
 
-/// Logs and counts news that is now on disk: only durable learning is reported.
-fn report_durable(key: &LearnerKey, news: &[Effect], metrics: &Metrics) {
+/// Logs and counts news that is now on disk (in `written`): only durable
+/// learning is reported.
+fn report_durable(written: &Profile, news: &[Effect], metrics: &Metrics) {
+    let key = &written.key;
     for e in news {
         match e {
             Effect::NewExecutable { path } => {
-                metrics.learned_executables.inc();
-                tracing::info!(key = %crate::log_quote::display(key), path = %crate::log_quote::name(path), "learned executable");
+                let source = written.executables.get(path).map(|r| r.source);
+                ExecutableLearned {
+                    key,
+                    path,
+                    source: &source,
+                    from_exit: source == Some(FactSource::Exit),
+                }
+                .emit(metrics)
             }
-            Effect::NewDeviation { path } => {
-                metrics.deviations.inc();
-                tracing::warn!(key = %crate::log_quote::display(key), path = %crate::log_quote::name(path), "deviation from locked profile");
+            Effect::MarkedPartial { reason } => PartialReasonMarked {
+                key,
+                reason: reason.as_str(),
             }
-            Effect::StateChanged { from, to, reason } => {
-                tracing::info!(key = %crate::log_quote::display(key), from = from.as_str(), to = to.as_str(), reason = reason.as_str(), "learner state changed");
+            .emit(metrics),
+            Effect::Healed { reason, at } => PartialReasonHealed {
+                key,
+                reason: reason.as_str(),
+                at: *at,
+                complete: written.partial_reasons.is_empty(),
             }
+            .emit(metrics),
+            Effect::NewDeviation { path } => DeviationSeen { key, path }.emit(metrics),
+            Effect::StateChanged { from, to, reason } => LearnerStateChanged {
+                key,
+                from: from.as_str(),
+                to: to.as_str(),
+                reason: reason.as_str(),
+            }
+            .emit(metrics),
             _ => {}
         }
     }
@@ -184,7 +224,8 @@ impl Actor for LearnerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(LEARNER_MAILBOX);
         ctx.run_interval(self.tick, |act, ctx| {
-            let effects = act.apply(vec![LearnerInput::Tick { now: now_ms() }]);
+            let now = now_ms();
+            let effects = act.apply(vec![LearnerInput::Tick { now }, LearnerInput::Heal { now }]);
             let writes = [act.ledger.owe(effects), act.ledger.tick()];
             for w in writes.into_iter().flatten() {
                 act.write(w, ctx);
@@ -233,7 +274,7 @@ impl Handler<Operate> for LearnerActor {
 
 impl Handler<Drain> for LearnerActor {
     // Atomic: nothing else runs on this learner until it is written and stopped.
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), DrainError>>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         // This write supersedes every earlier one: it reports what they carried
         // (their answers die with the actor).
@@ -242,8 +283,12 @@ impl Handler<Drain> for LearnerActor {
         let send = self.checkpointer.send(self.persist(w));
         AtomicResponse::new(Box::pin(send.into_actor(self).map(move |res, act, ctx| {
             ctx.stop();
-            settle(&mut act.ledger, w, res, &act.profile, &act.metrics)
-                .map_err(|e| format!("{key}: {e}"))
+            settle(&mut act.ledger, w, res, &act.profile, &act.metrics).map_err(|e| {
+                DrainError::NotWritten {
+                    key,
+                    source: Box::new(e),
+                }
+            })
         })))
     }
 }

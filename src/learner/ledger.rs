@@ -51,7 +51,11 @@ pub struct ReportLedger {
 fn is_news(e: &Effect) -> bool {
     matches!(
         e,
-        Effect::NewExecutable { .. } | Effect::NewDeviation { .. } | Effect::StateChanged { .. }
+        Effect::NewExecutable { .. }
+            | Effect::NewDeviation { .. }
+            | Effect::StateChanged { .. }
+            | Effect::MarkedPartial { .. }
+            | Effect::Healed { .. }
     )
 }
 

@@ -7,6 +7,7 @@
 //! refused input changes nothing.
 use serde::{Deserialize, Serialize};
 
+use super::completeness::{InstanceSighting, ReasonEvent, ReasonState};
 use super::config::LearnerConfig;
 use super::observation::Observation;
 use super::profile::{ExecutableRecord, PartialReason, Profile};
@@ -24,13 +25,31 @@ pub enum LearnerInput {
     Lock { now: UnixMillis },
     /// Operator: resume learning; a new learning period starts at `now`.
     Unlock { now: UnixMillis },
-    /// The shell learned that this profile may miss executables.
-    MarkPartial(PartialReason),
+    /// A process of this key exited. Its binary is learned (source `exit`)
+    /// only when the profile lacks it: then its exec was missed. `gap`: the
+    /// process started after the stream was live, so its exec was dropped and
+    /// the profile is marked `events-dropped`. A known binary adds nothing.
+    ExitSeen { observation: Observation, gap: bool },
+    /// The shell learned at `at` that this profile may miss executables.
+    MarkPartial {
+        reason: PartialReason,
+        at: UnixMillis,
+    },
     /// Operator: forget executables, deviations and drift count and learn again
     /// from `now`. Valid in every state (an operator must always be able to
     /// start over). `partial_reasons` and `created_at` are kept: forgetting what
     /// was learned does not make earlier missed events seen.
     Reset { now: UnixMillis },
+    /// A container instance of this key has a live process.
+    InstanceSeen(InstanceSighting),
+    /// The instance's last live process ended (an exit).
+    InstanceGone { id: String, at: UnixMillis },
+    /// A snapshot shows exactly these instances live; the others are gone.
+    InstancesLive { ids: Vec<String>, at: UnixMillis },
+    /// Time passed: every marked reason whose healing rule holds clears.
+    Heal { now: UnixMillis },
+    /// A snapshot succeeded: `no-snapshot` clears.
+    SnapshotSucceeded { at: UnixMillis },
 }
 
 /// What changed, for the shell: anything but `Touched`/`Nothing` must be durable
@@ -51,6 +70,11 @@ pub enum Effect {
     },
     MarkedPartial {
         reason: PartialReason,
+    },
+    /// A partial reason cleared by its rule at `at`.
+    Healed {
+        reason: PartialReason,
+        at: UnixMillis,
     },
     /// The profile was wiped by `Reset`; the numbers are what was forgotten.
     Reset {
@@ -82,6 +106,7 @@ impl Effect {
             | Self::NewDeviation { .. }
             | Self::StateChanged { .. }
             | Self::MarkedPartial { .. }
+            | Self::Healed { .. }
             | Self::Reset { .. } => Durability::Flush,
         }
     }
@@ -118,12 +143,60 @@ pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) ->
         LearnerInput::Observe(obs) if over_capacity(profile, obs, cfg) => LearnerEvent::MarkPartial,
         LearnerInput::Observe(obs) if profile.knows(&obs.path) => LearnerEvent::KnownExecutable,
         LearnerInput::Observe(_) => LearnerEvent::NewExecutable,
+        LearnerInput::ExitSeen { observation, .. } if knows_or_logged(profile, observation) => {
+            LearnerEvent::KnownExecutable
+        }
+        LearnerInput::ExitSeen { observation, .. } if over_capacity(profile, observation, cfg) => {
+            LearnerEvent::MarkPartial
+        }
+        LearnerInput::ExitSeen { .. } => LearnerEvent::NewExecutable,
         LearnerInput::Tick { now } if profile.is_quiet_at(*now, cfg) => LearnerEvent::Quiet,
         LearnerInput::Tick { .. } => LearnerEvent::Tick,
         LearnerInput::Lock { .. } => LearnerEvent::Lock,
         LearnerInput::Unlock { .. } => LearnerEvent::Unlock,
-        LearnerInput::MarkPartial(_) => LearnerEvent::MarkPartial,
+        LearnerInput::MarkPartial { .. } => LearnerEvent::MarkPartial,
         LearnerInput::Reset { .. } => LearnerEvent::Reset,
+        LearnerInput::InstanceSeen(_)
+        | LearnerInput::InstanceGone { .. }
+        | LearnerInput::InstancesLive { .. } => LearnerEvent::Instance,
+        LearnerInput::Heal { .. } | LearnerInput::SnapshotSucceeded { .. } => LearnerEvent::Heal,
+    }
+}
+
+/// An exit teaches nothing when its binary is in the profile, or (while
+/// locked) already recorded as a deviation.
+fn knows_or_logged(profile: &Profile, obs: &Observation) -> bool {
+    profile.knows(&obs.path)
+        || (profile.state == LearnerState::Locked && profile.deviations.contains_key(&obs.path))
+}
+
+/// Marks `reason` at `at`: a new mark is an effect; a new gap time for a
+/// reason already marked is a (lazy) change too.
+fn mark(profile: &mut Profile, reason: PartialReason, at: UnixMillis, effects: &mut Vec<Effect>) {
+    let t = &mut profile.tracking;
+    let mut moved = false;
+    if reason == PartialReason::EventsDropped && t.gap_at.is_none_or(|g| g < at) {
+        t.gap_at = Some(at);
+        moved = true;
+    }
+    t.healed_at.remove(&reason);
+    if profile.partial_reasons.insert(reason) {
+        effects.push(Effect::MarkedPartial { reason });
+    } else if moved {
+        effects.push(Effect::Touched);
+    }
+}
+
+/// Clears `reason` at `now` if it is marked and the table lets it heal.
+fn heal(profile: &mut Profile, reason: PartialReason, now: UnixMillis, effects: &mut Vec<Effect>) {
+    let state = ReasonState::of(profile.partial_reasons.contains(&reason));
+    if state != ReasonState::Marked {
+        return;
+    }
+    if let Ok(ReasonState::Clear) = state.on(reason, ReasonEvent::Heal) {
+        profile.partial_reasons.remove(&reason);
+        profile.tracking.healed_at.insert(reason, now);
+        effects.push(Effect::Healed { reason, at: now });
     }
 }
 
@@ -154,14 +227,54 @@ pub fn step(
             }
         }
         LearnerInput::Observe(obs) => observe(profile, obs, from, &mut effects),
+        LearnerInput::ExitSeen { observation, gap } => {
+            let at = observation.at;
+            match event {
+                LearnerEvent::KnownExecutable => {}
+                LearnerEvent::MarkPartial => {
+                    mark(profile, PartialReason::TooManyExecutables, at, &mut effects)
+                }
+                _ => observe(profile, observation, from, &mut effects),
+            }
+            if gap && event != LearnerEvent::KnownExecutable {
+                mark(profile, PartialReason::EventsDropped, at, &mut effects);
+            }
+        }
         LearnerInput::Tick { .. } | LearnerInput::Lock { .. } => {}
         LearnerInput::Unlock { now } => {
             profile.learning_since = profile.learning_since.max(now);
         }
-        LearnerInput::MarkPartial(reason) => {
-            if profile.partial_reasons.insert(reason) {
-                effects.push(Effect::MarkedPartial { reason });
+        LearnerInput::MarkPartial { reason, at } => mark(profile, reason, at, &mut effects),
+        LearnerInput::InstanceSeen(s) => {
+            if profile.tracking.seen(&s) {
+                effects.push(Effect::Touched);
             }
+        }
+        LearnerInput::InstanceGone { id, at } => {
+            if profile.tracking.gone(&id, at) {
+                effects.push(Effect::Touched);
+            }
+        }
+        LearnerInput::InstancesLive { ids, at } => {
+            if profile.tracking.only_live(&ids, at) {
+                effects.push(Effect::Touched);
+            }
+        }
+        LearnerInput::Heal { now } => {
+            for reason in [
+                PartialReason::StartedBeforeAgent,
+                PartialReason::EventsDropped,
+            ] {
+                if profile
+                    .tracking
+                    .rule_holds(reason, now, cfg.min_learning_ms)
+                {
+                    heal(profile, reason, now, &mut effects);
+                }
+            }
+        }
+        LearnerInput::SnapshotSucceeded { at } => {
+            heal(profile, PartialReason::NoSnapshot, at, &mut effects);
         }
         LearnerInput::Reset { now } => {
             effects.push(Effect::Reset {

@@ -1,5 +1,6 @@
 //! Per-container learners: the key, what they observe, and their state machine.
 pub mod actor;
+pub mod completeness;
 pub mod config;
 pub mod key;
 pub mod ledger;

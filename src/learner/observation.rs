@@ -13,6 +13,11 @@ pub enum FactSource {
     Event,
     /// A procFS line of Tetragon's JSON export log.
     ExportLog,
+    /// A `process_exit` whose binary the profile did not hold: its exec was
+    /// missed (dropped, or before the agent).
+    Exit,
+    /// An exec or exit of Tetragon's export log, read at start (backfill).
+    Backfill,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::completeness::Tracking;
 use super::config::LearnerConfig;
 use super::key::LearnerKey;
 use super::observation::{FactSource, Observation};
@@ -23,6 +24,34 @@ pub enum PartialReason {
     EventsDropped,
     /// More distinct executables than `max_executables`: the rest were not kept.
     TooManyExecutables,
+    /// No snapshot succeeded since the agent (re)connected to Tetragon: what
+    /// was already running then was never seen.
+    NoSnapshot,
+}
+
+impl PartialReason {
+    pub const ALL: [Self; 4] = [
+        Self::StartedBeforeAgent,
+        Self::EventsDropped,
+        Self::TooManyExecutables,
+        Self::NoSnapshot,
+    ];
+
+    /// The kebab-case name, as serialized (JSON, logs, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StartedBeforeAgent => "started-before-agent",
+            Self::EventsDropped => "events-dropped",
+            Self::TooManyExecutables => "too-many-executables",
+            Self::NoSnapshot => "no-snapshot",
+        }
+    }
+}
+
+impl fmt::Display for PartialReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +158,10 @@ pub struct Profile {
     pub drift_count: u64,
     /// Empty means complete.
     pub partial_reasons: BTreeSet<PartialReason>,
+    /// Container instances seen, the latest gap and when reasons healed: what
+    /// the healing rules (`completeness.rs`) decide with.
+    #[serde(default)]
+    pub tracking: Tracking,
 }
 
 impl Profile {
@@ -143,6 +176,7 @@ impl Profile {
             deviations: BTreeMap::new(),
             drift_count: 0,
             partial_reasons: BTreeSet::new(),
+            tracking: Tracking::default(),
         }
     }
 

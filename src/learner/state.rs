@@ -61,9 +61,16 @@ impl LearnerState {
             (S::Locked, E::Lock) | (S::Learning | S::Stable, E::Unlock) => {
                 Err(InvalidTransition { state: self, event })
             }
-            (s, E::NewExecutable | E::KnownExecutable | E::Tick | E::Quiet | E::MarkPartial) => {
-                Ok(s)
-            }
+            (
+                s,
+                E::NewExecutable
+                | E::KnownExecutable
+                | E::Tick
+                | E::Quiet
+                | E::MarkPartial
+                | E::Instance
+                | E::Heal,
+            ) => Ok(s),
         }
     }
 }
@@ -92,10 +99,14 @@ pub enum LearnerEvent {
     Unlock,
     MarkPartial,
     Reset,
+    /// A container instance was seen or went away (completeness tracking).
+    Instance,
+    /// A partial reason's healing rule was checked (completeness).
+    Heal,
 }
 
 impl LearnerEvent {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::NewExecutable,
         Self::KnownExecutable,
         Self::Tick,
@@ -104,6 +115,8 @@ impl LearnerEvent {
         Self::Unlock,
         Self::MarkPartial,
         Self::Reset,
+        Self::Instance,
+        Self::Heal,
     ];
 
     /// Kebab-case name, as serialized (logs, metric labels).
@@ -117,6 +130,8 @@ impl LearnerEvent {
             Self::Unlock => "unlock",
             Self::MarkPartial => "mark-partial",
             Self::Reset => "reset",
+            Self::Instance => "instance",
+            Self::Heal => "heal",
         }
     }
 
@@ -131,6 +146,8 @@ impl LearnerEvent {
             Self::Unlock => "unlock",
             Self::MarkPartial => "mark partial",
             Self::Reset => "reset",
+            Self::Instance => "instance",
+            Self::Heal => "heal",
         }
     }
 }
@@ -148,13 +165,6 @@ impl fmt::Display for LearnerEvent {
 pub struct InvalidTransition {
     pub state: LearnerState,
     pub event: LearnerEvent,
-}
-
-impl InvalidTransition {
-    /// Low-cardinality label for an error metric.
-    pub fn label(&self) -> &'static str {
-        "invalid_transition"
-    }
 }
 
 /// Exactly the state *changes* the table allows, as (from, event label, to).
@@ -221,6 +231,8 @@ learning lock             -> locked
 learning unlock           -> INVALID
 learning mark-partial     -> learning
 learning reset            -> learning
+learning instance         -> learning
+learning heal             -> learning
 stable   new-executable   -> learning
 stable   known-executable -> stable
 stable   tick             -> stable
@@ -229,6 +241,8 @@ stable   lock             -> locked
 stable   unlock           -> INVALID
 stable   mark-partial     -> stable
 stable   reset            -> learning
+stable   instance         -> stable
+stable   heal             -> stable
 locked   new-executable   -> locked
 locked   known-executable -> locked
 locked   tick             -> locked
@@ -237,6 +251,8 @@ locked   lock             -> INVALID
 locked   unlock           -> learning
 locked   mark-partial     -> locked
 locked   reset            -> learning
+locked   instance         -> locked
+locked   heal             -> locked
 ";
         assert_eq!(table_text(), expected, "actual table:\n{}", table_text());
     }
@@ -265,7 +281,6 @@ locked   reset            -> learning
         assert_eq!(err.to_string(), "learner cannot lock while locked");
         let err = LearnerState::Stable.on(LearnerEvent::Unlock).unwrap_err();
         assert_eq!(err.to_string(), "learner cannot unlock while stable");
-        assert_eq!(err.label(), "invalid_transition");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! executables as an array sorted by path, times as RFC 3339 strings. Separate
 //! from `Profile` so the stored form (milliseconds, maps) can change without
 //! breaking scripts that read the output.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::key::LearnerKey;
@@ -29,6 +31,10 @@ pub struct ProfileView {
     /// absent (`export --input` recomputes it).
     #[serde(default)]
     pub ready: bool,
+    /// When each partial reason that is clear now last healed (left out
+    /// while none did).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub healed_at: BTreeMap<PartialReason, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +79,13 @@ impl From<&Profile> for ProfileView {
             learning_since: rfc3339_ms(p.learning_since),
             last_new_at: rfc3339_ms(p.last_new_at),
             ready: p.is_ready(),
+            healed_at: p
+                .tracking
+                .healed_at
+                .iter()
+                .filter(|(r, _)| !p.partial_reasons.contains(r))
+                .map(|(r, at)| (*r, rfc3339_ms(*at)))
+                .collect(),
         }
     }
 }
@@ -113,7 +126,10 @@ mod tests {
             seen("/usr/sbin/nginx", 3_500, FactSource::Event),
             LearnerInput::Lock { now: 4_000 },
             seen("/bin/sh", 5_000, FactSource::Event),
-            LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+            LearnerInput::MarkPartial {
+                reason: PartialReason::StartedBeforeAgent,
+                at: 0,
+            },
         ] {
             assert!(step(&mut p, input, &cfg).is_ok());
         }
@@ -150,5 +166,30 @@ mod tests {
         assert!(text.find("\"executables\"") < text.find("\"deviations\""));
         let back: ProfileView = serde_json::from_str(&text).unwrap();
         assert_eq!(back, p.to_view());
+    }
+
+    #[test]
+    fn healed_reasons_carry_their_time_and_marked_ones_none() {
+        let cfg = LearnerConfig::default();
+        let mut p = Profile::new(LearnerKey::new("ns", "Pod", "p", "c"), 0);
+        for input in [
+            LearnerInput::MarkPartial {
+                reason: PartialReason::NoSnapshot,
+                at: 1,
+            },
+            LearnerInput::MarkPartial {
+                reason: PartialReason::EventsDropped,
+                at: 1,
+            },
+            LearnerInput::SnapshotSucceeded { at: 2_000 },
+        ] {
+            assert!(step(&mut p, input, &cfg).is_ok());
+        }
+        let got = serde_json::to_value(p.to_view()).unwrap();
+        assert_eq!(got["partial_reasons"], json!(["events-dropped"]));
+        assert_eq!(
+            got["healed_at"],
+            json!({"no-snapshot": "1970-01-01T00:00:02.000Z"})
+        );
     }
 }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use crate::api::metrics::Metrics;
-use crate::tetragon::connection::messages::TakeSnapshot;
+use crate::telemetry::events::{self, Emit, SnapshotSucceeded};
+use crate::telemetry::metrics::Metrics;
+use crate::tetragon::connection::machine::SnapshotReason;
+use crate::tetragon::connection::messages::{SnapshotUnavailable, TakeSnapshot};
 
 use super::model::ProcessSnapshot;
 use super::policy::{take, SnapshotOptions, SnapshotReport};
@@ -17,6 +19,15 @@ use super::policy::{take, SnapshotOptions, SnapshotReport};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SnapshotTaken(pub ProcessSnapshot);
+
+/// A snapshot could not be taken. `after_connect`: it was the one asked for
+/// right after the stream came up, so no snapshot has succeeded since the
+/// agent (re)connected (learners are then partial: `no-snapshot`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SnapshotFailed {
+    pub after_connect: bool,
+}
 
 /// The last snapshot's outcome, shared with health and the admin API.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -30,6 +41,8 @@ pub struct SnapshotStatus {
 pub struct SnapshotBuilder {
     opts: SnapshotOptions,
     deliver_to: Recipient<SnapshotTaken>,
+    /// Told of failures (the ingester); `None` in setups that do not care.
+    failures: Option<Recipient<SnapshotFailed>>,
     metrics: Arc<Metrics>,
     pub status: Arc<RwLock<SnapshotStatus>>,
 }
@@ -44,9 +57,16 @@ impl SnapshotBuilder {
         Self {
             opts,
             deliver_to,
+            failures: None,
             metrics,
             status,
         }
+    }
+
+    /// Also tells `to` of every failed snapshot.
+    pub fn with_failures(mut self, to: Recipient<SnapshotFailed>) -> Self {
+        self.failures = Some(to);
+        self
     }
 }
 
@@ -56,42 +76,58 @@ impl Actor for SnapshotBuilder {
 
 impl Handler<TakeSnapshot> for SnapshotBuilder {
     // Atomic: one snapshot at a time; a request that arrives meanwhile waits.
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), SnapshotUnavailable>>;
 
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
         let opts = self.opts.clone();
         let deliver_to = self.deliver_to.clone();
         let reason = msg.reason;
         let work = async move {
-            let (snap, report) = take(&opts).await.map_err(|e| (e.label(), e.to_string()))?;
+            let (snap, report) = take(&opts)
+                .await
+                .map_err(|e| (e.label(), SnapshotUnavailable(Box::new(e))))?;
             deliver_to
                 .send(SnapshotTaken(snap))
                 .await
-                .map_err(|e| ("internal", e.to_string()))?;
-            Ok::<_, (&'static str, String)>(report)
+                .map_err(|e| ("internal", SnapshotUnavailable(Box::new(e))))?;
+            Ok::<_, (&'static str, SnapshotUnavailable)>(report)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
             let mut st = act.status.write();
             match res {
                 Ok(report) => {
-                    act.metrics.snapshot(report.source.as_str(), "ok");
-                    act.metrics.snapshot_processes.set(i64::try_from(report.processes).unwrap_or(i64::MAX));
-                    act.metrics.snapshot_duration_ms.set(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
-                    if let Some(why) = &report.fallback_reason {
-                        tracing::warn!(reason, source = report.source.as_str(), processes = report.processes, fallback_reason = %why, "snapshot taken from the fallback source: GetDebug unavailable");
-                    } else {
-                        tracing::info!(reason, source = report.source.as_str(), processes = report.processes, duration_ms = report.duration_ms, "snapshot taken");
+                    SnapshotSucceeded {
+                        reason,
+                        source: report.source.as_str(),
+                        processes: report.processes,
+                        duration_ms: report.duration_ms,
+                        fallback_reason: report
+                            .fallback_reason
+                            .as_ref()
+                            .map(|w| w as &dyn std::fmt::Display),
                     }
+                    .emit(&act.metrics);
                     st.taken += 1;
                     st.last_error = None;
                     st.last_report = Some(report);
                     Ok(())
                 }
                 Err((label, e)) => {
-                    act.metrics.snapshot(act.opts.policy_name(), label);
-                    tracing::warn!(reason, error = %e, "snapshot failed; learning from events goes on, it will be retried");
+                    if let Some(to) = &act.failures {
+                        // do_send: one small message per failed snapshot, never a flood.
+                        to.do_send(SnapshotFailed {
+                            after_connect: reason == SnapshotReason::StreamUp.as_str(),
+                        });
+                    }
+                    events::SnapshotFailed {
+                        reason,
+                        policy: act.opts.policy_name(),
+                        label,
+                        error: &e,
+                    }
+                    .emit(&act.metrics);
                     st.failed += 1;
-                    st.last_error = Some(e.clone());
+                    st.last_error = Some(e.to_string());
                     Err(e)
                 }
             }

@@ -44,6 +44,10 @@ fn pod_parts(pod: &proto::Pod) -> (Option<ContainerInfo>, Option<PodInfo>) {
         name: c.name.clone(),
         image: c.image.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
         maybe_exec_probe: c.maybe_exec_probe,
+        start_time: c
+            .start_time
+            .as_ref()
+            .and_then(|t| rfc3339_from_parts(t.seconds, t.nanos)),
     });
     let info = PodInfo {
         namespace: pod.namespace.clone(),
@@ -116,7 +120,7 @@ mod tests {
             ..Default::default()
         };
         let s = process_to_snapshot(&p, "");
-        assert!(s.is_host_process());
+        assert!(s.pod.is_none(), "a host process has no pod");
         assert_eq!(s.node_name, "vm");
         assert!(s.in_init_tree);
     }

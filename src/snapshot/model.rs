@@ -32,6 +32,10 @@ pub struct ContainerInfo {
     /// Tetragon's hint that this exec may come from a liveness/readiness exec probe.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maybe_exec_probe: bool,
+    /// When this container instance started (RFC 3339, Tetragon's
+    /// `pod.container.start_time`); `None` when Tetragon gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,10 +77,6 @@ fn default_true() -> bool {
 }
 
 impl SnapshotProcess {
-    pub fn is_host_process(&self) -> bool {
-        self.pod.is_none()
-    }
-
     pub fn has_flag(&self, word: &str) -> bool {
         has_flag_word(&self.flags, word)
     }

@@ -11,22 +11,42 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use crate::api::metrics::Metrics;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::Durability;
 use crate::learner::profile::Profile;
+use crate::telemetry::events::{CheckpointFailed, CheckpointFlushed, CheckpointLag, Emit};
+use crate::telemetry::metrics::Metrics;
 use crate::time::{now_ms, UnixMillis};
 
+use super::error::StoreError;
 use super::health::StorageState;
+
+mod backfill;
 use super::sled_store::Store;
 
 /// What is on disk: the agent reports (API, debug, logs of new learning) only
 /// from here, so whatever it reports as learned survives a crash.
 pub type DurableView = Arc<RwLock<BTreeMap<LearnerKey, Profile>>>;
 
+/// Why a profile is not (yet) on disk. Cloned to every writer that waited for
+/// the same group commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("checkpoint writer stopped: {0}")]
+    WriterStopped(#[source] Arc<tokio::task::JoinError>),
+    /// The Checkpointer stopped before the write was done (shutdown).
+    #[error("checkpointer stopped")]
+    Stopped,
+    /// The Checkpointer could not be asked (its mailbox is closed).
+    #[error(transparent)]
+    Unreachable(#[from] MailboxError),
+}
+
 /// Persist this profile. Resolves once it is durable (`Flush`) or accepted (`Lazy`).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), CheckpointError>")]
 pub struct Persist {
     pub profile: Profile,
     pub durability: Durability,
@@ -37,7 +57,7 @@ pub struct Persist {
 
 /// Write everything pending now (shutdown); resolves when durable.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), CheckpointError>")]
 pub struct FlushAll;
 
 /// Stop after everything is written (shutdown); releases the database lock.
@@ -55,7 +75,7 @@ pub struct Checkpointer {
     /// Pending entries that must not wait for the lazy interval.
     urgent: bool,
     oldest_pending: Option<UnixMillis>,
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    waiters: Vec<oneshot::Sender<Result<(), CheckpointError>>>,
     flushing: bool,
     /// A write failed: wait for the scheduled retry (backoff), whatever arrives.
     holdoff: bool,
@@ -88,6 +108,16 @@ impl Checkpointer {
         if self.flushing || self.holdoff || (self.pending.is_empty() && self.waiters.is_empty()) {
             return;
         }
+        if self.pending.is_empty() {
+            // Nothing to write and no write in flight: everything sent before
+            // is durable already. No empty commit (a sled flush and a marker
+            // rename) for a waiter that polls.
+            for w in std::mem::take(&mut self.waiters) {
+                let _ = w.send(Ok(()));
+            }
+            self.urgent = false;
+            return;
+        }
         self.flushing = true;
         let batch: Vec<Profile> = std::mem::take(&mut self.pending).into_values().collect();
         let waiters = std::mem::take(&mut self.waiters);
@@ -102,32 +132,27 @@ impl Checkpointer {
             act.flushing = false;
             let res = match res {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("checkpoint writer stopped: {e}")),
+                Ok(Err(e)) => Err(CheckpointError::Store(e)),
+                Err(e) => Err(CheckpointError::WriterStopped(Arc::new(e))),
             };
             match &res {
                 Ok(()) => {
-                    act.metrics.checkpoint_flushes.inc();
                     let mut view = act.durable.write();
                     for p in batch {
                         view.insert(p.key.clone(), p);
                     }
                     drop(view);
                     let storage = act.store.storage();
-                    if let StorageState::Failing {
-                        since, failures, ..
-                    } = storage.state()
-                    {
-                        tracing::info!(
-                            failed_for_ms = now_ms().saturating_sub(since),
-                            failures,
-                            "checkpoints work again: the database takes writes"
-                        );
-                    }
-                    storage.set_state(StorageState::Ok);
+                    let recovered = match storage.state() {
+                        StorageState::Failing {
+                            since, failures, ..
+                        } => Some((now_ms().saturating_sub(since), failures)),
+                        _ => None,
+                    };
+                    CheckpointFlushed { recovered }.emit(&act.metrics);
+                    storage.set_state(storage.state().on_success());
                 }
                 Err(e) => {
-                    act.metrics.checkpoint_errors.inc();
                     // Keep what failed, unless a newer version arrived meanwhile.
                     for p in batch {
                         act.pending.entry(p.key.clone()).or_insert(p);
@@ -152,16 +177,21 @@ impl Checkpointer {
 
     /// A failed write: one log line per backoff step, a retry after it, and
     /// (once failures persist) a probe of whether the disk takes writes again.
-    fn on_write_failure(&mut self, error: &str, ctx: &mut Context<Self>) {
+    fn on_write_failure(&mut self, error: &CheckpointError, ctx: &mut Context<Self>) {
         let storage = self.store.storage().clone();
-        let (state, after) = storage.state().on_failure(now_ms(), error);
+        let (state, after) = storage.state().on_failure(now_ms(), &error.to_string());
         if let StorageState::Failing {
             failures, since, ..
         } = &state
         {
-            tracing::error!(error = %error, failures, failing_for_ms = now_ms().saturating_sub(*since),
-                retry_in_ms = after.retry_in.as_millis() as u64, pending = self.pending.len(),
-                "checkpoint failed; nothing new is reported as learned until the database takes writes again");
+            CheckpointFailed {
+                error,
+                failures: *failures,
+                failing_for_ms: now_ms().saturating_sub(*since),
+                retry_in_ms: u64::try_from(after.retry_in.as_millis()).unwrap_or(u64::MAX),
+                pending: self.pending.len(),
+            }
+            .emit(&self.metrics);
         }
         storage.set_state(state);
         self.holdoff = true;
@@ -192,9 +222,7 @@ impl Checkpointer {
             .oldest_pending
             .map(|t| now_ms().saturating_sub(t))
             .unwrap_or(0);
-        self.metrics
-            .checkpoint_lag_ms
-            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        CheckpointLag { lag_ms: lag }.emit(&self.metrics);
     }
 }
 
@@ -211,7 +239,7 @@ impl Actor for Checkpointer {
 }
 
 impl Handler<Persist> for Checkpointer {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), CheckpointError>>;
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
         let newest = self.revisions.entry(msg.profile.key.clone()).or_insert(0);
@@ -227,25 +255,19 @@ impl Handler<Persist> for Checkpointer {
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         self.flush(ctx);
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err("checkpointer stopped".to_string()))
-        })
+        Box::pin(async move { rx.await.unwrap_or(Err(CheckpointError::Stopped)) })
     }
 }
 
 impl Handler<FlushAll> for Checkpointer {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), CheckpointError>>;
 
     fn handle(&mut self, _: FlushAll, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         self.urgent = true;
         self.flush(ctx);
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err("checkpointer stopped".to_string()))
-        })
+        Box::pin(async move { rx.await.unwrap_or(Err(CheckpointError::Stopped)) })
     }
 }
 

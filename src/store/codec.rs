@@ -1,6 +1,35 @@
 //! Versioned encoding of stored values: one version byte, then the body.
 //!
-//! - **v2** (written): a compact binary body, [postcard] 1.x of the private
+//! - **v3** (written): v2's layout with room for what v2 cannot hold (the
+//!   `exit` and `backfill` sources, the `no-snapshot` reason) and the
+//!   completeness tracking. postcard 1.x of [`StoredProfileV3`]:
+//!
+//!   ```text
+//!   namespace, workload_kind, workload, container   string
+//!   state                                           u8 (0 learning, 1 stable, 2 locked)
+//!   created_at, learning_since, last_new_at         varint u64 (ms)
+//!   executables                                     varint count, then records
+//!   deviations                                      varint count, then records
+//!   drift_count                                     varint u64
+//!   partial_reasons                                 u8 bitset (bit 0 started-before-agent,
+//!                                                   1 events-dropped, 2 too-many-executables,
+//!                                                   3 no-snapshot)
+//!   instances                                       varint count, then instances
+//!   gap_at                                          option varint
+//!   healed_at                                       varint count, then (u8 reason code, varint ms)
+//!   record   = path string, first_seen varint, last_seen varint, count varint,
+//!              sources u8 (bit i = source code i), source u8 (code), flags u8
+//!              (bit 0 exec_probe, bit 1 exec_session)
+//!   source   = 0 snapshot, 1 event, 2 export-log, 3 exit, 4 backfill
+//!   reason   = the bit number of partial_reasons
+//!   instance = container id string, started_at option varint, first_seen varint,
+//!              last_seen varint, gone_at option varint, flags u8 (bit 0 seen_from_start)
+//!   option   = u8 0 (none) or 1 then the value
+//!   ```
+//!
+//!   Decoding is strict as for v2: unknown codes or bits, duplicate paths,
+//!   instance ids or healed reasons and trailing bytes are errors.
+//! - **v2** (read only): a compact binary body, [postcard] 1.x of the private
 //!   mirror struct [`StoredProfileV2`]. Its wire format is, in order:
 //!
 //!   ```text
@@ -43,6 +72,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::learner::completeness::Tracking;
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::FactSource;
 use crate::learner::profile::{ExecutableRecord, PartialReason, Profile};
@@ -50,6 +80,7 @@ use crate::learner::state::LearnerState;
 
 pub const PROFILE_VALUE_V1: u8 = 1;
 pub const PROFILE_VALUE_V2: u8 = 2;
+pub const PROFILE_VALUE_V3: u8 = 3;
 
 /// The on-disk v2 body. Only primitive fields: its serde shape is the format.
 /// Do not reorder, retype or remove fields; a new format is a new version byte.
@@ -83,16 +114,23 @@ const STATE_CODES: [LearnerState; 3] = [
     LearnerState::Stable,
     LearnerState::Locked,
 ];
-const SOURCE_CODES: [FactSource; 3] = [
+/// Source codes; v2 knows only the first three.
+const SOURCE_CODES: [FactSource; 5] = [
     FactSource::Snapshot,
     FactSource::Event,
     FactSource::ExportLog,
+    FactSource::Exit,
+    FactSource::Backfill,
 ];
-const REASON_CODES: [PartialReason; 3] = [
+const V2_SOURCES: usize = 3;
+/// Reason codes (bit numbers); v2 knows only the first three.
+const REASON_CODES: [PartialReason; 4] = [
     PartialReason::StartedBeforeAgent,
     PartialReason::EventsDropped,
     PartialReason::TooManyExecutables,
+    PartialReason::NoSnapshot,
 ];
+const V2_REASONS: usize = 3;
 
 const SOURCE_SHIFT: u8 = 3;
 const FLAG_EXEC_PROBE: u8 = 1 << 5;
@@ -112,6 +150,8 @@ fn source_code(s: FactSource) -> u8 {
         FactSource::Snapshot => 0,
         FactSource::Event => 1,
         FactSource::ExportLog => 2,
+        FactSource::Exit => 3,
+        FactSource::Backfill => 4,
     }
 }
 
@@ -120,6 +160,7 @@ fn reason_code(r: PartialReason) -> u8 {
         PartialReason::StartedBeforeAgent => 0,
         PartialReason::EventsDropped => 1,
         PartialReason::TooManyExecutables => 2,
+        PartialReason::NoSnapshot => 3,
     }
 }
 
@@ -155,14 +196,14 @@ fn records_from_v2(
         if r.flags & !FLAG_KNOWN != 0 {
             return Err(format!("unknown flag bits {:#04x} in {what}", r.flags));
         }
-        let sources: BTreeSet<FactSource> = SOURCE_CODES
+        let sources: BTreeSet<FactSource> = SOURCE_CODES[..V2_SOURCES]
             .iter()
             .enumerate()
             .filter(|(i, _)| r.flags & 1 << i != 0)
             .map(|(_, s)| *s)
             .collect();
         let code = (r.flags >> SOURCE_SHIFT) & 0b11;
-        let source = *SOURCE_CODES
+        let source = *SOURCE_CODES[..V2_SOURCES]
             .get(usize::from(code))
             .ok_or_else(|| format!("unknown source code {code} in {what}"))?;
         let path = r.path.into_owned();
@@ -200,10 +241,7 @@ fn to_v2(p: &Profile) -> StoredProfileV2<'_> {
         executables: records_to_v2(&p.executables),
         deviations: records_to_v2(&p.deviations),
         drift_count: p.drift_count,
-        partial_reasons: p
-            .partial_reasons
-            .iter()
-            .fold(0u8, |bits, r| bits | 1 << reason_code(*r)),
+        partial_reasons: reason_bits(&p.partial_reasons),
     }
 }
 
@@ -211,19 +249,7 @@ fn from_v2(s: StoredProfileV2<'_>) -> Result<Profile, String> {
     let state = *STATE_CODES
         .get(usize::from(s.state))
         .ok_or_else(|| format!("unknown state code {}", s.state))?;
-    let known_reasons = (1u8 << REASON_CODES.len()) - 1;
-    if s.partial_reasons & !known_reasons != 0 {
-        return Err(format!(
-            "unknown partial reason bits {:#04x}",
-            s.partial_reasons
-        ));
-    }
-    let partial_reasons = REASON_CODES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| s.partial_reasons & 1 << i != 0)
-        .map(|(_, r)| *r)
-        .collect();
+    let partial_reasons = reasons_from_bits(s.partial_reasons, V2_REASONS)?;
     Ok(Profile {
         key: LearnerKey {
             namespace: s.namespace.into_owned(),
@@ -239,20 +265,68 @@ fn from_v2(s: StoredProfileV2<'_>) -> Result<Profile, String> {
         deviations: records_from_v2("deviations", s.deviations)?,
         drift_count: s.drift_count,
         partial_reasons,
+        tracking: Tracking::default(),
     })
 }
 
-/// The value the store writes: v2.
+/// The reasons of a bitset whose first `known` bits have a meaning.
+fn reasons_from_bits(bits: u8, known: usize) -> Result<BTreeSet<PartialReason>, String> {
+    let known_bits = (1u8 << known) - 1;
+    if bits & !known_bits != 0 {
+        return Err(format!("unknown partial reason bits {bits:#04x}"));
+    }
+    Ok(REASON_CODES[..known]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & 1 << i != 0)
+        .map(|(_, r)| *r)
+        .collect())
+}
+
+fn reason_bits(reasons: &BTreeSet<PartialReason>) -> u8 {
+    reasons
+        .iter()
+        .fold(0u8, |bits, r| bits | 1 << reason_code(*r))
+}
+
+/// The value the store writes: v3.
 pub fn encode_profile(p: &Profile) -> Vec<u8> {
     // Only integers, strings and sequences of known length, into a Vec: postcard
-    // cannot fail here. Should it ever, v1 still decodes.
-    match postcard::to_extend(&to_v2(p), vec![PROFILE_VALUE_V2]) {
+    // cannot fail here. Should it ever, v1 (JSON of the whole profile) still decodes.
+    match postcard::to_extend(&v3::to_v3(p), vec![PROFILE_VALUE_V3]) {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(error = %e, "v2 profile encoding failed; writing v1");
+            tracing::error!(error = %e, "v3 profile encoding failed; writing v1");
             encode_profile_v1(p)
         }
     }
+}
+
+/// The v2 value of `p`, for tests and benchmarks that build older databases;
+/// an error when `p` holds what v2 cannot (sources `exit`/`backfill`, reason
+/// `no-snapshot`, completeness tracking).
+pub fn encode_profile_v2(p: &Profile) -> Result<Vec<u8>, String> {
+    let v2_source = |r: &ExecutableRecord| {
+        r.sources
+            .iter()
+            .chain([&r.source])
+            .all(|s| usize::from(source_code(*s)) < V2_SOURCES)
+    };
+    if !p
+        .executables
+        .values()
+        .chain(p.deviations.values())
+        .all(v2_source)
+    {
+        return Err("a source v2 cannot hold".into());
+    }
+    if p.partial_reasons.contains(&PartialReason::NoSnapshot) {
+        return Err("reason no-snapshot, which v2 cannot hold".into());
+    }
+    if p.tracking != Tracking::default() {
+        return Err("completeness tracking, which v2 cannot hold".into());
+    }
+    postcard::to_extend(&to_v2(p), vec![PROFILE_VALUE_V2]).map_err(|e| e.to_string())
 }
 
 /// The legacy v1 value (version byte + JSON). No longer written by the store;
@@ -267,27 +341,68 @@ pub fn encode_profile_v1(p: &Profile) -> Vec<u8> {
     out
 }
 
-pub fn decode_profile(bytes: &[u8]) -> Result<Profile, String> {
+/// Why a stored value is not a profile (the store names the record).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid v1 profile: {0}")]
+    V1(#[source] serde_json::Error),
+    #[error("invalid v{version} profile: {source}")]
+    Postcard {
+        version: u8,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("invalid v{version} profile: {count} trailing bytes")]
+    TrailingBytes { version: u8, count: usize },
+    /// Decoded, but holds a code or a combination this agent does not know.
+    #[error("invalid v{version} profile: {what}")]
+    Content { version: u8, what: String },
+    #[error("unknown value version {0}")]
+    UnknownVersion(u8),
+    #[error("empty value")]
+    Empty,
+}
+
+/// The postcard body of a v2 or v3 value, whole: trailing bytes are an error.
+fn take_whole<'a, T: serde::Deserialize<'a>>(
+    version: u8,
+    body: &'a [u8],
+) -> Result<T, DecodeError> {
+    let (stored, rest) = postcard::take_from_bytes::<T>(body)
+        .map_err(|source| DecodeError::Postcard { version, source })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            version,
+            count: rest.len(),
+        });
+    }
+    Ok(stored)
+}
+
+pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
     match bytes.split_first() {
-        Some((&PROFILE_VALUE_V1, body)) => {
-            serde_json::from_slice(body).map_err(|e| format!("invalid v1 profile: {e}"))
-        }
+        Some((&PROFILE_VALUE_V1, body)) => serde_json::from_slice(body).map_err(DecodeError::V1),
         Some((&PROFILE_VALUE_V2, body)) => {
-            let (stored, rest) = postcard::take_from_bytes::<StoredProfileV2<'_>>(body)
-                .map_err(|e| format!("invalid v2 profile: {e}"))?;
-            if !rest.is_empty() {
-                return Err(format!("invalid v2 profile: {} trailing bytes", rest.len()));
-            }
-            from_v2(stored).map_err(|e| format!("invalid v2 profile: {e}"))
+            let version = PROFILE_VALUE_V2;
+            let stored: StoredProfileV2<'_> = take_whole(version, body)?;
+            from_v2(stored).map_err(|what| DecodeError::Content { version, what })
         }
-        Some((v, _)) => Err(format!("unknown value version {v}")),
-        None => Err("empty value".to_string()),
+        Some((&PROFILE_VALUE_V3, body)) => {
+            let version = PROFILE_VALUE_V3;
+            let stored: v3::StoredProfileV3<'_> = take_whole(version, body)?;
+            v3::from_v3(stored).map_err(|what| DecodeError::Content { version, what })
+        }
+        Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
+        None => Err(DecodeError::Empty),
     }
 }
+
+mod v3;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learner::completeness::Instance;
     use proptest::prelude::*;
 
     fn rec(path: &str, first: u64, last: u64, count: u64, source: FactSource) -> ExecutableRecord {
@@ -324,11 +439,13 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_unknown_versions() {
         let p = Profile::new(LearnerKey::new("ns", "Deployment", "web", "app"), 5);
-        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V2);
+        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V3);
         assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
+        assert_eq!(decode_profile(&encode_profile_v2(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v1(&p)).unwrap(), p);
         assert!(decode_profile(&[9, b'{', b'}'])
             .unwrap_err()
+            .to_string()
             .contains("version 9"));
         assert!(decode_profile(&[]).is_err());
     }
@@ -359,21 +476,142 @@ mod tests {
             0b10,                                            // partial: events-dropped
         ];
         let p = small();
+        assert_eq!(encode_profile_v2(&p).unwrap(), golden);
+        assert_eq!(decode_profile(golden).unwrap(), p);
+    }
+
+    /// `small()` plus what only v3 holds: sources exit and backfill, reason
+    /// no-snapshot, two instances, a gap time and a healed reason.
+    fn small_v3() -> Profile {
+        let mut p = small();
+        let mut exe = rec("/e", 7, 8, 1, FactSource::Exit);
+        exe.sources.insert(FactSource::Backfill);
+        p.executables.insert(exe.path.clone(), exe);
+        p.partial_reasons.insert(PartialReason::NoSnapshot);
+        p.tracking.instances.insert(
+            "c1".into(),
+            Instance {
+                started_at: Some(100),
+                seen_from_start: true,
+                first_seen: 150,
+                last_seen: 200,
+                gone_at: None,
+            },
+        );
+        p.tracking.instances.insert(
+            "c0".into(),
+            Instance {
+                started_at: None,
+                seen_from_start: false,
+                first_seen: 1,
+                last_seen: 2,
+                gone_at: Some(3),
+            },
+        );
+        p.tracking.gap_at = Some(300);
+        p.tracking
+            .healed_at
+            .insert(PartialReason::StartedBeforeAgent, 1_000);
+        p
+    }
+
+    /// Pins the v3 format, as `v2_golden_bytes` pins v2.
+    #[test]
+    fn v3_golden_bytes() {
+        #[rustfmt::skip]
+        let golden: &[u8] = &[
+            3,                                               // value version
+            2, b'n', b's',                                   // namespace
+            10, b'D', b'e', b'p', b'l', b'o', b'y', b'm', b'e', b'n', b't',
+            3, b'w', b'e', b'b',                             // workload
+            3, b'a', b'p', b'p',                             // container
+            2,                                               // state: locked
+            0xe8, 0x07,                                      // created_at 1000
+            0xd0, 0x0f,                                      // learning_since 2000
+            0xac, 0x02,                                      // last_new_at 300
+            2,                                               // 2 executables
+            7, b'/', b'b', b'i', b'n', b'/', b's', b'h',     //   path
+            0xe8, 0x07, 0xdc, 0x0b, 3,                       //   1000, 1500, count 3
+            0b0_0011, 0, 0b01,                               //   {snapshot, event}, snapshot, probe
+            2, b'/', b'e', 7, 8, 1,                          //   path, 7, 8, count 1
+            0b1_1000, 3, 0,                                  //   {exit, backfill}, exit, no flags
+            1,                                               // 1 deviation
+            2, b'/', b'x', 5, 6, 1,                          //   path, 5, 6, count 1
+            0b0_0100, 2, 0b10,                               //   {export-log}, export-log, session
+            2,                                               // drift_count
+            0b1010,                                          // partial: events-dropped, no-snapshot
+            2,                                               // 2 instances
+            2, b'c', b'0', 0, 1, 2, 1, 3, 0,                 //   c0: no start, 1, 2, gone 3, -
+            2, b'c', b'1', 1, 100, 0x96, 0x01, 0xc8, 0x01, 0, 1, // c1: start 100, 150, 200, live, from start
+            1, 0xac, 0x02,                                   // gap_at 300
+            1, 0, 0xe8, 0x07,                                // healed: started-before-agent at 1000
+        ];
+        let p = small_v3();
         assert_eq!(encode_profile(&p), golden);
         assert_eq!(decode_profile(golden).unwrap(), p);
+        assert!(encode_profile_v2(&p).is_err(), "v2 cannot hold it");
+    }
+
+    #[test]
+    fn v3_refuses_malformed_bodies() {
+        let good = encode_profile(&small_v3());
+        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
+        assert!(err(&good[..good.len() - 1]).contains("invalid v3 profile"));
+        assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
+        let at = |needle: &[u8]| {
+            good.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap()
+        };
+        let e_record = at(&[2, b'/', b'e', 7, 8, 1]) + 6;
+        let mut bad = good.clone();
+        bad[e_record] |= 0b10_0000;
+        assert!(err(&bad).contains("unknown source bits"));
+        let mut bad = good.clone();
+        bad[e_record + 1] = 5;
+        assert!(err(&bad).contains("unknown source code 5"));
+        let mut bad = good.clone();
+        bad[e_record + 2] = 0b100;
+        assert!(err(&bad).contains("unknown flag bits"));
+        let reasons = at(&[2, 0b1010, 2]) + 1;
+        let mut bad = good.clone();
+        bad[reasons] = 0b1_0000;
+        assert!(err(&bad).contains("unknown partial reason"));
+        let c0_flags = at(&[2, b'c', b'0', 0, 1, 2, 1, 3, 0]) + 8;
+        let mut bad = good.clone();
+        bad[c0_flags] = 2;
+        assert!(err(&bad).contains("unknown instance flag"));
+        let healed = good.len() - 3;
+        let mut bad = good.clone();
+        bad[healed] = 4;
+        assert!(err(&bad).contains("unknown healed reason code 4"));
+        // Duplicates: instance ids, healed reasons.
+        let mut dup = good.clone();
+        let c1 = at(&[2, b'c', b'1']);
+        dup[c1 + 2] = b'0';
+        assert!(err(&dup).contains("duplicate instance \"c0\""));
+        let mut twice = good.clone();
+        let n = twice.len();
+        twice[n - 4] = 2;
+        twice.extend([0, 1]);
+        assert!(err(&twice).contains("duplicate healed reason"));
     }
 
     #[test]
     fn v2_is_smaller_than_v1() {
         let p = small();
-        let (v1, v2) = (encode_profile_v1(&p).len(), encode_profile(&p).len());
+        let (v1, v2) = (
+            encode_profile_v1(&p).len(),
+            encode_profile_v2(&p).unwrap().len(),
+        );
         assert!(v2 * 5 < v1, "v2 {v2} bytes, v1 {v1} bytes");
+        assert!(encode_profile(&p).len() <= v2 + 8, "v3 costs little more");
     }
 
     #[test]
     fn v2_refuses_malformed_bodies() {
-        let good = encode_profile(&small());
-        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err();
+        let good = encode_profile_v2(&small()).unwrap();
+        let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
         assert!(err(&good[..good.len() - 1]).contains("invalid v2 profile"));
         assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
         assert!(err(&[2]).contains("invalid v2 profile"));
@@ -413,6 +651,11 @@ mod tests {
         });
         let dup = postcard::to_extend(&stored, vec![PROFILE_VALUE_V2]).unwrap();
         assert!(err(&dup).contains("duplicate path \"/bin/sh\" in executables"));
+        // Codes only v3 knows are refused in v2.
+        let sh_flags = at(&[0xe8, 0x07, 0xdc, 0x0b, 3]) + 5;
+        let mut bad = good.clone();
+        bad[sh_flags] = 0b01_1000 | 0b010;
+        assert!(err(&bad).contains("unknown source code 3"));
     }
 
     fn hostile_path() -> impl Strategy<Value = String> {
@@ -427,6 +670,39 @@ mod tests {
 
     fn source() -> impl Strategy<Value = FactSource> {
         prop::sample::select(SOURCE_CODES.to_vec())
+    }
+
+    fn tracking() -> impl Strategy<Value = Tracking> {
+        let instance = (
+            prop::option::of(any::<u64>()),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::option::of(any::<u64>()),
+        )
+            .prop_map(
+                |(started_at, seen_from_start, first_seen, last_seen, gone_at)| Instance {
+                    started_at,
+                    seen_from_start,
+                    first_seen,
+                    last_seen,
+                    gone_at,
+                },
+            );
+        (
+            prop::collection::btree_map(hostile_path(), instance, 0..4),
+            prop::option::of(any::<u64>()),
+            prop::collection::btree_map(
+                prop::sample::select(REASON_CODES.to_vec()),
+                any::<u64>(),
+                0..4,
+            ),
+        )
+            .prop_map(|(instances, gap_at, healed_at)| Tracking {
+                instances,
+                gap_at,
+                healed_at,
+            })
     }
 
     fn record(path: String) -> impl Strategy<Value = ExecutableRecord> {
@@ -477,7 +753,8 @@ mod tests {
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
             records(),
             records(),
-            prop::collection::btree_set(prop::sample::select(REASON_CODES.to_vec()), 0..=2),
+            prop::collection::btree_set(prop::sample::select(REASON_CODES.to_vec()), 0..=3),
+            prop_oneof![1 => Just(Tracking::default()), 2 => tracking()],
         )
             .prop_map(
                 |(
@@ -487,6 +764,7 @@ mod tests {
                     executables,
                     deviations,
                     partial_reasons,
+                    tracking,
                 )| Profile {
                     key: LearnerKey::new(&ns, &kind, &workload, &container),
                     state,
@@ -497,6 +775,7 @@ mod tests {
                     deviations,
                     drift_count,
                     partial_reasons,
+                    tracking,
                 },
             )
     }
@@ -505,10 +784,15 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn v2_and_v1_round_trip_exactly(p in profile()) {
-            let v2 = encode_profile(&p);
-            prop_assert_eq!(v2[0], PROFILE_VALUE_V2);
-            prop_assert_eq!(&decode_profile(&v2).unwrap(), &p);
+        fn v3_v2_and_v1_round_trip_exactly(p in profile()) {
+            let v3 = encode_profile(&p);
+            prop_assert_eq!(v3[0], PROFILE_VALUE_V3);
+            prop_assert_eq!(&decode_profile(&v3).unwrap(), &p);
+            // v2 holds it exactly or refuses it.
+            if let Ok(v2) = encode_profile_v2(&p) {
+                prop_assert_eq!(v2[0], PROFILE_VALUE_V2);
+                prop_assert_eq!(&decode_profile(&v2).unwrap(), &p);
+            }
             let v1 = encode_profile_v1(&p);
             prop_assert_eq!(v1[0], PROFILE_VALUE_V1);
             prop_assert_eq!(&decode_profile(&v1).unwrap(), &p);
@@ -517,8 +801,11 @@ mod tests {
         /// Whatever the bytes, decoding answers (a profile or an error), never
         /// panics.
         #[test]
-        fn v2_decoding_arbitrary_bytes_never_panics(body in prop::collection::vec(any::<u8>(), 0..200)) {
-            let mut bytes = vec![PROFILE_VALUE_V2];
+        fn decoding_arbitrary_bytes_never_panics(
+            version in prop_oneof![Just(PROFILE_VALUE_V2), Just(PROFILE_VALUE_V3)],
+            body in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut bytes = vec![version];
             bytes.extend(body);
             let _ = decode_profile(&bytes);
         }

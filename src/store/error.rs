@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Serializable: the child process that checks a database reports it as JSON.
-#[derive(Debug, Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("database {path} is locked by another process (is an agent already running on it?); stop it, or read a running agent's state with `debug --admin-socket PATH`")]
     Locked { path: PathBuf },
@@ -51,17 +51,5 @@ impl StoreError {
             | Self::Quarantine { path, .. } => *path = to.to_path_buf(),
         }
         e
-    }
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Locked { .. } => "locked",
-            Self::Corrupt { .. } => "corrupt",
-            Self::Foreign { .. } => "foreign",
-            Self::NewerSchema { .. } => "newer_schema",
-            Self::BadRecord { .. } => "bad_record",
-            Self::Io { .. } => "io",
-            Self::Quarantine { .. } => "quarantine",
-        }
     }
 }

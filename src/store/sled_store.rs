@@ -13,6 +13,10 @@ use super::health::StorageState;
 pub const SCHEMA_VERSION: u32 = 1;
 const META_TREE: &str = "meta";
 const PROFILES_TREE: &str = "profiles";
+/// How far the backfill read the export log (see `backfill::position`): a
+/// tree of its own with one versioned record, so older agents ignore it.
+const BACKFILL_TREE: &str = "backfill";
+const BACKFILL_POSITION_KEY: &[u8] = b"position";
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const APP_KEY: &[u8] = b"application";
 const APP_NAME: &[u8] = b"tetragon-learner";
@@ -205,6 +209,14 @@ impl Store {
                     });
                 }
             }
+            // Our marker file is beside it: the database is ours and its
+            // schema record was lost or damaged, not a foreign database.
+            _ if had_marker => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "tetragon-learner's schema record is missing or damaged (its db file is damaged)".into(),
+                })
+            }
             _ => {
                 return Err(StoreError::Foreign {
                     path: path.to_path_buf(),
@@ -282,7 +294,7 @@ impl Store {
             match decode_profile(&v) {
                 Ok(p) if p.key.to_string() == key => good.push(p),
                 Ok(p) => bad.push((key, format!("record holds key {}", p.key))),
-                Err(reason) => bad.push((key, reason)),
+                Err(e) => bad.push((key, e.to_string())),
             }
         }
         Ok((good, bad))
@@ -298,10 +310,10 @@ impl Store {
         };
         decode_profile(&v)
             .map(Some)
-            .map_err(|reason| StoreError::BadRecord {
+            .map_err(|e| StoreError::BadRecord {
                 path: self.path.clone(),
                 key: key.to_string(),
-                reason,
+                reason: e.to_string(),
             })
     }
 
@@ -334,9 +346,39 @@ impl Store {
         // already; a marker that cannot be written only weakens that check.
         use std::sync::atomic::Ordering;
         let records = self.records.fetch_add(new_records, Ordering::SeqCst) + new_records;
+        // The count changes only with new records: rewriting an equal marker
+        // would cost a file write and a rename per group commit for nothing.
+        if new_records == 0 {
+            return Ok(());
+        }
         if let Err(e) = write_marker(&self.dir, records) {
             tracing::warn!(error = %e, "cannot update the record-count marker; damage detection on the next start is weaker");
         }
+        Ok(())
+    }
+
+    /// The backfill position record as stored (decoded by `backfill::position`).
+    pub fn backfill_position(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tree = self.db.open_tree(BACKFILL_TREE).map_err(|e| self.io(e))?;
+        Ok(tree
+            .get(BACKFILL_POSITION_KEY)
+            .map_err(|e| self.io(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Writes the backfill position and flushes: durable on return. Blocking.
+    pub fn write_backfill_position(&self, record: &[u8]) -> Result<(), StoreError> {
+        self.storage
+            .faults
+            .check(false)
+            .map_err(|reason| StoreError::Io {
+                path: self.path.clone(),
+                reason,
+            })?;
+        let tree = self.db.open_tree(BACKFILL_TREE).map_err(|e| self.io(e))?;
+        tree.insert(BACKFILL_POSITION_KEY, record)
+            .map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
         Ok(())
     }
 

@@ -75,11 +75,22 @@ fn a_failed_flush_owes_its_news_again_and_the_tick_flushes() {
 #[test]
 fn only_news_is_kept_for_reporting() {
     let mut l = ReportLedger::default();
-    let partial = Effect::MarkedPartial {
-        reason: crate::learner::profile::PartialReason::EventsDropped,
-    };
-    let w = l.owe(vec![partial, learned("/a")]).unwrap();
-    assert_eq!(l.confirmed(w.revision), vec![learned("/a")]);
+    // Partial reasons marked and healed are news (logged and counted once durable).
+    let reason = crate::learner::profile::PartialReason::EventsDropped;
+    let partial = Effect::MarkedPartial { reason };
+    let healed = Effect::Healed { reason, at: 5 };
+    let w = l
+        .owe(vec![
+            partial.clone(),
+            Effect::Touched,
+            healed.clone(),
+            learned("/a"),
+        ])
+        .unwrap();
+    assert_eq!(
+        l.confirmed(w.revision),
+        vec![partial, healed, learned("/a")]
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::learner::completeness::InstanceSighting;
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::FactSource;
 use crate::learner::state::transitions;
@@ -25,8 +26,29 @@ fn source() -> impl Strategy<Value = FactSource> {
     prop_oneof![
         Just(FactSource::Snapshot),
         Just(FactSource::Event),
-        Just(FactSource::ExportLog)
+        Just(FactSource::ExportLog),
+        Just(FactSource::Backfill),
     ]
+}
+
+const INSTANCES: [&str; 3] = ["containerd://a", "containerd://b", "containerd://c"];
+
+fn instance_input() -> impl Strategy<Value = LearnerInput> {
+    let id = (0..INSTANCES.len()).prop_map(|i| INSTANCES[i].to_string());
+    let seen = (id.clone(), prop::option::of(time()), any::<bool>(), time()).prop_map(
+        |(id, started_at, seen_from_start, at)| {
+            LearnerInput::InstanceSeen(InstanceSighting {
+                id,
+                started_at,
+                seen_from_start,
+                at,
+            })
+        },
+    );
+    let gone = (id.clone(), time()).prop_map(|(id, at)| LearnerInput::InstanceGone { id, at });
+    let live = (prop::collection::vec(id, 0..3), time())
+        .prop_map(|(ids, at)| LearnerInput::InstancesLive { ids, at });
+    prop_oneof![3 => seen, 2 => gone, 1 => live]
 }
 
 /// Times near the profile's creation (1_000), so they go backwards often,
@@ -54,15 +76,31 @@ fn input() -> impl Strategy<Value = LearnerInput> {
         });
     let reason = prop_oneof![
         Just(PartialReason::StartedBeforeAgent),
-        Just(PartialReason::EventsDropped)
+        Just(PartialReason::EventsDropped),
+        Just(PartialReason::NoSnapshot),
     ];
+    let exit =
+        (0..PATHS.len(), time(), any::<bool>()).prop_map(|(i, at, gap)| LearnerInput::ExitSeen {
+            observation: Observation {
+                path: PATHS[i].to_string(),
+                at,
+                source: FactSource::Exit,
+                exec_probe: false,
+                exec_session: false,
+            },
+            gap,
+        });
     prop_oneof![
         6 => observe,
+        2 => exit,
         4 => time().prop_map(|now| LearnerInput::Tick { now }),
         1 => time().prop_map(|now| LearnerInput::Lock { now }),
         1 => time().prop_map(|now| LearnerInput::Unlock { now }),
-        1 => reason.prop_map(LearnerInput::MarkPartial),
+        1 => (reason, time()).prop_map(|(reason, at)| LearnerInput::MarkPartial { reason, at }),
         1 => time().prop_map(|now| LearnerInput::Reset { now }),
+        3 => instance_input(),
+        3 => time().prop_map(|now| LearnerInput::Heal { now }),
+        1 => time().prop_map(|at| LearnerInput::SnapshotSucceeded { at }),
     ]
 }
 
@@ -129,11 +167,99 @@ fn check_step(
                 prop_assert!(now.saturating_sub(before.last_new_at) >= cfg.stability_window_ms);
                 prop_assert!(now.saturating_sub(before.learning_since) >= cfg.min_learning_ms);
             }
+            check_healing(before, input, after, effects)?;
             if !matches!(input, LearnerInput::Reset { .. }) {
                 prop_assert!(after.learning_since >= before.learning_since);
                 prop_assert!(after.last_new_at >= before.last_new_at);
                 prop_assert!(after.drift_count >= before.drift_count);
             }
+        }
+    }
+    Ok(())
+}
+
+/// The healing rules, restated on the instances as plain data (not through
+/// `Tracking::rule_holds`): a reason heals only when its rule held.
+fn rule_by_hand(p: &Profile, reason: PartialReason, now: UnixMillis) -> bool {
+    let min = cfg().min_learning_ms;
+    let insts: Vec<_> = p.tracking.instances.values().collect();
+    let ran = |i: &&crate::learner::completeness::Instance| match i.started_at {
+        Some(s) => i.gone_at.unwrap_or(now).saturating_sub(s) >= min,
+        None => false,
+    };
+    let fresh = |i: &&crate::learner::completeness::Instance| match p.tracking.gap_at {
+        Some(g) => i.started_at.is_some_and(|s| s > g),
+        None => i.seen_from_start,
+    };
+    match reason {
+        PartialReason::StartedBeforeAgent => {
+            insts
+                .iter()
+                .filter(|i| i.gone_at.is_none())
+                .all(|i| i.seen_from_start)
+                && insts.iter().any(|i| i.seen_from_start && ran(i))
+        }
+        PartialReason::EventsDropped => {
+            insts.iter().filter(|i| i.gone_at.is_none()).all(fresh)
+                && insts.iter().any(|i| fresh(i) && ran(i))
+        }
+        _ => false,
+    }
+}
+
+fn check_healing(
+    before: &Profile,
+    input: &LearnerInput,
+    after: &Profile,
+    effects: &[Effect],
+) -> Result<(), TestCaseError> {
+    for reason in &after.partial_reasons {
+        prop_assert!(
+            !after.tracking.healed_at.contains_key(reason),
+            "{reason} marked and healed at once"
+        );
+    }
+    let gone = after
+        .tracking
+        .instances
+        .values()
+        .filter(|i| i.gone_at.is_some())
+        .count();
+    prop_assert!(gone <= crate::learner::completeness::MAX_GONE_INSTANCES);
+    let healed: Vec<PartialReason> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Healed { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    for reason in &healed {
+        prop_assert!(before.partial_reasons.contains(reason));
+        prop_assert!(!after.partial_reasons.contains(reason));
+        match input {
+            LearnerInput::Heal { now } => {
+                prop_assert!(rule_by_hand(before, *reason, *now), "{reason} healed early")
+            }
+            LearnerInput::SnapshotSucceeded { .. } => {
+                prop_assert_eq!(*reason, PartialReason::NoSnapshot)
+            }
+            other => prop_assert!(false, "{:?} healed {}", other, reason),
+        }
+    }
+    if let LearnerInput::Heal { now } = input {
+        for reason in [
+            PartialReason::StartedBeforeAgent,
+            PartialReason::EventsDropped,
+        ] {
+            if before.partial_reasons.contains(&reason) && rule_by_hand(before, reason, *now) {
+                prop_assert!(healed.contains(&reason), "{reason} not healed");
+            }
+        }
+        prop_assert!(after.partial_reasons.is_subset(&before.partial_reasons));
+    }
+    if let LearnerInput::ExitSeen { observation, .. } = input {
+        if before.knows(&observation.path) {
+            prop_assert_eq!(before, after, "a known exit changed the profile");
         }
     }
     Ok(())
@@ -174,6 +300,16 @@ proptest! {
                 match &input {
                     LearnerInput::Reset { .. } => seen.clear(),
                     LearnerInput::Observe(obs) => {
+                        let e = seen.entry(obs.path.clone()).or_insert((0, obs.at, obs.at));
+                        *e = (e.0 + 1, e.1.min(obs.at), e.2.max(obs.at));
+                    }
+                    // An exit counts once, when it taught something new.
+                    LearnerInput::ExitSeen { observation: obs, .. }
+                        if result.as_ref().is_ok_and(|effects| {
+                            effects.iter().any(|e| matches!(e,
+                                Effect::NewExecutable { .. } | Effect::NewDeviation { .. }))
+                        }) =>
+                    {
                         let e = seen.entry(obs.path.clone()).or_insert((0, obs.at, obs.at));
                         *e = (e.0 + 1, e.1.min(obs.at), e.2.max(obs.at));
                     }

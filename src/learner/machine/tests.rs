@@ -1,5 +1,6 @@
 //! One test per rule of the learner machine.
 use super::*;
+use crate::learner::completeness::InstanceSighting;
 use crate::learner::key::LearnerKey;
 use crate::learner::observation::FactSource;
 
@@ -245,10 +246,10 @@ fn lock_twice_and_unlock_unlocked_are_refused_untouched() {
 fn mark_partial_is_idempotent() {
     let mut p = profile();
     let reason = PartialReason::EventsDropped;
-    let effects = run(&mut p, LearnerInput::MarkPartial(reason));
+    let effects = run(&mut p, LearnerInput::MarkPartial { reason, at: 0 });
     assert_eq!(effects, vec![Effect::MarkedPartial { reason }]);
     assert_eq!(
-        run(&mut p, LearnerInput::MarkPartial(reason)),
+        run(&mut p, LearnerInput::MarkPartial { reason, at: 0 }),
         vec![Effect::Nothing]
     );
     assert_eq!(p.completeness().as_str(), "partial");
@@ -262,7 +263,10 @@ fn reset_forgets_everything_learned_but_not_partiality() {
     run(&mut p, seen("/tmp/x", 72 * MIN));
     run(
         &mut p,
-        LearnerInput::MarkPartial(PartialReason::StartedBeforeAgent),
+        LearnerInput::MarkPartial {
+            reason: PartialReason::StartedBeforeAgent,
+            at: 0,
+        },
     );
     let effects = run(&mut p, LearnerInput::Reset { now: 80 * MIN });
     assert_eq!(
@@ -373,4 +377,173 @@ fn a_full_profile_keeps_what_it_has_and_says_it_is_partial() {
     step(&mut p, seen("/z", 9), &cfg).unwrap();
     assert_eq!(p.deviations.len(), 2);
     assert_eq!(p.executables.len(), 2);
+}
+
+fn exit(path: &str, at: UnixMillis, gap: bool) -> LearnerInput {
+    LearnerInput::ExitSeen {
+        observation: Observation {
+            path: path.into(),
+            at,
+            source: FactSource::Exit,
+            exec_probe: false,
+            exec_session: false,
+        },
+        gap,
+    }
+}
+
+#[test]
+fn an_exit_of_a_known_binary_adds_nothing() {
+    let mut p = profile();
+    run(&mut p, seen("/bin/app", 5));
+    let before = p.clone();
+    assert_eq!(
+        run(&mut p, exit("/bin/app", 9, true)),
+        vec![Effect::Nothing]
+    );
+    assert_eq!(p, before, "not even a count or a gap");
+}
+
+#[test]
+fn an_exit_of_an_unknown_binary_teaches_it_with_source_exit() {
+    let mut p = stable();
+    let effects = run(&mut p, exit("/bin/missed", 70 * MIN, false));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::NewExecutable {
+                path: "/bin/missed".into()
+            },
+            changed(
+                LearnerState::Stable,
+                LearnerState::Learning,
+                LearnerEvent::NewExecutable
+            ),
+        ]
+    );
+    assert_eq!(p.executables["/bin/missed"].source, FactSource::Exit);
+    assert!(
+        p.partial_reasons.is_empty(),
+        "started before the stream: no gap"
+    );
+}
+
+#[test]
+fn an_exit_of_an_unknown_binary_started_while_live_is_a_gap() {
+    let mut p = profile();
+    let effects = run(&mut p, exit("/bin/missed", 70 * MIN, true));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::NewExecutable {
+                path: "/bin/missed".into()
+            },
+            Effect::MarkedPartial {
+                reason: PartialReason::EventsDropped
+            },
+        ]
+    );
+    assert_eq!(p.tracking.gap_at, Some(70 * MIN));
+    assert_eq!(durability_of(&effects), Durability::Flush);
+}
+
+#[test]
+fn while_locked_an_exit_of_an_unknown_binary_is_a_deviation_once() {
+    let mut p = stable();
+    run(&mut p, LearnerInput::Lock { now: 61 * MIN });
+    assert_eq!(
+        run(&mut p, exit("/bin/nc", 62 * MIN, false)),
+        vec![Effect::NewDeviation {
+            path: "/bin/nc".into()
+        }]
+    );
+    assert_eq!(
+        run(&mut p, exit("/bin/nc", 63 * MIN, false)),
+        vec![Effect::Nothing]
+    );
+    assert!(!p.knows("/bin/nc"));
+}
+
+fn instance(id: &str, started_at: UnixMillis, from_start: bool) -> LearnerInput {
+    LearnerInput::InstanceSeen(InstanceSighting {
+        id: id.into(),
+        started_at: Some(started_at),
+        seen_from_start: from_start,
+        at: started_at,
+    })
+}
+
+#[test]
+fn a_rollout_heals_started_before_agent_through_the_machine() {
+    let mut p = profile();
+    let sba = PartialReason::StartedBeforeAgent;
+    run(&mut p, LearnerInput::MarkPartial { reason: sba, at: 0 });
+    run(&mut p, instance("old", 0, false));
+    run(&mut p, instance("new", 10 * MIN, true));
+    assert_eq!(
+        run(&mut p, LearnerInput::Heal { now: 100 * MIN }),
+        vec![Effect::Nothing]
+    );
+    let gone = LearnerInput::InstanceGone {
+        id: "old".into(),
+        at: 11 * MIN,
+    };
+    assert_eq!(run(&mut p, gone), vec![Effect::Touched]);
+    let effects = run(&mut p, LearnerInput::Heal { now: 70 * MIN });
+    assert_eq!(
+        effects,
+        vec![Effect::Healed {
+            reason: sba,
+            at: 70 * MIN
+        }]
+    );
+    assert_eq!(durability_of(&effects), Durability::Flush);
+    assert_eq!(p.completeness().as_str(), "complete");
+    assert_eq!(p.tracking.healed_at[&sba], 70 * MIN);
+    // Marked again (a later first snapshot, say): the healed time goes.
+    run(
+        &mut p,
+        LearnerInput::MarkPartial {
+            reason: sba,
+            at: 80 * MIN,
+        },
+    );
+    assert!(!p.tracking.healed_at.contains_key(&sba));
+}
+
+#[test]
+fn a_successful_snapshot_heals_no_snapshot_and_nothing_else() {
+    let mut p = profile();
+    for reason in [PartialReason::NoSnapshot, PartialReason::StartedBeforeAgent] {
+        run(&mut p, LearnerInput::MarkPartial { reason, at: 0 });
+    }
+    assert_eq!(
+        run(&mut p, LearnerInput::SnapshotSucceeded { at: 5 }),
+        vec![Effect::Healed {
+            reason: PartialReason::NoSnapshot,
+            at: 5
+        }]
+    );
+    assert_eq!(
+        p.partial_reasons.iter().copied().collect::<Vec<_>>(),
+        vec![PartialReason::StartedBeforeAgent]
+    );
+    assert_eq!(
+        run(&mut p, LearnerInput::SnapshotSucceeded { at: 6 }),
+        vec![Effect::Nothing]
+    );
+}
+
+#[test]
+fn too_many_executables_never_heals() {
+    let mut p = profile();
+    let reason = PartialReason::TooManyExecutables;
+    run(&mut p, LearnerInput::MarkPartial { reason, at: 0 });
+    run(&mut p, instance("a", 1, true));
+    run(&mut p, LearnerInput::SnapshotSucceeded { at: 2 });
+    assert_eq!(
+        run(&mut p, LearnerInput::Heal { now: u64::MAX }),
+        vec![Effect::Nothing]
+    );
+    assert!(p.partial_reasons.contains(&reason));
 }

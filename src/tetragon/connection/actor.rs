@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
-use crate::api::metrics::Metrics;
+use crate::telemetry::events::{ConnectFailed, Connected, Emit, StreamLive};
+use crate::telemetry::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{connect, get_events_lean};
 use crate::tetragon::proto::lean::GetEventsResponse;
@@ -25,7 +26,7 @@ use crate::time::{now_ms, UnixMillis};
 use super::machine::{
     BackoffPolicy, ConnAction, ConnEvent, ConnState, ConnTimings, Connection, Timer,
 };
-use super::messages::{EventBatch, TakeSnapshot};
+use super::messages::{EventBatch, SnapshotUnavailable, TakeSnapshot};
 
 /// Events handed on in one message, at most.
 const MAX_BATCH: usize = 512;
@@ -186,8 +187,9 @@ pub fn events_request() -> GetEventsRequest {
     }
 }
 
-type SnapshotFuture =
-    Pin<Box<dyn std::future::Future<Output = Result<Result<(), String>, MailboxError>>>>;
+type SnapshotFuture = Pin<
+    Box<dyn std::future::Future<Output = Result<Result<(), SnapshotUnavailable>, MailboxError>>>,
+>;
 
 type OpenFuture =
     Pin<Box<dyn std::future::Future<Output = Result<Streaming<GetEventsResponse>, String>>>>;
@@ -331,7 +333,7 @@ impl Driver {
     fn update(&self, change: impl FnOnce(&mut ConnectionStatus)) {
         let mut st = self.status.write();
         change(&mut st);
-        self.metrics.tetragon_connected.set(i64::from(st.ready));
+        StreamLive { live: st.ready }.emit(&self.metrics);
     }
 
     fn set_error(&self, error: String) {
@@ -354,19 +356,20 @@ impl Driver {
         match connected {
             Ok(channel) => {
                 self.link.opening = Some(open_events(channel, self.cfg.address.to_string()));
-                self.metrics.connect_attempt("connected");
-                self.update(|st| {
-                    st.connects += 1;
-                    if st.connects > 1 {
-                        self.metrics.reconnects.inc();
-                    }
-                });
-                tracing::info!(address = %self.cfg.address, "connected; event stream requested");
+                self.update(|st| st.connects += 1);
+                Connected {
+                    address: &self.cfg.address,
+                    reconnect: self.status.read().connects > 1,
+                }
+                .emit(&self.metrics);
                 ConnEvent::Connected
             }
             Err(e) => {
-                tracing::warn!(address = %self.cfg.address, error = %e, "cannot reach Tetragon; backing off");
-                self.metrics.connect_attempt("failed");
+                ConnectFailed {
+                    address: &self.cfg.address,
+                    error: &e,
+                }
+                .emit(&self.metrics);
                 self.set_error(e.to_string());
                 ConnEvent::ConnectFailed
             }

@@ -15,8 +15,14 @@ pub struct EventBatch(pub Vec<GetEventsResponse>);
 /// why it could not be taken (learning from events goes on; the connection
 /// retries later).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), SnapshotUnavailable>")]
 pub struct TakeSnapshot {
     /// Why now, for the log line.
     pub reason: &'static str,
 }
+
+/// Why no snapshot was handed on. The taker logged and counted it; the
+/// connection only schedules a retry. Boxed: the connection names no source.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SnapshotUnavailable(pub Box<dyn std::error::Error + Send + Sync>);

@@ -1,4 +1,5 @@
-//! Prometheus metrics, in one place, so every counted thing has one name.
+//! Prometheus metrics, in one place, so every counted thing has one name. Only
+//! `events` counts: a site emits an event, which logs and counts together.
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -41,24 +42,30 @@ pub struct Metrics {
     registry: Registry,
     events_resolved: Resolved,
     skipped_resolved: Resolved,
-    pub events: Family<Labels, Counter>,
-    pub skipped: Family<Labels, Counter>,
-    pub dropped_by_tetragon: Counter,
-    pub shed: Counter,
-    pub missed_execs: Counter,
-    pub process_table_evictions: Counter,
-    pub snapshots: Family<Labels, Counter>,
-    pub snapshot_processes: Gauge,
-    pub snapshot_duration_ms: Gauge,
-    pub reconnects: Counter,
-    pub tetragon_connected: Gauge,
-    pub connect_attempts: Family<Labels, Counter>,
-    pub learned_executables: Counter,
-    pub deviations: Counter,
-    pub learners: Family<Labels, Gauge>,
-    pub checkpoint_lag_ms: Gauge,
-    pub checkpoint_flushes: Counter,
-    pub checkpoint_errors: Counter,
+    pub(super) events: Family<Labels, Counter>,
+    pub(super) skipped: Family<Labels, Counter>,
+    pub(super) dropped_by_tetragon: Counter,
+    pub(super) missed_execs: Counter,
+    pub(super) process_table_evictions: Counter,
+    pub(super) snapshots: Family<Labels, Counter>,
+    pub(super) snapshot_processes: Gauge,
+    pub(super) snapshot_duration_ms: Gauge,
+    pub(super) reconnects: Counter,
+    pub(super) tetragon_connected: Gauge,
+    pub(super) connect_attempts: Family<Labels, Counter>,
+    pub(super) learned_executables: Counter,
+    pub(super) deviations: Counter,
+    pub(super) learners: Family<Labels, Gauge>,
+    pub(super) checkpoint_lag_ms: Gauge,
+    pub(super) checkpoint_flushes: Counter,
+    pub(super) checkpoint_errors: Counter,
+    pub(super) backfill_lines: Counter,
+    pub(super) backfill_execs: Counter,
+    pub(super) backfill_exits: Counter,
+    pub(super) backfill_new_executables: Counter,
+    /// Partial reasons made durable, by reason (marked, healed).
+    pub(super) partial_reasons: Family<Labels, Counter>,
+    pub(super) learned_from_exits: Counter,
 }
 
 impl Default for Metrics {
@@ -74,7 +81,6 @@ impl Metrics {
             events: Family::default(),
             skipped: Family::default(),
             dropped_by_tetragon: Counter::default(),
-            shed: Counter::default(),
             missed_execs: Counter::default(),
             process_table_evictions: Counter::default(),
             snapshots: Family::default(),
@@ -89,6 +95,12 @@ impl Metrics {
             checkpoint_lag_ms: Gauge::default(),
             checkpoint_flushes: Counter::default(),
             checkpoint_errors: Counter::default(),
+            backfill_lines: Counter::default(),
+            backfill_execs: Counter::default(),
+            backfill_exits: Counter::default(),
+            backfill_new_executables: Counter::default(),
+            partial_reasons: Family::default(),
+            learned_from_exits: Counter::default(),
             registry: Registry::default(),
             events_resolved: Resolved::default(),
             skipped_resolved: Resolved::default(),
@@ -107,11 +119,6 @@ impl Metrics {
             "tetragon_dropped_events",
             "Events Tetragon reported as dropped (rate_limit_info)",
             m.dropped_by_tetragon.clone(),
-        );
-        registry.register(
-            "shed_events",
-            "Events the agent itself shed under load",
-            m.shed.clone(),
         );
         registry.register(
             "missed_exec_events",
@@ -180,30 +187,67 @@ impl Metrics {
             "Failed sled writes",
             m.checkpoint_errors.clone(),
         );
+        registry.register(
+            "partial_reasons",
+            "Partial reasons marked or healed (made durable), by reason and change",
+            m.partial_reasons.clone(),
+        );
+        registry.register(
+            "learned_from_exits",
+            "Executables first learned from a process_exit (their exec was missed)",
+            m.learned_from_exits.clone(),
+        );
+        registry.register(
+            "backfill_lines",
+            "Export-log lines read by the backfill",
+            m.backfill_lines.clone(),
+        );
+        registry.register(
+            "backfill_execs",
+            "process_exec lines read by the backfill",
+            m.backfill_execs.clone(),
+        );
+        registry.register(
+            "backfill_exits",
+            "process_exit lines read by the backfill",
+            m.backfill_exits.clone(),
+        );
+        registry.register(
+            "backfill_new_executables",
+            "Executables first learned from the backfill (made durable)",
+            m.backfill_new_executables.clone(),
+        );
         Self { registry, ..m }
     }
 
-    pub fn event(&self, kind: &str) {
+    /// A partial reason was marked or healed (`change`), durably.
+    pub(super) fn partial_reason(&self, reason: &str, change: &str) {
+        self.partial_reasons
+            .get_or_create(&labels(&[("reason", reason), ("change", change)]))
+            .inc();
+    }
+
+    pub(super) fn event(&self, kind: &str) {
         self.events_resolved.inc(&self.events, "kind", kind);
     }
 
-    pub fn skip(&self, reason: &str) {
+    pub(super) fn skip(&self, reason: &str) {
         self.skipped_resolved.inc(&self.skipped, "reason", reason);
     }
 
-    pub fn connect_attempt(&self, outcome: &str) {
+    pub(super) fn connect_attempt(&self, outcome: &str) {
         self.connect_attempts
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
     }
 
-    pub fn snapshot(&self, source: &str, result: &str) {
+    pub(super) fn snapshot(&self, source: &str, result: &str) {
         self.snapshots
             .get_or_create(&labels(&[("source", source), ("result", result)]))
             .inc();
     }
 
-    pub fn set_learners(&self, state: &str, n: i64) {
+    pub(super) fn set_learners(&self, state: &str, n: i64) {
         self.learners
             .get_or_create(&labels(&[("state", state)]))
             .set(n);
