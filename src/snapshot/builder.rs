@@ -97,7 +97,7 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
             match res {
                 Ok(report) => {
                     SnapshotSucceeded {
-                        reason,
+                        reason: reason.as_str(),
                         source: report.source.as_str(),
                         processes: report.processes,
                         duration_ms: report.duration_ms,
@@ -116,11 +116,11 @@ impl Handler<TakeSnapshot> for SnapshotBuilder {
                     if let Some(to) = &act.failures {
                         // do_send: one small message per failed snapshot, never a flood.
                         to.do_send(SnapshotFailed {
-                            after_connect: reason == SnapshotReason::StreamUp.as_str(),
+                            after_connect: reason == SnapshotReason::StreamUp,
                         });
                     }
                     events::SnapshotFailed {
-                        reason,
+                        reason: reason.as_str(),
                         policy: act.opts.policy_name(),
                         label,
                         error: &e,

@@ -386,9 +386,7 @@ impl Driver {
                 ConnAction::StartTimer(timer, after) => self.timers.start(timer, after),
                 ConnAction::CancelTimer(timer) => self.timers.cancel(timer),
                 ConnAction::TakeSnapshot(reason) => {
-                    let ask = self.snapshots.send(TakeSnapshot {
-                        reason: reason.as_str(),
-                    });
+                    let ask = self.snapshots.send(TakeSnapshot { reason });
                     self.link.snapshot = Some(Box::pin(ask));
                 }
                 ConnAction::SetReady(ready) => self.update(|st| st.set_ready(ready, now_ms())),

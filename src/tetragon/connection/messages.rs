@@ -2,6 +2,7 @@
 //! holds a `Recipient` for each, so it names no consumer: `agent.rs` wires it.
 use actix::Message;
 
+use super::machine::SnapshotReason;
 use crate::tetragon::proto::lean::GetEventsResponse;
 
 /// Events from one read of the stream, in order, in the lean decoding (only
@@ -17,8 +18,9 @@ pub struct EventBatch(pub Vec<GetEventsResponse>);
 #[derive(Message)]
 #[rtype(result = "Result<(), SnapshotUnavailable>")]
 pub struct TakeSnapshot {
-    /// Why now, for the log line.
-    pub reason: &'static str,
+    /// Why now: for the log line, and so the taker knows the snapshot asked
+    /// for right after a (re)connect.
+    pub reason: SnapshotReason,
 }
 
 /// Why no snapshot was handed on. The taker logged and counted it; the
