@@ -32,11 +32,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use tetragon_learner::agent::Agent;
-use tetragon_learner::cli::demo::demo_agent_config;
+use tetragon_learner::agent::AgentConfig;
+use tetragon_learner::cli::run_cmd::RunArgs;
 use tetragon_learner::learner::key::LearnerKey;
 use tetragon_learner::snapshot::debug_api::dump_request;
-use tetragon_learner::snapshot::policy::SourcePolicy;
 use tetragon_learner::tetragon::client::{client, connect};
 use tetragon_learner::tetragon::connection::actor::events_request;
 use tokio_stream::StreamExt;
@@ -191,12 +192,36 @@ fn events_total(rendered: &str) -> u64 {
         .sum()
 }
 
+/// The agent as `tetragon-learner run` configures it with its defaults (tick,
+/// checkpoint interval, process table cap, ...), given only what a DaemonSet
+/// sets: the address, the database, the snapshot source; the dump's size and
+/// time limits are raised for the generated dump.
+fn run_config(address: &str, db: &Path) -> BenchResult<AgentConfig> {
+    #[derive(clap::Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+    let db = db.to_str().ok_or("the bench directory is not UTF-8")?;
+    let run = Run::try_parse_from([
+        "run",
+        "--tetragon-address",
+        address,
+        "--db",
+        db,
+        "--snapshot-source",
+        "debug-api",
+        "--timeout",
+        "120s",
+        "--max-message-size",
+        "1073741824",
+    ])?;
+    Ok(run.args.agent_config())
+}
+
 async fn run_pipeline(dir: &Path, feed: Arc<Feed>) -> BenchResult<Measured> {
     let server = WireServer::start(&dir.join("pipeline.sock"), feed.clone())?;
-    let mut cfg = demo_agent_config(server.address.clone(), dir.join("db"));
-    cfg.snapshot.policy = SourcePolicy::DebugApi;
-    cfg.snapshot.timeout = Duration::from_secs(120);
-    cfg.snapshot.max_message_size = 1 << 30;
+    let cfg = run_config(&server.address.to_string(), &dir.join("db"))?;
     let (ns, workload, container, binary) = feed.last.clone();
     let key = LearnerKey::new(&ns, "Deployment", &workload, &container);
 
