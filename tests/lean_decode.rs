@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use prost::Message;
 use tetragon_learner::ingest::facts::{
-    fact_from_lean_event, learnable, Fact, IngestConfig, SkipReason,
+    fact_from_lean_event, learnable, Fact, IngestConfig, Learnable, SkipReason,
 };
 use tetragon_learner::learner::observation::FactSource;
 use tetragon_learner::snapshot::convert::process_to_snapshot;
@@ -44,34 +44,59 @@ fn configs() -> Vec<IngestConfig> {
     ]
 }
 
+/// A fact as this test compares it: owned, so the facts of both decodings
+/// outlive the events they borrow from.
+// Test data, compared whole: boxing the large variant would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    Exec(Learnable),
+    Exit { exec_id: String },
+    Dropped { count: u64 },
+    Skip(SkipReason),
+}
+
+impl From<Fact<'_>> for Told {
+    fn from(f: Fact<'_>) -> Self {
+        match f {
+            Fact::Exec(l) => Told::Exec(l),
+            Fact::Exit { exec_id } => Told::Exit {
+                exec_id: exec_id.to_string(),
+            },
+            Fact::Dropped { count } => Told::Dropped { count },
+            Fact::Skip(reason) => Told::Skip(reason),
+        }
+    }
+}
+
 /// The facts of a fully decoded event, by the historic route.
-fn full_fact(ev: &GetEventsResponse, cfg: &IngestConfig) -> Fact {
+fn full_fact(ev: &GetEventsResponse, cfg: &IngestConfig) -> Told {
     match &ev.event {
         Some(Event::ProcessExec(exec)) => match &exec.process {
-            None => Fact::Skip(SkipReason::NoProcess),
+            None => Told::Skip(SkipReason::NoProcess),
             Some(p) => {
                 let snap = process_to_snapshot(p, &ev.node_name);
                 match learnable(&snap, FactSource::Event, AT, cfg) {
-                    Ok(l) => Fact::Exec(l),
-                    Err(reason) => Fact::Skip(reason),
+                    Ok(l) => Told::Exec(l),
+                    Err(reason) => Told::Skip(reason),
                 }
             }
         },
         Some(Event::ProcessExit(exit)) => match &exit.process {
-            Some(p) => Fact::Exit {
+            Some(p) => Told::Exit {
                 exec_id: p.exec_id.clone(),
             },
-            None => Fact::Skip(SkipReason::NoProcess),
+            None => Told::Skip(SkipReason::NoProcess),
         },
-        Some(Event::RateLimitInfo(info)) => Fact::Dropped {
+        Some(Event::RateLimitInfo(info)) => Told::Dropped {
             count: info.number_of_dropped_process_events,
         },
-        None => Fact::Skip(SkipReason::OtherKind),
+        None => Told::Skip(SkipReason::OtherKind),
     }
 }
 
 /// The facts of both decodings of the same frames, per configuration.
-fn both(frames: &[u8]) -> Vec<(Vec<Fact>, Vec<Fact>)> {
+fn both(frames: &[u8]) -> Vec<(Vec<Told>, Vec<Told>)> {
     let full: Vec<GetEventsResponse> = decode_frames(frames).expect("full decoding");
     let lean: Vec<lean::GetEventsResponse> = decode_frames(frames).expect("lean decoding");
     assert_eq!(full.len(), lean.len());
@@ -81,7 +106,7 @@ fn both(frames: &[u8]) -> Vec<(Vec<Fact>, Vec<Fact>)> {
             let f = full.iter().map(|ev| full_fact(ev, cfg)).collect();
             let l = lean
                 .iter()
-                .map(|ev| fact_from_lean_event(ev, AT, cfg))
+                .map(|ev| Told::from(fact_from_lean_event(ev, AT, cfg)))
                 .collect();
             (f, l)
         })
@@ -104,9 +129,9 @@ fn the_real_captures_give_the_same_facts_decoded_lean_or_full() {
     // host processes skipped, or learned when asked; exits.
     for frames in [STREAM_PB, CONTAINER_PB] {
         let facts = both(frames);
-        assert!(facts[0].0.contains(&Fact::Skip(SkipReason::HostProcess)));
-        assert!(facts[0].0.iter().any(|f| matches!(f, Fact::Exit { .. })));
-        assert!(facts[1].0.iter().any(|f| matches!(f, Fact::Exec(_))));
+        assert!(facts[0].0.contains(&Told::Skip(SkipReason::HostProcess)));
+        assert!(facts[0].0.iter().any(|f| matches!(f, Told::Exit { .. })));
+        assert!(facts[1].0.iter().any(|f| matches!(f, Told::Exec(_))));
     }
 }
 
@@ -173,7 +198,7 @@ fn the_real_captures_with_pods_give_the_same_facts_decoded_lean_or_full() {
                 assert_eq!(f, l, "{name} with pods, config {i}, frame {n}");
             }
         }
-        assert!(facts[0].0.iter().any(|f| matches!(f, Fact::Exec(_))));
+        assert!(facts[0].0.iter().any(|f| matches!(f, Told::Exec(_))));
     }
 }
 

@@ -108,13 +108,14 @@ pub struct InstanceRef {
 // allocation per event to save stack bytes.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fact {
+pub enum Fact<'a> {
     Exec(Learnable),
     /// A process ended: it leaves the live process table. When the table did
     /// not hold it (its exec was missed), `exit_learnable` says what it
-    /// teaches: built only then, since most exits follow a seen exec.
+    /// teaches: built only then, since most exits follow a seen exec. Until
+    /// then only its exec_id is read (borrowed from the event).
     Exit {
-        exec_id: String,
+        exec_id: &'a str,
     },
     /// Tetragon says it dropped this many events: learners may be partial.
     Dropped {
@@ -212,16 +213,14 @@ pub fn learn(
 
 /// Classifies one streamed event, whichever way it was decoded.
 /// `process_exit` and other kinds teach nothing.
-pub fn fact_from_view(ev: &EventView<'_>, at: UnixMillis, cfg: &IngestConfig) -> Fact {
+pub fn fact_from_view<'a>(ev: &EventView<'a>, at: UnixMillis, cfg: &IngestConfig) -> Fact<'a> {
     match ev {
         EventView::Exec(None) | EventView::Exit(None) => Fact::Skip(SkipReason::NoProcess),
         EventView::Exec(Some(p)) => match learn(p, FactSource::Event, at, cfg) {
             Ok(l) => Fact::Exec(l),
             Err(reason) => Fact::Skip(reason),
         },
-        EventView::Exit(Some(p)) => Fact::Exit {
-            exec_id: p.exec_id.to_owned(),
-        },
+        EventView::Exit(Some(p)) => Fact::Exit { exec_id: p.exec_id },
         EventView::Dropped(count) => Fact::Dropped { count: *count },
         EventView::Other => Fact::Skip(SkipReason::OtherKind),
     }
@@ -240,18 +239,31 @@ pub fn exit_learnable(
 }
 
 /// Classifies one event decoded into the full types.
-pub fn fact_from_event(ev: &GetEventsResponse, at: UnixMillis, cfg: &IngestConfig) -> Fact {
+pub fn fact_from_event<'a>(
+    ev: &'a GetEventsResponse,
+    at: UnixMillis,
+    cfg: &IngestConfig,
+) -> Fact<'a> {
     fact_from_view(&EventView::of_full(ev), at, cfg)
 }
 
 /// Classifies one event of the lean stream (what the agent reads). A field
 /// it reads that is not UTF-8 makes the event a counted skip (the full
-/// decoding would refuse the frame, and the stream with it).
-pub fn fact_from_lean_event(
-    ev: &lean::GetEventsResponse,
+/// decoding would refuse the frame, and the stream with it). Of an exit only
+/// the exec_id is read here (half the events, and most only leave the
+/// process table); `exit_learnable` reads the rest when the exit teaches.
+pub fn fact_from_lean_event<'a>(
+    ev: &'a lean::GetEventsResponse,
     at: UnixMillis,
     cfg: &IngestConfig,
-) -> Fact {
+) -> Fact<'a> {
+    use lean::get_events_response::Event;
+    if let Some(Event::ProcessExit(lean::ProcessExit { process: Some(p) })) = &ev.event {
+        return match std::str::from_utf8(&p.exec_id) {
+            Ok(exec_id) => Fact::Exit { exec_id },
+            Err(_) => Fact::Skip(SkipReason::NotUtf8),
+        };
+    }
     match EventView::of_lean(ev) {
         Ok(view) => fact_from_view(&view, at, cfg),
         Err(NotUtf8) => Fact::Skip(SkipReason::NotUtf8),

@@ -22,7 +22,7 @@ use crate::snapshot::builder::{SnapshotFailed, SnapshotTaken};
 use crate::snapshot::model::SnapshotSource;
 use crate::store::checkpointer::Checkpointer;
 use crate::telemetry::events::{
-    Emit, EventReceived, EventSkipped, LearnerCreated, MissedExecs, ProcessTableEvicted,
+    Emit, EventSkipped, EventsReceived, LearnerCreated, MissedExecs, ProcessTableEvicted,
     TetragonDroppedEvents,
 };
 use crate::telemetry::metrics::Metrics;
@@ -67,8 +67,10 @@ pub struct EventIngester {
     learner_cfg: LearnerConfig,
     checkpointer: Addr<Checkpointer>,
     metrics: Arc<Metrics>,
-    learners: crate::FastMap<LearnerKey, Addr<LearnerActor>>,
-    table: ProcessTable,
+    /// Each learner's id: its place in `slots`.
+    learners: crate::FastMap<LearnerKey, LearnerId>,
+    slots: Vec<Slot>,
+    table: ProcessTable<LearnerId>,
     tick: Duration,
     /// Keys loaded from the database: their history started before this run.
     resumed: std::collections::HashSet<LearnerKey>,
@@ -88,9 +90,20 @@ pub struct EventIngester {
     backfill: backfill::BackfillMemory,
 }
 
+/// A learner of this run, by its place in `EventIngester::slots`: what the
+/// process table and a delivery hold instead of its key, so no key is copied
+/// per process or per input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct LearnerId(usize);
+
+struct Slot {
+    key: LearnerKey,
+    addr: Addr<LearnerActor>,
+}
+
 /// Inputs per learner, in order, for one delivery (learners are independent:
 /// the order among them does not matter, the order of each one's inputs does).
-type Delivery = crate::FastMap<LearnerKey, (Addr<LearnerActor>, Vec<LearnerInput>)>;
+type Delivery = crate::FastMap<LearnerId, Vec<LearnerInput>>;
 
 impl EventIngester {
     pub fn new(
@@ -109,6 +122,7 @@ impl EventIngester {
             checkpointer,
             metrics,
             learners: crate::FastMap::default(),
+            slots: Vec::new(),
             tick,
             resumed: resumed_keys,
             first_snapshot_done: false,
@@ -124,7 +138,7 @@ impl EventIngester {
         me
     }
 
-    fn spawn_learner(&mut self, profile: Profile) -> Addr<LearnerActor> {
+    fn spawn_learner(&mut self, profile: Profile) -> LearnerId {
         let key = profile.key.clone();
         let addr = LearnerActor::new(
             profile,
@@ -134,16 +148,21 @@ impl EventIngester {
             self.tick,
         )
         .start();
-        self.learners.insert(key, addr.clone());
-        addr
+        let id = LearnerId(self.slots.len());
+        self.slots.push(Slot {
+            key: key.clone(),
+            addr,
+        });
+        self.learners.insert(key, id);
+        id
     }
 
     /// The learner for `key`, created when first seen. A learner born from a
     /// snapshot belongs to a container that ran before the agent saw it: its
     /// past is unknown, so it is partial.
-    fn learner(&mut self, key: &LearnerKey, source: FactSource) -> (Addr<LearnerActor>, bool) {
-        if let Some(a) = self.learners.get(key) {
-            return (a.clone(), false);
+    fn learner(&mut self, key: &LearnerKey, source: FactSource) -> LearnerId {
+        if let Some(id) = self.learners.get(key) {
+            return *id;
         }
         let mut profile = Profile::new(key.clone(), now_ms());
         if matches!(source, FactSource::Snapshot | FactSource::ExportLog) {
@@ -159,7 +178,7 @@ impl EventIngester {
             source: &source,
         }
         .emit(&self.metrics);
-        (self.spawn_learner(profile), true)
+        self.spawn_learner(profile)
     }
 
     /// Counts (and, the first time, logs) what the process table evicted.
@@ -187,10 +206,9 @@ impl EventIngester {
     }
 
     /// Queues `input` for every learner.
-    fn push_all(&mut self, out: &mut Delivery, input: impl Fn() -> LearnerInput) {
-        let keys: Vec<LearnerKey> = self.learners.keys().cloned().collect();
-        for key in keys {
-            self.push(out, &key, input(), FactSource::Event);
+    fn push_all(&self, out: &mut Delivery, input: impl Fn() -> LearnerInput) {
+        for id in (0..self.slots.len()).map(LearnerId) {
+            push(out, id, input());
         }
     }
 
@@ -202,13 +220,26 @@ impl EventIngester {
         input: LearnerInput,
         source: FactSource,
     ) {
-        if let Some((_, inputs)) = out.get_mut(key) {
-            inputs.push(input);
-            return;
-        }
-        let (addr, _) = self.learner(key, source);
-        out.insert(key.clone(), (addr, vec![input]));
+        let id = self.learner(key, source);
+        push(out, id, input);
     }
+
+    /// The delivery with each learner's address, for `deliver`.
+    fn addressed(&self, out: Delivery) -> Vec<(Addr<LearnerActor>, Vec<LearnerInput>)> {
+        out.into_iter()
+            .map(|(id, inputs)| (self.slots[id.0].addr.clone(), inputs))
+            .collect()
+    }
+
+    /// Hands `out` to the learners (see `deliver`).
+    fn deliver(&self, out: Delivery) -> AtomicResponse<Self, ()> {
+        AtomicResponse::new(Box::pin(deliver(self.addressed(out)).into_actor(self)))
+    }
+}
+
+/// Queues `input` for learner `id`.
+fn push(out: &mut Delivery, id: LearnerId, input: LearnerInput) {
+    out.entry(id).or_default().push(input);
 }
 
 fn event_kind(ev: &GetEventsResponse) -> &'static str {
@@ -220,11 +251,16 @@ fn event_kind(ev: &GetEventsResponse) -> &'static str {
     }
 }
 
-async fn deliver(out: Delivery) {
-    for (_, (addr, inputs)) in out {
-        // Awaiting a bounded mailbox is the backpressure (nothing is shed); an
-        // error means the learner stopped (shutdown), and nobody is left to tell.
-        let _ = addr.send(Apply(inputs)).await;
+/// Hands each learner its inputs. A learner with room in its mailbox takes
+/// them at once (no answer to wait for: its mailbox keeps them in order, ahead
+/// of anything sent to it later); a full mailbox is waited on, which is the
+/// backpressure (nothing is shed). A closed mailbox means the learner stopped
+/// (shutdown), and nobody is left to tell.
+async fn deliver(out: Vec<(Addr<LearnerActor>, Vec<LearnerInput>)>) {
+    for (addr, inputs) in out {
+        if let Err(SendError::Full(msg)) = addr.try_send(Apply(inputs)) {
+            let _ = addr.send(msg).await;
+        }
     }
 }
 
@@ -245,33 +281,30 @@ impl Handler<EventBatch> for EventIngester {
         let now = now_ms();
         self.stream_live_at.get_or_insert(now);
         let mut out = Delivery::default();
+        let mut received = EventsReceived::default();
         for ev in &msg.0 {
-            EventReceived {
-                kind: event_kind(ev),
-            }
-            .emit(&self.metrics);
+            received.count(event_kind(ev));
             match fact_from_lean_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
+                    let id = self.learner(&l.key, FactSource::Event);
                     let new_instance = self.table.exec(
-                        l.exec_id.clone(),
-                        l.key.clone(),
-                        l.link.clone(),
+                        &l.exec_id,
+                        id,
+                        l.link,
                         now,
-                        l.instance.as_ref().map(|i| i.id.clone()),
+                        l.instance.as_ref().map(|i| i.id.as_str()),
                     );
-                    self.push(
-                        &mut out,
-                        &l.key,
-                        LearnerInput::Observe(l.observation),
-                        FactSource::Event,
-                    );
+                    push(&mut out, id, LearnerInput::Observe(l.observation));
                     if let (true, Some(inst)) = (new_instance, &l.instance) {
-                        let seen = LearnerInput::InstanceSeen(self.sighting(inst, now));
-                        self.push(&mut out, &l.key, seen, FactSource::Event);
+                        push(
+                            &mut out,
+                            id,
+                            LearnerInput::InstanceSeen(self.sighting(inst, now)),
+                        );
                     }
                 }
                 Fact::Exit { exec_id } => {
-                    let exited = self.table.exit(&exec_id);
+                    let exited = self.table.exit(exec_id);
                     // Only an exit whose exec the table never held teaches: a
                     // seen exec already taught its binary, and an exit of a
                     // binary the profile did not keep (over capacity, a reset
@@ -300,11 +333,11 @@ impl Handler<EventBatch> for EventIngester {
                     }
                     if let Some(crate::ingest::process_table::Exited {
                         key,
-                        instance_gone: Some(id),
+                        instance_gone: Some(instance),
                     }) = exited
                     {
-                        let gone = LearnerInput::InstanceGone { id, at: now };
-                        self.push(&mut out, &key, gone, FactSource::Event);
+                        let id = instance.to_string();
+                        push(&mut out, key, LearnerInput::InstanceGone { id, at: now });
                     }
                 }
                 Fact::Dropped { count } => {
@@ -322,8 +355,9 @@ impl Handler<EventBatch> for EventIngester {
                 }
             }
         }
+        received.emit(&self.metrics);
         self.count_evictions();
-        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
+        self.deliver(out)
     }
 }
 
@@ -343,9 +377,10 @@ impl Handler<SnapshotTaken> for EventIngester {
             SnapshotSource::None => {
                 let mut out = Delivery::default();
                 self.snapshot_failed(&mut out, true, now);
-                return AtomicResponse::new(Box::pin(deliver(out).into_actor(self)));
+                return self.deliver(out);
             }
         };
+        let before = self.learners.len();
         let mut learnables = Vec::new();
         let mut entries = Vec::new();
         let mut containers: std::collections::BTreeMap<
@@ -361,9 +396,10 @@ impl Handler<SnapshotTaken> for EventIngester {
                             .or_default()
                             .insert(c.id.clone());
                     }
+                    let id = self.learner(&l.key, source);
                     entries.push(SnapshotEntry {
                         exec_id: l.exec_id.clone(),
-                        key: l.key.clone(),
+                        key: id,
                         link: l.link.clone(),
                         start: l.started_at,
                         instance: l.instance.as_ref().map(|i| i.id.clone()),
@@ -386,7 +422,6 @@ impl Handler<SnapshotTaken> for EventIngester {
         );
         self.last_snapshot_at = Some(taken_at);
         self.count_evictions();
-        let before = self.learners.len();
         let mut out = Delivery::default();
         if !self.first_snapshot_done {
             // The first snapshot of this run shows containers that were running
@@ -423,15 +458,14 @@ impl Handler<SnapshotTaken> for EventIngester {
             learners: missed.len(),
         }
         .emit(&self.metrics);
-        for key in &missed {
-            self.push(
+        for id in &missed {
+            push(
                 &mut out,
-                key,
+                *id,
                 LearnerInput::MarkPartial {
                     reason: PartialReason::EventsDropped,
                     at: taken_at,
                 },
-                source,
             );
         }
         let mut starts: crate::FastMap<String, InstanceRef> = crate::FastMap::default();
@@ -449,21 +483,21 @@ impl Handler<SnapshotTaken> for EventIngester {
         // Which instances live is what the table now holds: the snapshot's
         // processes (replaced images dropped) and execs still in flight.
         let live = self.table.live_instances();
-        for (key, ids) in &live {
+        for (learner, ids) in &live {
             for id in ids {
                 let inst = starts.get(id).cloned().unwrap_or(InstanceRef {
                     id: id.clone(),
                     started_at: None,
                 });
                 let seen = LearnerInput::InstanceSeen(self.sighting(&inst, taken_at));
-                self.push(&mut out, key, seen, source);
+                push(&mut out, *learner, seen);
             }
         }
         self.push_all(&mut out, || LearnerInput::SnapshotSucceeded {
             at: taken_at,
         });
-        for (key, (_, inputs)) in out.iter_mut() {
-            let ids = live.get(key).cloned().unwrap_or_default();
+        for (learner, inputs) in out.iter_mut() {
+            let ids = live.get(learner).cloned().unwrap_or_default();
             inputs.push(LearnerInput::InstancesLive { ids, at: taken_at });
         }
         self.no_snapshot = false;
@@ -474,7 +508,7 @@ impl Handler<SnapshotTaken> for EventIngester {
             created = self.learners.len() - before,
             "snapshot ingested"
         );
-        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
+        self.deliver(out)
     }
 }
 
@@ -508,14 +542,18 @@ impl Handler<SnapshotFailed> for EventIngester {
         }
         let mut out = Delivery::default();
         self.snapshot_failed(&mut out, msg.after_connect, now_ms());
-        AtomicResponse::new(Box::pin(deliver(out).into_actor(self)))
+        self.deliver(out)
     }
 }
 
 impl Handler<OperateOn> for EventIngester {
     type Result = ResponseFuture<Result<Profile, OperateError>>;
     fn handle(&mut self, msg: OperateOn, _: &mut Self::Context) -> Self::Result {
-        let Some(addr) = self.learners.get(&msg.key).cloned() else {
+        let Some(addr) = self
+            .learners
+            .get(&msg.key)
+            .map(|id| self.slots[id.0].addr.clone())
+        else {
             let key = msg.key.to_string();
             return Box::pin(async move { Err(OperateError::NoLearner(key)) });
         };
@@ -530,7 +568,7 @@ impl Handler<OperateOn> for EventIngester {
 impl Handler<CurrentProfiles> for EventIngester {
     type Result = ResponseFuture<Vec<Profile>>;
     fn handle(&mut self, _: CurrentProfiles, _: &mut Self::Context) -> Self::Result {
-        let addrs: Vec<_> = self.learners.values().cloned().collect();
+        let addrs: Vec<_> = self.slots.iter().map(|s| s.addr.clone()).collect();
         Box::pin(async move {
             let mut out = Vec::new();
             for a in addrs {
@@ -548,7 +586,8 @@ impl Handler<StopAll> for EventIngester {
     type Result = AtomicResponse<Self, Result<(), LearnersNotWritten>>;
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let addrs: Vec<_> = self.learners.drain().map(|(_, a)| a).collect();
+        self.learners.clear();
+        let addrs: Vec<_> = self.slots.drain(..).map(|s| s.addr).collect();
         let drain = async move {
             // All at once: the Checkpointer writes them in a few group commits
             // instead of one flush per learner.

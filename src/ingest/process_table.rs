@@ -17,6 +17,8 @@
 //! stream's execs (in either order) and within each snapshot (which may list a
 //! replaced image still referenced by its successor).
 use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
 
 use crate::learner::key::LearnerKey;
 use crate::snapshot::exec_chain::{replaced_within, ChainExec, ExecChains, ExecLink};
@@ -45,10 +47,11 @@ pub const DEFAULT_MAX_LIVE_PROCESSES: usize = 100_000;
 
 /// A live process.
 #[derive(Debug, Clone)]
-struct Entry {
-    key: LearnerKey,
-    /// Its container instance (Tetragon's container id), if any.
-    instance: Option<String>,
+struct Entry<K> {
+    key: K,
+    /// Its container instance (Tetragon's container id), if any: shared with
+    /// the instance's count, so an exec of a known instance copies no id.
+    instance: Option<Arc<str>>,
     seen: Seen,
     link: ExecLink,
     /// When the table learned of it (stream receipt, or snapshot time).
@@ -57,17 +60,20 @@ struct Entry {
     seq: u64,
 }
 
-impl Entry {
+impl<K> Entry<K> {
     fn chain<'a>(&'a self, exec_id: &'a str) -> ChainExec<'a> {
         self.link.exec(exec_id)
     }
 }
 
+/// Which learner a process belongs to is a `K`: the ingester keeps a small
+/// id per learner (no key copied per process), the tests a `LearnerKey`.
 #[derive(Debug)]
-pub struct ProcessTable {
-    live: crate::FastMap<String, Entry>,
+pub struct ProcessTable<K = LearnerKey> {
+    /// By exec_id; the id is shared with `order` (one copy per process).
+    live: crate::FastMap<Arc<str>, Entry<K>>,
     /// seq -> exec_id, oldest first: the eviction order.
-    order: BTreeMap<u64, String>,
+    order: BTreeMap<u64, Arc<str>>,
     next_seq: u64,
     cap: usize,
     chains: ExecChains,
@@ -77,37 +83,41 @@ pub struct ProcessTable {
     /// have been evicted, so its absence proves no lost exec.
     evicted_until: Option<UnixMillis>,
     /// Live processes per container instance: an instance is live while it has one.
-    per_instance: crate::FastMap<String, usize>,
+    per_instance: crate::FastMap<Arc<str>, usize>,
     /// Instances that lost an entry to eviction: their count may be short, so
     /// an exit never calls them gone; the next snapshot decides.
-    uncertain: HashSet<String>,
+    uncertain: HashSet<Arc<str>>,
 }
 
 /// What an exit changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exited {
-    pub key: LearnerKey,
+pub struct Exited<K = LearnerKey> {
+    pub key: K,
     /// The process's instance, when this exit ended its last live process.
-    pub instance_gone: Option<String>,
+    pub instance_gone: Option<Arc<str>>,
 }
 
-impl Default for ProcessTable {
+impl<K: TableKey> Default for ProcessTable<K> {
     fn default() -> Self {
         Self::with_cap(DEFAULT_MAX_LIVE_PROCESSES)
     }
 }
 
+/// What the table needs of a learner's key.
+pub trait TableKey: Clone + Eq + Hash + Ord + std::fmt::Debug {}
+impl<K: Clone + Eq + Hash + Ord + std::fmt::Debug> TableKey for K {}
+
 /// One learnable process of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotEntry {
+pub struct SnapshotEntry<K = LearnerKey> {
     pub exec_id: String,
-    pub key: LearnerKey,
+    pub key: K,
     pub link: ExecLink,
     pub start: Option<UnixMillis>,
     pub instance: Option<String>,
 }
 
-impl ProcessTable {
+impl<K: TableKey> ProcessTable<K> {
     /// A table of at most `cap` processes (at least 1).
     pub fn with_cap(cap: usize) -> Self {
         Self {
@@ -127,32 +137,39 @@ impl ProcessTable {
     /// instance had no live process in the table).
     pub fn exec(
         &mut self,
-        exec_id: String,
-        key: LearnerKey,
+        exec_id: &str,
+        key: K,
         link: ExecLink,
         now: UnixMillis,
-        instance: Option<String>,
+        instance: Option<&str>,
     ) -> bool {
         let live = &self.live;
         let step = self
             .chains
-            .step(link.exec(&exec_id), |id| live.get(id).map(|e| e.link.pid));
+            .step(link.exec(exec_id), |id| live.get(id).map(|e| e.link.pid));
         if let Some(replaced) = step.remove {
             self.remove(replaced);
         }
         let mut new_instance = false;
         if step.add {
-            new_instance = instance
-                .as_ref()
-                .is_some_and(|i| !self.per_instance.contains_key(i));
+            new_instance = instance.is_some_and(|i| !self.per_instance.contains_key(i));
+            let instance = instance.map(|i| self.shared_instance(i));
             let seen = Seen::Stream(now);
-            self.insert(exec_id, key, seen, link, now, instance);
+            self.insert(Arc::from(exec_id), key, seen, link, now, instance);
             self.evict_over_cap();
         }
         new_instance
     }
 
-    pub fn exit(&mut self, exec_id: &str) -> Option<Exited> {
+    /// The instance id as the table already holds it, else a new copy.
+    fn shared_instance(&self, id: &str) -> Arc<str> {
+        match self.per_instance.get_key_value(id) {
+            Some((held, _)) => held.clone(),
+            None => Arc::from(id),
+        }
+    }
+
+    pub fn exit(&mut self, exec_id: &str) -> Option<Exited<K>> {
         let entry = self.remove(exec_id)?;
         let instance_gone = entry
             .instance
@@ -165,12 +182,12 @@ impl ProcessTable {
 
     fn insert(
         &mut self,
-        exec_id: String,
-        key: LearnerKey,
+        exec_id: Arc<str>,
+        key: K,
         seen: Seen,
         link: ExecLink,
         since: UnixMillis,
-        instance: Option<String>,
+        instance: Option<Arc<str>>,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -202,7 +219,7 @@ impl ProcessTable {
         }
     }
 
-    fn remove(&mut self, exec_id: &str) -> Option<Entry> {
+    fn remove(&mut self, exec_id: &str) -> Option<Entry<K>> {
         let entry = self.live.remove(exec_id)?;
         self.order.remove(&entry.seq);
         self.uncount(entry.instance.as_deref());
@@ -227,13 +244,13 @@ impl ProcessTable {
 
     /// The live instances of every key that has one, as the table knows them
     /// (after a snapshot: as the snapshot showed them, plus execs in flight).
-    pub fn live_instances(&self) -> crate::FastMap<LearnerKey, Vec<String>> {
-        let mut out: crate::FastMap<LearnerKey, Vec<String>> = crate::FastMap::default();
+    pub fn live_instances(&self) -> crate::FastMap<K, Vec<String>> {
+        let mut out: crate::FastMap<K, Vec<String>> = crate::FastMap::default();
         for e in self.live.values() {
             if let Some(i) = &e.instance {
                 let ids = out.entry(e.key.clone()).or_default();
-                if !ids.contains(i) {
-                    ids.push(i.clone());
+                if !ids.iter().any(|held| held.as_str() == &**i) {
+                    ids.push(i.to_string());
                 }
             }
         }
@@ -257,11 +274,11 @@ impl ProcessTable {
     /// have come.
     pub fn reconcile(
         &mut self,
-        entries: Vec<SnapshotEntry>,
+        entries: Vec<SnapshotEntry<K>>,
         previous: Option<UnixMillis>,
         taken_at: UnixMillis,
         margin: UnixMillis,
-    ) -> Vec<LearnerKey> {
+    ) -> Vec<K> {
         let young_since = taken_at.saturating_sub(margin);
         // Images a re-exec replaced are not alive, even when the snapshot
         // lists them (Tetragon's cache keeps a parent its successor refers to).
@@ -280,7 +297,7 @@ impl ProcessTable {
             if replaced.contains(&e.exec_id) {
                 continue;
             }
-            let seen = match (self.live.get(&e.exec_id).map(|e| e.seen), e.start) {
+            let seen = match (self.live.get(e.exec_id.as_str()).map(|e| e.seen), e.start) {
                 (Some(Seen::Stream(_)), _) | (Some(Seen::Snapshot), _) => Seen::Snapshot,
                 // Young at the last snapshot, and still no exec since.
                 (Some(Seen::Provisional), _) => {
@@ -309,13 +326,13 @@ impl ProcessTable {
         // the snapshot does not show are gone (their exit was not seen).
         let recent = taken_at.saturating_sub(STREAM_CARRY_MS);
         let shown: HashSet<&str> = next.iter().map(|(id, ..)| id.as_str()).collect();
-        let mut carried: Vec<(String, Entry)> = self
+        let mut carried: Vec<(Arc<str>, Entry<K>)> = self
             .live
             .iter()
             .filter(|(id, e)| {
                 matches!(e.seen, Seen::Stream(at) if at >= recent)
-                    && !replaced.contains(*id)
-                    && !shown.contains(id.as_str())
+                    && !replaced.contains(&***id)
+                    && !shown.contains(&***id)
             })
             .map(|(id, e)| (id.clone(), e.clone()))
             .collect();
@@ -328,7 +345,8 @@ impl ProcessTable {
         // The snapshot shows every live process: instance counts are exact again.
         self.uncertain.clear();
         for (id, key, seen, link, since, instance) in next {
-            self.insert(id, key, seen, link, since, instance);
+            let instance = instance.map(|i| self.shared_instance(&i));
+            self.insert(Arc::from(id), key, seen, link, since, instance);
         }
         for (id, e) in carried {
             self.insert(id, e.key, e.seen, e.link, e.since, e.instance);
@@ -368,7 +386,7 @@ mod tests {
 
     /// A streamed exec with no chain (a first exec after a fork).
     fn exec(t: &mut ProcessTable, id: &str, w: &str, now: u64) {
-        t.exec(id.into(), key(w), ExecLink::default(), now, None);
+        t.exec(id, key(w), ExecLink::default(), now, None);
     }
 
     #[test]
@@ -544,7 +562,7 @@ mod tests {
     }
 
     fn ids(t: &ProcessTable) -> Vec<&str> {
-        let mut ids: Vec<&str> = t.live.keys().map(String::as_str).collect();
+        let mut ids: Vec<&str> = t.live.keys().map(|id| &**id).collect();
         ids.sort();
         ids
     }
@@ -557,7 +575,7 @@ mod tests {
             let execs = chain();
             for i in order {
                 let (id, link) = execs[i].clone();
-                t.exec(id.into(), key("c"), link, 10, None);
+                t.exec(id, key("c"), link, 10, None);
             }
             assert_eq!(ids(&t), ["sleep"], "order {order:?}");
             // The exit names only the last image; nothing stays behind.
@@ -573,7 +591,7 @@ mod tests {
         let mut t = ProcessTable::default();
         t.reconcile(vec![], None, 100_000, 2_000);
         for (id, link) in chain() {
-            t.exec(id.into(), key("c"), link, 150_000, None);
+            t.exec(id, key("c"), link, 150_000, None);
         }
         let snap = |id: &str, link: ExecLink| SnapshotEntry {
             exec_id: id.into(),
@@ -605,13 +623,7 @@ mod tests {
     }
 
     fn exec_in(t: &mut ProcessTable, id: &str, inst: &str, now: u64) -> bool {
-        t.exec(
-            id.into(),
-            key("w"),
-            ExecLink::default(),
-            now,
-            Some(inst.into()),
-        )
+        t.exec(id, key("w"), ExecLink::default(), now, Some(inst))
     }
 
     #[test]

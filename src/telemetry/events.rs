@@ -16,14 +16,29 @@ fn gauge_value(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One Tetragon event received (counted by kind; too many to log).
-pub struct EventReceived {
-    pub kind: &'static str,
+/// Tetragon events received, a batch at a time (counted by kind; too many to
+/// log, and one count per batch rather than per event).
+#[derive(Default)]
+pub struct EventsReceived {
+    /// Events per kind; a handful of kinds, so a short list.
+    by_kind: Vec<(&'static str, u64)>,
 }
 
-impl Emit for EventReceived {
+impl EventsReceived {
+    /// One more event of `kind`.
+    pub fn count(&mut self, kind: &'static str) {
+        match self.by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.by_kind.push((kind, 1)),
+        }
+    }
+}
+
+impl Emit for EventsReceived {
     fn emit(self, metrics: &Metrics) {
-        metrics.event(self.kind);
+        for (kind, n) in self.by_kind {
+            metrics.events(kind, n);
+        }
     }
 }
 

@@ -21,8 +21,12 @@ struct Resolved(parking_lot::RwLock<Vec<(String, Counter)>>);
 
 impl Resolved {
     fn inc(&self, family: &Family<Labels, Counter>, name: &'static str, value: &str) {
+        self.add(family, name, value, 1);
+    }
+
+    fn add(&self, family: &Family<Labels, Counter>, name: &'static str, value: &str, n: u64) {
         if let Some((_, c)) = self.0.read().iter().find(|(v, _)| v == value) {
-            c.inc();
+            c.inc_by(n);
             return;
         }
         let mut list = self.0.write();
@@ -34,7 +38,7 @@ impl Resolved {
                 c
             }
         };
-        counter.inc();
+        counter.inc_by(n);
     }
 }
 
@@ -227,8 +231,8 @@ impl Metrics {
             .inc();
     }
 
-    pub(super) fn event(&self, kind: &str) {
-        self.events_resolved.inc(&self.events, "kind", kind);
+    pub(super) fn events(&self, kind: &str, n: u64) {
+        self.events_resolved.add(&self.events, "kind", kind, n);
     }
 
     pub(super) fn skip(&self, reason: &str) {
@@ -270,7 +274,7 @@ mod tests {
     #[test]
     fn renders_named_metrics() {
         let m = Metrics::new();
-        m.event("process_exec");
+        m.events("process_exec", 1);
         m.skip("kernel_thread");
         let text = m.render();
         assert!(
@@ -287,9 +291,9 @@ mod tests {
     fn repeated_labels_count_on_the_same_series() {
         let m = Metrics::new();
         for _ in 0..3 {
-            m.event("process_exec");
+            m.events("process_exec", 1);
         }
-        m.event("process_exit");
+        m.events("process_exit", 1);
         m.skip("host_process");
         m.skip("host_process");
         let text = m.render();

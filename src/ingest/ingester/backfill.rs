@@ -148,9 +148,13 @@ impl Handler<Backfilled> for EventIngester {
             }
         }
         let addrs: Vec<_> = out
-            .iter()
-            .map(|(k, (a, _))| (k.clone(), a.clone()))
+            .keys()
+            .map(|id| {
+                let slot = &self.slots[id.0];
+                (slot.key.clone(), slot.addr.clone())
+            })
             .collect();
+        let out = self.addressed(out);
         let work = async move {
             deliver(out).await;
             // Asked after the inputs (same mailbox, in order): what each
