@@ -72,6 +72,8 @@ fn load_average() -> String {
 }
 
 fn main() -> BenchResult<()> {
+    // As the binary does (src/main.rs).
+    tetragon_learner::tune_allocator();
     let params = FeedParams {
         events: env_or("PIPELINE_BENCH_EVENTS", 1_000_000u64).max(1),
         containers: env_or("PIPELINE_BENCH_CONTAINERS", 1_000usize).max(1),

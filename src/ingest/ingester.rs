@@ -387,8 +387,13 @@ impl Handler<SnapshotTaken> for EventIngester {
             LearnerKey,
             std::collections::BTreeSet<String>,
         > = std::collections::BTreeMap::new();
-        for p in &msg.0.processes {
-            match learnable(p, source, now, &self.cfg) {
+        let snapshot_source = msg.0.source;
+        let processes = msg.0.processes.len();
+        let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
+        // Taken by value: each entry is dropped once its facts are drawn, so
+        // the snapshot and its facts are not all held at once.
+        for p in msg.0.processes {
+            match learnable(&p, source, now, &self.cfg) {
                 Ok(l) => {
                     if let Some(c) = &p.container {
                         containers
@@ -412,7 +417,6 @@ impl Handler<SnapshotTaken> for EventIngester {
                 .emit(&self.metrics),
             }
         }
-        let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
         self.stream_live_at.get_or_insert(taken_at);
         let missed = self.table.reconcile(
             entries,
@@ -502,8 +506,8 @@ impl Handler<SnapshotTaken> for EventIngester {
         }
         self.no_snapshot = false;
         tracing::info!(
-            source = msg.0.source.as_str(),
-            processes = msg.0.processes.len(),
+            source = snapshot_source.as_str(),
+            processes,
             learners = self.learners.len(),
             created = self.learners.len() - before,
             "snapshot ingested"

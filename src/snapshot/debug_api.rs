@@ -98,10 +98,12 @@ pub async fn fetch(
     if list.processes.is_empty() {
         return Err(DebugApiError::EmptyCache);
     }
+    // Each decoded process is dropped once converted: its memory is reused
+    // for the next entries instead of both lists being held at once.
     Ok(list
         .processes
-        .iter()
-        .filter_map(|entry| entry.process.as_ref())
-        .map(|p| process_to_snapshot(p, ""))
+        .into_iter()
+        .filter_map(|entry| entry.process)
+        .map(|p| process_to_snapshot(&p, ""))
         .collect())
 }
