@@ -224,16 +224,32 @@ impl EventIngester {
         push(out, id, input);
     }
 
-    /// The delivery with each learner's address, for `deliver`.
-    fn addressed(&self, out: Delivery) -> Vec<(Addr<LearnerActor>, Vec<LearnerInput>)> {
-        out.into_iter()
-            .map(|(id, inputs)| (self.slots[id.0].addr.clone(), inputs))
-            .collect()
+    /// Hands each learner its inputs. A learner with room in its mailbox
+    /// takes them at once (no answer to wait for: its mailbox keeps them in
+    /// order, ahead of anything sent to it later). The returned future waits
+    /// for room in the mailboxes that were full: that is the backpressure
+    /// (nothing is shed), and whoever awaits it sends nothing to a learner
+    /// meanwhile, so each learner's inputs stay in order. A closed mailbox
+    /// means the learner stopped (shutdown), and nobody is left to tell.
+    fn hand_over(&self, out: Delivery) -> impl std::future::Future<Output = ()> + 'static {
+        let mut full = Vec::new();
+        for (id, inputs) in out {
+            let addr = &self.slots[id.0].addr;
+            if let Err(SendError::Full(msg)) = addr.try_send(Apply(inputs)) {
+                full.push((addr.clone(), msg));
+            }
+        }
+        async move {
+            for (addr, msg) in full {
+                let _ = addr.send(msg).await;
+            }
+        }
     }
 
-    /// Hands `out` to the learners (see `deliver`).
+    /// Hands `out` to the learners; the ingester takes nothing else until
+    /// every learner took its inputs.
     fn deliver(&self, out: Delivery) -> AtomicResponse<Self, ()> {
-        AtomicResponse::new(Box::pin(deliver(self.addressed(out)).into_actor(self)))
+        AtomicResponse::new(Box::pin(self.hand_over(out).into_actor(self)))
     }
 }
 
@@ -248,19 +264,6 @@ fn event_kind(ev: &GetEventsResponse) -> &'static str {
         Some(Event::ProcessExit(_)) => "process_exit",
         Some(Event::RateLimitInfo(_)) => "rate_limit_info",
         None => "other",
-    }
-}
-
-/// Hands each learner its inputs. A learner with room in its mailbox takes
-/// them at once (no answer to wait for: its mailbox keeps them in order, ahead
-/// of anything sent to it later); a full mailbox is waited on, which is the
-/// backpressure (nothing is shed). A closed mailbox means the learner stopped
-/// (shutdown), and nobody is left to tell.
-async fn deliver(out: Vec<(Addr<LearnerActor>, Vec<LearnerInput>)>) {
-    for (addr, inputs) in out {
-        if let Err(SendError::Full(msg)) = addr.try_send(Apply(inputs)) {
-            let _ = addr.send(msg).await;
-        }
     }
 }
 

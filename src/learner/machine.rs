@@ -139,9 +139,11 @@ fn over_capacity(profile: &Profile, obs: &Observation, cfg: &LearnerConfig) -> b
 /// What `input` means to the transition table, given the profile.
 pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) -> LearnerEvent {
     match input {
+        // Known first: the common case, and a known path is never over
+        // capacity (one lookup instead of two).
+        LearnerInput::Observe(obs) if profile.knows(&obs.path) => LearnerEvent::KnownExecutable,
         // Not a new executable for the table: nothing is learned, no drift.
         LearnerInput::Observe(obs) if over_capacity(profile, obs, cfg) => LearnerEvent::MarkPartial,
-        LearnerInput::Observe(obs) if profile.knows(&obs.path) => LearnerEvent::KnownExecutable,
         LearnerInput::Observe(_) => LearnerEvent::NewExecutable,
         LearnerInput::ExitSeen { observation, .. } if knows_or_logged(profile, observation) => {
             LearnerEvent::KnownExecutable

@@ -90,8 +90,9 @@ pub const AWAITED_CAP: usize = 4_096;
 /// The rule's memory: predecessors whose successor came first.
 #[derive(Debug)]
 pub struct ExecChains {
-    /// exec_id of an awaited predecessor -> (the successor's pid, insertion number).
-    awaited: HashMap<String, (u32, u64)>,
+    /// exec_id of an awaited predecessor -> (the successor's pid, insertion
+    /// number). Looked up once per streamed exec: a fast hasher.
+    awaited: crate::FastMap<String, (u32, u64)>,
     /// Insertion order; entries no longer in `awaited` (or re-inserted since)
     /// are skipped when met.
     order: VecDeque<(u64, String)>,
@@ -108,7 +109,7 @@ impl Default for ExecChains {
 impl ExecChains {
     pub fn with_cap(cap: usize) -> Self {
         Self {
-            awaited: HashMap::new(),
+            awaited: crate::FastMap::default(),
             order: VecDeque::new(),
             next: 0,
             cap: cap.max(1),

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use actix::prelude::*;
 
-use super::{deliver, Delivery, EventIngester};
+use super::{Delivery, EventIngester};
 use crate::backfill::{BackfillIngested, Backfilled};
 use crate::ingest::facts::learnable;
 use crate::learner::actor::GetProfile;
@@ -154,9 +154,9 @@ impl Handler<Backfilled> for EventIngester {
                 (slot.key.clone(), slot.addr.clone())
             })
             .collect();
-        let out = self.addressed(out);
+        let handed = self.hand_over(out);
         let work = async move {
-            deliver(out).await;
+            handed.await;
             // Asked after the inputs (same mailbox, in order): what each
             // learner holds once it applied them.
             let mut held = Vec::with_capacity(addrs.len());
