@@ -115,7 +115,7 @@ impl Agent {
         let ingester = EventIngester::new(
             cfg.ingest.clone(),
             cfg.learner,
-            checkpointer.clone(),
+            checkpointer.clone().recipient(),
             metrics.clone(),
             loaded,
             cfg.tick,

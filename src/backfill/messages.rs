@@ -1,13 +1,13 @@
-//! What the backfill hands on: events for the ingester, a position for the
-//! Checkpointer (the only writer of sled). The backfill owns these types and
-//! holds `Recipient`s of them; `agent.rs` connects the consumers.
+//! What the backfill hands on: events for the ingester (these types), and a
+//! position for the Checkpointer (the only writer of sled), whose message the
+//! store owns (`store::checkpointer::SaveBackfillPosition`). The backfill
+//! holds `Recipient`s of both; `agent.rs` connects the consumers.
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
 
 use super::position::HistoryStart;
 use crate::learner::key::LearnerKey;
-use crate::store::checkpointer::CheckpointError;
 use crate::tetragon::proto::GetEventsResponse;
 
 /// Exec and exit events read from the export log, in file order, to teach
@@ -28,8 +28,3 @@ pub struct Backfilled {
 pub struct BackfillIngested {
     pub held: Vec<(LearnerKey, BTreeSet<String>)>,
 }
-
-/// Write the backfill position (encoded) durably.
-#[derive(Message)]
-#[rtype(result = "Result<(), CheckpointError>")]
-pub struct SaveBackfillPosition(pub Vec<u8>);

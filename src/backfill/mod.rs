@@ -20,6 +20,6 @@ pub mod position;
 pub mod reader;
 pub mod runner;
 
-pub use messages::{BackfillIngested, Backfilled, SaveBackfillPosition};
+pub use messages::{BackfillIngested, Backfilled};
 pub use position::{HistoryStart, Position};
 pub use runner::{run_backfill, BackfillConfig, BackfillReport, BackfillSinks};

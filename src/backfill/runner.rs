@@ -12,11 +12,11 @@ use actix::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::messages::{Backfilled, SaveBackfillPosition};
+use super::messages::Backfilled;
 use super::position::{encode_position, Position, Start};
 use super::reader::{read_chunk, BackfillReadError, Chunk};
 use crate::learner::observation::FactSource;
-use crate::store::checkpointer::{CheckpointError, DurableView, FlushAll};
+use crate::store::checkpointer::{CheckpointError, DurableView, FlushAll, SaveBackfillPosition};
 use crate::telemetry::events::{BackfillChunkRead, Emit};
 use crate::telemetry::metrics::Metrics;
 

@@ -17,10 +17,10 @@ use crate::learner::config::LearnerConfig;
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
 use crate::learner::observation::FactSource;
+use crate::learner::persist::Persist;
 use crate::learner::profile::{PartialReason, Profile};
 use crate::snapshot::builder::{SnapshotFailed, SnapshotTaken};
 use crate::snapshot::model::SnapshotSource;
-use crate::store::checkpointer::Checkpointer;
 use crate::telemetry::events::{
     Emit, EventSkipped, EventsReceived, LearnerCreated, MissedExecs, ProcessTableEvicted,
     TetragonDroppedEvents,
@@ -65,7 +65,8 @@ pub struct CurrentProfiles;
 pub struct EventIngester {
     cfg: IngestConfig,
     learner_cfg: LearnerConfig,
-    checkpointer: Addr<Checkpointer>,
+    /// Where learners write their profiles (the Checkpointer).
+    writer: Recipient<Persist>,
     metrics: Arc<Metrics>,
     /// Each learner's id: its place in `slots`.
     learners: crate::FastMap<LearnerKey, LearnerId>,
@@ -109,7 +110,7 @@ impl EventIngester {
     pub fn new(
         cfg: IngestConfig,
         learner_cfg: LearnerConfig,
-        checkpointer: Addr<Checkpointer>,
+        writer: Recipient<Persist>,
         metrics: Arc<Metrics>,
         resumed: Vec<Profile>,
         tick: Duration,
@@ -119,7 +120,7 @@ impl EventIngester {
             table: ProcessTable::with_cap(cfg.max_live_processes),
             cfg,
             learner_cfg,
-            checkpointer,
+            writer,
             metrics,
             learners: crate::FastMap::default(),
             slots: Vec::new(),
@@ -143,7 +144,7 @@ impl EventIngester {
         let addr = LearnerActor::new(
             profile,
             self.learner_cfg,
-            self.checkpointer.clone(),
+            self.writer.clone(),
             self.metrics.clone(),
             self.tick,
         )

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::store::checkpointer::{CheckpointError, Checkpointer, Persist};
 use crate::telemetry::events::{
     DeviationSeen, Emit, ExecutableLearned, LearnerStateChanged, PartialReasonHealed,
     PartialReasonMarked,
@@ -22,6 +21,7 @@ use super::key::LearnerKey;
 use super::ledger::{still_held, ReportLedger, Write};
 use super::machine::{step, Durability, Effect, LearnerInput};
 use super::observation::FactSource;
+use super::persist::{Persist, PersistError};
 use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
@@ -57,7 +57,7 @@ pub enum OperateError {
     #[error("{0}")]
     Refused(String),
     #[error("the change could not be made durable: {0}; it will be retried")]
-    NotDurable(#[source] CheckpointError),
+    NotDurable(#[source] PersistError),
 }
 
 #[derive(Message)]
@@ -77,7 +77,7 @@ pub enum DrainError {
     NotWritten {
         key: LearnerKey,
         #[source]
-        source: Box<CheckpointError>,
+        source: Box<PersistError>,
     },
     /// The learner had stopped already.
     #[error(transparent)]
@@ -87,7 +87,8 @@ pub enum DrainError {
 pub struct LearnerActor {
     profile: Profile,
     cfg: LearnerConfig,
-    checkpointer: Addr<Checkpointer>,
+    /// Whoever writes profiles to disk (the Checkpointer).
+    writer: Recipient<Persist>,
     metrics: Arc<Metrics>,
     /// What is written and what may be reported: the actor only carries out
     /// the writes it asks for and tells it how they ended.
@@ -99,14 +100,14 @@ impl LearnerActor {
     pub fn new(
         profile: Profile,
         cfg: LearnerConfig,
-        checkpointer: Addr<Checkpointer>,
+        writer: Recipient<Persist>,
         metrics: Arc<Metrics>,
         tick: Duration,
     ) -> Self {
         Self {
             profile,
             cfg,
-            checkpointer,
+            writer,
             metrics,
             ledger: ReportLedger::default(),
             tick,
@@ -139,7 +140,7 @@ impl LearnerActor {
 
     /// Sends a write the ledger asked for; its answer goes back to the ledger.
     fn write(&mut self, w: Write, ctx: &mut Context<Self>) {
-        let send = self.checkpointer.send(self.persist(w));
+        let send = self.writer.send(self.persist(w));
         ctx.spawn(send.into_actor(self).map(move |res, act, _| {
             // Against the profile as it is now: what a Reset wiped meanwhile
             // is not reported.
@@ -152,8 +153,8 @@ impl LearnerActor {
     }
 }
 
-/// What the Checkpointer answered to a write.
-type Answer = Result<Result<(), CheckpointError>, MailboxError>;
+/// What the writer answered to a write.
+type Answer = Result<Result<(), PersistError>, MailboxError>;
 
 /// Tells the ledger how write `w` ended and reports the news that became
 /// durable, if `written` (the profile it is checked against) still holds it.
@@ -163,7 +164,7 @@ fn settle(
     answer: Answer,
     written: &Profile,
     metrics: &Metrics,
-) -> Result<(), CheckpointError> {
+) -> Result<(), PersistError> {
     let error = match answer {
         Ok(Ok(())) => {
             let news = still_held(written, ledger.confirmed(w.revision));
@@ -171,7 +172,7 @@ fn settle(
             return Ok(());
         }
         Ok(Err(e)) => e,
-        Err(e) => CheckpointError::from(e),
+        Err(e) => PersistError::from(e),
     };
     ledger.failed(w.revision);
     Err(error)
@@ -263,7 +264,7 @@ impl Handler<Operate> for LearnerActor {
         let w = self.ledger.owe_now(effects);
         // Reported against what was written: the operator's answer is that profile.
         let profile = self.profile.clone();
-        let send = self.checkpointer.send(self.persist(w));
+        let send = self.writer.send(self.persist(w));
         Box::pin(send.into_actor(self).map(move |res, act, _| {
             settle(&mut act.ledger, w, res, &profile, &act.metrics)
                 .map(|()| profile)
@@ -280,7 +281,7 @@ impl Handler<Drain> for LearnerActor {
         // (their answers die with the actor).
         let w = self.ledger.drain();
         let key = self.profile.key.clone();
-        let send = self.checkpointer.send(self.persist(w));
+        let send = self.writer.send(self.persist(w));
         AtomicResponse::new(Box::pin(send.into_actor(self).map(move |res, act, ctx| {
             ctx.stop();
             settle(&mut act.ledger, w, res, &act.profile, &act.metrics).map_err(|e| {

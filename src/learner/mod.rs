@@ -6,6 +6,7 @@ pub mod key;
 pub mod ledger;
 pub mod machine;
 pub mod observation;
+pub mod persist;
 pub mod profile;
 pub mod state;
 pub mod view;

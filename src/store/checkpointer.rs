@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::Durability;
+use crate::learner::persist::{Persist, PersistError};
 use crate::learner::profile::Profile;
 use crate::telemetry::events::{CheckpointFailed, CheckpointFlushed, CheckpointLag, Emit};
 use crate::telemetry::metrics::Metrics;
@@ -23,6 +24,7 @@ use super::health::StorageState;
 
 mod backfill;
 use super::sled_store::Store;
+pub use backfill::SaveBackfillPosition;
 
 /// What is on disk: the agent reports (API, debug, logs of new learning) only
 /// from here, so whatever it reports as learned survives a crash.
@@ -42,17 +44,6 @@ pub enum CheckpointError {
     /// The Checkpointer could not be asked (its mailbox is closed).
     #[error(transparent)]
     Unreachable(#[from] MailboxError),
-}
-
-/// Persist this profile. Resolves once it is durable (`Flush`) or accepted (`Lazy`).
-#[derive(Message)]
-#[rtype(result = "Result<(), CheckpointError>")]
-pub struct Persist {
-    pub profile: Profile,
-    pub durability: Durability,
-    /// Increases with every profile a learner sends: a copy that arrives after a
-    /// newer one (a retry, a full mailbox) must not overwrite it.
-    pub revision: u64,
 }
 
 /// Write everything pending now (shutdown); resolves when durable.
@@ -238,8 +229,10 @@ impl Actor for Checkpointer {
     }
 }
 
+/// A learner's write: the profile goes into the next group commit (`Flush`
+/// waits for it), or the next lazy one.
 impl Handler<Persist> for Checkpointer {
-    type Result = ResponseFuture<Result<(), CheckpointError>>;
+    type Result = ResponseFuture<Result<(), PersistError>>;
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
         let newest = self.revisions.entry(msg.profile.key.clone()).or_insert(0);
@@ -255,7 +248,11 @@ impl Handler<Persist> for Checkpointer {
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(CheckpointError::Stopped)) })
+        Box::pin(async move {
+            rx.await
+                .unwrap_or(Err(CheckpointError::Stopped))
+                .map_err(PersistError::writer)
+        })
     }
 }
 

@@ -4,7 +4,12 @@
 use actix::prelude::*;
 
 use super::{CheckpointError, Checkpointer};
-use crate::backfill::SaveBackfillPosition;
+
+/// Write the backfill position (encoded by the backfill: the store keeps its
+/// bytes) durably.
+#[derive(Message)]
+#[rtype(result = "Result<(), CheckpointError>")]
+pub struct SaveBackfillPosition(pub Vec<u8>);
 
 impl Handler<SaveBackfillPosition> for Checkpointer {
     type Result = ResponseFuture<Result<(), CheckpointError>>;
