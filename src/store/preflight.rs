@@ -115,9 +115,39 @@ impl SharedLock {
 /// Copies the database directory into a new temporary directory under
 /// `parent` (the system temp dir when `None`). Only reads the original.
 pub fn copy_database(original: &Path, parent: Option<&Path>) -> Result<DbCopy, StoreError> {
-    let io = |what: &str, e: std::io::Error| StoreError::Io {
-        path: original.to_path_buf(),
-        reason: format!("{what}: {e}"),
+    copy_database_at(original, parent).map_err(|f| f.error)
+}
+
+/// A copy that could not be made, and whether for lack of room (a full disk,
+/// a quota, a read-only filesystem) rather than anything about the database.
+struct CopyFailure {
+    error: StoreError,
+    no_room: bool,
+}
+
+impl From<StoreError> for CopyFailure {
+    fn from(error: StoreError) -> Self {
+        Self {
+            error,
+            no_room: false,
+        }
+    }
+}
+
+/// Whether `e` says there is no room to write (as opposed to a missing file,
+/// a permission, a damaged disk).
+fn no_room(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
+}
+
+fn copy_database_at(original: &Path, parent: Option<&Path>) -> Result<DbCopy, CopyFailure> {
+    let io = |what: &str, e: std::io::Error| CopyFailure {
+        no_room: no_room(&e),
+        error: StoreError::Io {
+            path: original.to_path_buf(),
+            reason: format!("{what}: {e}"),
+        },
     };
     let _lock = SharedLock::take(original)?;
     let mut builder = tempfile::Builder::new();
@@ -134,6 +164,21 @@ pub fn copy_database(original: &Path, parent: Option<&Path>) -> Result<DbCopy, S
         original: original.to_path_buf(),
         bytes,
     })
+}
+
+/// The bytes of the files under `dir` (for the check's deadline).
+fn tree_size(dir: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        bytes += if meta.is_dir() {
+            tree_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(bytes)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
@@ -198,13 +243,18 @@ impl Checker {
 
     /// Checks the copy; errors name `copy.original()`.
     pub fn check(&self, copy: &DbCopy) -> Result<(), StoreError> {
-        let deadline = deadline_for(copy.bytes());
+        self.check_dir(copy.path(), copy.original(), copy.bytes())
+    }
+
+    /// Opens and scans the database in `dir` (`bytes` of it); errors name
+    /// `original`, the database the operator knows.
+    fn check_dir(&self, dir: &Path, original: &Path, bytes: u64) -> Result<(), StoreError> {
+        let deadline = deadline_for(bytes);
         let started = Instant::now();
         let outcome = match self {
-            Self::Child(exe) => run_child(exe, copy.path(), deadline),
-            Self::Thread => run_thread(copy.path(), deadline),
+            Self::Child(exe) => run_child(exe, dir, deadline),
+            Self::Thread => run_thread(dir, deadline),
         };
-        let original = copy.original();
         let corrupt = |reason: String| StoreError::Corrupt {
             path: original.to_path_buf(),
             reason,
@@ -218,7 +268,7 @@ impl Checker {
             Outcome::TimedOut => Err(corrupt(format!(
                 "opening it did not finish within {:.1} s (sled spins on some damaged files; the limit grows with the database's size, {} bytes)",
                 deadline.as_secs_f64(),
-                copy.bytes()
+                bytes
             ))),
             Outcome::Panicked(msg) => Err(corrupt(format!(
                 "sled panicked while opening it ({})",
@@ -388,6 +438,12 @@ fn run_thread(dir: &Path, deadline: Duration) -> Outcome {
 /// a copy is opened in a child process. `scratch` is where the copy goes (beside
 /// the database by default: same volume, and the root filesystem may be
 /// read-only). Ok when there is nothing to check or the copy opened cleanly.
+///
+/// When no copy can be made for lack of room (typically the restart after the
+/// agent stopped on a full disk), the original itself is opened in the child,
+/// with the same deadline: the open that follows would touch it the same way,
+/// and a hang is still caught. Failing there instead would restart the agent
+/// in a loop for as long as the disk stays full.
 pub fn check_original(
     checker: &Checker,
     original: &Path,
@@ -397,13 +453,33 @@ pub fn check_original(
         // Nothing to recover: sled creates a new database there.
         return Ok(());
     }
-    let copy = match scratch {
-        Some(dir) => {
-            copy_database(original, Some(dir)).or_else(|_| copy_database(original, None))?
-        }
-        None => copy_database(original, None)?,
+    let copied = match scratch {
+        // The volume beside it has no room, and the temp directory failed
+        // too (full, read-only, not writable): nowhere to copy it.
+        Some(dir) => copy_database_at(original, Some(dir)).or_else(|beside| {
+            copy_database_at(original, None).map_err(|temp| CopyFailure {
+                no_room: beside.no_room,
+                error: temp.error,
+            })
+        }),
+        None => copy_database_at(original, None),
     };
-    checker.check(&copy)
+    match copied {
+        Ok(copy) => checker.check(&copy),
+        Err(CopyFailure {
+            no_room: true,
+            error,
+        }) => {
+            tracing::warn!(db = %original.display(), error = %error,
+                "no room to copy the database for its check: checking it in place (in a child process, with the same deadline)");
+            let bytes = tree_size(original).map_err(|e| StoreError::Io {
+                path: original.to_path_buf(),
+                reason: format!("cannot read its files: {e}"),
+            })?;
+            checker.check_dir(original, original, bytes)
+        }
+        Err(failure) => Err(failure.error),
+    }
 }
 
 /// True when `dir` does not exist or holds nothing. Anything else (even a
@@ -462,6 +538,34 @@ mod tests {
         assert_eq!(deadline_for(0), Duration::from_secs(5));
         assert_eq!(deadline_for(4 * 1024 * 1024), Duration::from_secs(7));
         assert!(deadline_for(1 << 30) > Duration::from_secs(500));
+    }
+
+    #[test]
+    fn only_a_full_disk_a_quota_or_a_read_only_filesystem_is_no_room() {
+        let err = std::io::Error::from_raw_os_error;
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
+            assert!(no_room(&err(code)), "errno {code}");
+        }
+        for code in [libc::ENOENT, libc::EACCES, libc::EIO, libc::EPERM] {
+            assert!(!no_room(&err(code)), "errno {code}");
+        }
+    }
+
+    #[test]
+    fn a_healthy_database_checked_in_place_opens_and_keeps_its_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("db");
+        let key = crate::learner::key::LearnerKey::new("ns", "Deployment", "web", "app");
+        {
+            let store = Store::open(&db).unwrap();
+            let profile = crate::learner::profile::Profile::new(key.clone(), 1);
+            store.write_durably(&[profile]).unwrap();
+        }
+        let bytes = tree_size(&db).unwrap();
+        assert!(bytes > 0);
+        Checker::Thread.check_dir(&db, &db, bytes).unwrap();
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.get(&key).unwrap().map(|p| p.key), Some(key));
     }
 
     #[test]
