@@ -33,6 +33,7 @@ use tetragon_learner::learner::observation::FactSource;
 use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::codec::{encode_profile, encode_profile_v1};
+use tetragon_learner::store::preflight::tree_size;
 use tetragon_learner::store::{Store, StoreError};
 
 /// Profiles per `write_durably` call (one group commit each).
@@ -163,20 +164,6 @@ fn sizes(profiles: &[Profile]) -> Sizes {
     out
 }
 
-fn dir_size(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
-}
-
 /// Opens the store, retrying while sled still holds the previous handle's lock.
 fn open_when_unlocked(path: &Path) -> Result<(Store, Duration), StoreError> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -246,7 +233,7 @@ fn measure(
         "resumed profiles equal what was written"
     );
     let execs: usize = loaded.iter().map(|p| p.executables.len()).sum();
-    let files = dir_size(db)?;
+    let files = tree_size(db)?;
     let sled_size = store.size_on_disk();
     drop(store);
     let Sizes {

@@ -167,7 +167,7 @@ fn copy_database_at(original: &Path, parent: Option<&Path>) -> Result<DbCopy, Co
 }
 
 /// The bytes of the files under `dir` (for the check's deadline).
-fn tree_size(dir: &Path) -> std::io::Result<u64> {
+pub fn tree_size(dir: &Path) -> std::io::Result<u64> {
     let mut bytes = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
