@@ -72,8 +72,8 @@ fn load_average() -> String {
 }
 
 fn main() -> BenchResult<()> {
-    // As the binary does (src/main.rs).
-    tetragon_learner::tune_allocator();
+    // As the binary does (src/main.rs). SAFETY: no other thread runs yet.
+    unsafe { tetragon_learner::tune_allocator() };
     let params = FeedParams {
         events: env_or("PIPELINE_BENCH_EVENTS", 1_000_000u64).max(1),
         containers: env_or("PIPELINE_BENCH_CONTAINERS", 1_000usize).max(1),
@@ -197,7 +197,8 @@ fn events_total(rendered: &str) -> u64 {
 /// The agent as `tetragon-learner run` configures it with its defaults (tick,
 /// checkpoint interval, process table cap, ...), given only what a DaemonSet
 /// sets: the address, the database, the snapshot source; the dump's size and
-/// time limits are raised for the generated dump.
+/// time limits are raised for the generated dump. (`TETRAGON_LEARNER_*`
+/// variables in the environment still apply, as they would to `run`.)
 fn run_config(address: &str, db: &Path) -> BenchResult<AgentConfig> {
     #[derive(clap::Parser)]
     struct Run {

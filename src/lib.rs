@@ -44,11 +44,18 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// measurable CPU cost (README, "Performance").
 pub const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10;
 
-/// Sets the allocator's options. Called first thing in `main`, before any
-/// other thread runs (mimalloc's option setters are not thread-safe).
-pub fn tune_allocator() {
-    // SAFETY: a plain setter of a process-wide integer option; called before
-    // the binary starts any thread.
+/// Sets the allocator's options, unless the operator set them in the
+/// environment (`MIMALLOC_PURGE_DELAY` wins).
+///
+/// # Safety
+/// Call it first thing in `main`, before any other thread runs: mimalloc's
+/// option setters are not thread-safe.
+pub unsafe fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: a plain setter of a process-wide integer option; the caller
+    // promises no other thread runs yet.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) }
 }
 
@@ -58,6 +65,9 @@ mod allocator_tests {
 
     #[test]
     fn the_purge_delay_slot_is_mimallocs_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // the operator's value, not the default
+        }
         // Nothing in the test binary sets it: the documented default of
         // mimalloc v3's purge_delay (options.c), and of no neighbouring slot.
         let ms = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };

@@ -9,7 +9,8 @@ use tetragon_learner::cli::{execute, Cli};
 static GLOBAL: tetragon_learner::GlobalAllocator = tetragon_learner::GLOBAL_ALLOCATOR;
 
 fn main() -> ExitCode {
-    tetragon_learner::tune_allocator();
+    // SAFETY: first thing in main: no other thread runs yet.
+    unsafe { tetragon_learner::tune_allocator() };
     let cli = Cli::parse();
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,

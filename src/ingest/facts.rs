@@ -227,14 +227,18 @@ pub fn fact_from_view<'a>(ev: &EventView<'a>, at: UnixMillis, cfg: &IngestConfig
 }
 
 /// What the exit `ev` teaches (source `exit`), when its process is learnable.
+/// `Err(NotUtf8)` when a field it reads is not UTF-8 (a counted skip, as for
+/// any event); `Ok(None)` when the process teaches nothing (a host process,
+/// say: exits are not counted as skips).
 pub fn exit_learnable(
     ev: &lean::GetEventsResponse,
     at: UnixMillis,
     cfg: &IngestConfig,
-) -> Option<Learnable> {
+) -> Result<Option<Learnable>, SkipReason> {
     match EventView::of_lean(ev) {
-        Ok(EventView::Exit(Some(p))) => learn(&p, FactSource::Exit, at, cfg).ok(),
-        _ => None,
+        Ok(EventView::Exit(Some(p))) => Ok(learn(&p, FactSource::Exit, at, cfg).ok()),
+        Ok(_) => Ok(None),
+        Err(NotUtf8) => Err(SkipReason::NotUtf8),
     }
 }
 

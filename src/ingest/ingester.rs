@@ -1,8 +1,9 @@
 //! The EventIngester actor: turns events and snapshots into facts (pure
 //! `facts`), keeps the live process table, and routes observations to one
-//! Learner actor per key, created on demand. It never touches the disk: sends
-//! to learners are awaited (bounded mailboxes = backpressure), and the
-//! Checkpointer does the I/O.
+//! Learner actor per key, created on demand. It never touches the disk: each
+//! learner gets its inputs in its bounded mailbox, a full one is waited on
+//! (backpressure: the next batch is not taken meanwhile), and the Checkpointer
+//! does the I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,7 +315,18 @@ impl Handler<EventBatch> for EventIngester {
                     // binary the profile did not keep (over capacity, a reset
                     // since) is no sign of a lost event.
                     let missed = exited.is_none() && self.cfg.learn_from_exits;
-                    if let Some(l) = missed.then(|| exit_learnable(ev, now, &self.cfg)).flatten() {
+                    let teaches = match missed.then(|| exit_learnable(ev, now, &self.cfg)) {
+                        Some(Ok(l)) => l,
+                        Some(Err(reason)) => {
+                            EventSkipped {
+                                reason: reason.label(),
+                            }
+                            .emit(&self.metrics);
+                            None
+                        }
+                        None => None,
+                    };
+                    if let Some(l) = teaches {
                         // Learned only if the profile lacks the binary: then its
                         // exec was missed, and if the process started while the
                         // stream was live, that is a gap.

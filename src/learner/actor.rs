@@ -25,7 +25,11 @@ use super::persist::{Persist, PersistError};
 use super::profile::Profile;
 
 /// Bounded mailbox: the ingester waits (backpressure) rather than queue forever.
-pub const LEARNER_MAILBOX: usize = 256;
+/// The ingester hands a learner one `Apply` per batch without waiting for it
+/// to be applied, so this bounds what a learner can have waiting: at most 16
+/// batches' worth of its inputs (a learner runs on the ingester's thread and
+/// usually takes each before the next batch comes).
+pub const LEARNER_MAILBOX: usize = 16;
 
 /// Inputs from the ingester (observations, partial marks), applied in order.
 #[derive(Message)]

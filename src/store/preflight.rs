@@ -13,8 +13,13 @@
 //!    other damage: `StoreError::Corrupt` naming the original path.
 //!
 //! Readers (`debug`, `export --db`) then use the copy they checked; the agent
-//! opens the original only once its copy opened cleanly, so a quarantine always
-//! moves the bytes exactly as they were found.
+//! opens the original only once its copy opened cleanly, so a quarantine moves
+//! the bytes exactly as they were found.
+//!
+//! The one exception is the agent's start when there is no room anywhere for
+//! a copy (see [`check_original`]): the child then opens the original itself,
+//! with the same deadline, and only a hang counts as corruption (a panic, which
+//! a full disk may cause, is an error that moves nothing).
 //!
 //! When this code does not run in the `tetragon-learner` binary (a test harness,
 //! an embedding program), the check runs on a watchdog thread with
@@ -243,12 +248,19 @@ impl Checker {
 
     /// Checks the copy; errors name `copy.original()`.
     pub fn check(&self, copy: &DbCopy) -> Result<(), StoreError> {
-        self.check_dir(copy.path(), copy.original(), copy.bytes())
+        self.check_dir(copy.path(), copy.original(), copy.bytes(), Where::Copy)
     }
 
-    /// Opens and scans the database in `dir` (`bytes` of it); errors name
-    /// `original`, the database the operator knows.
-    fn check_dir(&self, dir: &Path, original: &Path, bytes: u64) -> Result<(), StoreError> {
+    /// Opens and scans the database in `dir` (`bytes` of it), a copy of
+    /// `original` or `original` itself; errors name `original`, the database
+    /// the operator knows.
+    fn check_dir(
+        &self,
+        dir: &Path,
+        original: &Path,
+        bytes: u64,
+        at: Where,
+    ) -> Result<(), StoreError> {
         let deadline = deadline_for(bytes);
         let started = Instant::now();
         let outcome = match self {
@@ -257,11 +269,11 @@ impl Checker {
         };
         let corrupt = |reason: String| StoreError::Corrupt {
             path: original.to_path_buf(),
-            reason,
+            reason: format!("{reason}{}", at.note()),
         };
         match outcome {
             Outcome::Verdict(Verdict::Opened { records, bad }) => {
-                tracing::debug!(db = %original.display(), records, bad, elapsed_ms = started.elapsed().as_millis() as u64, "database copy opened cleanly");
+                tracing::debug!(db = %original.display(), records, bad, elapsed_ms = started.elapsed().as_millis() as u64, checked = at.as_str(), "database opened cleanly in its check");
                 Ok(())
             }
             Outcome::Verdict(Verdict::Refused(e)) => Err(e.at_path(original)),
@@ -270,14 +282,55 @@ impl Checker {
                 deadline.as_secs_f64(),
                 bytes
             ))),
+            // In place, with no room left, a panic may be the full disk's:
+            // an error that moves nothing aside, not corruption.
+            Outcome::Panicked(msg) if at == Where::InPlace => Err(StoreError::Io {
+                path: original.to_path_buf(),
+                reason: format!(
+                    "sled panicked while opening it ({}){}; free space on its volume and start again",
+                    crate::log_quote::bounded(&msg),
+                    at.note()
+                ),
+            }),
             Outcome::Panicked(msg) => Err(corrupt(format!(
                 "sled panicked while opening it ({})",
                 crate::log_quote::bounded(&msg)
             ))),
             Outcome::Failed(msg) => Err(StoreError::Io {
                 path: original.to_path_buf(),
-                reason: format!("cannot check a copy of it: {msg}"),
+                reason: format!("cannot check {}: {msg}", at.what()),
             }),
+        }
+    }
+}
+
+/// What a check opened: a private copy, or (no room for one) the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Copy,
+    InPlace,
+}
+
+impl Where {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Copy => "copy",
+            Self::InPlace => "in place",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Copy => "a copy of it",
+            Self::InPlace => "it in place",
+        }
+    }
+
+    /// Said after a reason: an in-place check may have changed the files.
+    fn note(self) -> &'static str {
+        match self {
+            Self::Copy => "",
+            Self::InPlace => " (checked in place, as there was no room for a copy: sled may have rewritten part of it)",
         }
     }
 }
@@ -434,8 +487,8 @@ fn run_thread(dir: &Path, deadline: Duration) -> Outcome {
     }
 }
 
-/// Checks the database at `original` (if it holds one) without touching it:
-/// a copy is opened in a child process. `scratch` is where the copy goes (beside
+/// Checks the database at `original` (if it holds one) without touching it
+/// (but see below): a copy is opened in a child process. `scratch` is where the copy goes (beside
 /// the database by default: same volume, and the root filesystem may be
 /// read-only). Ok when there is nothing to check or the copy opened cleanly.
 ///
@@ -443,7 +496,8 @@ fn run_thread(dir: &Path, deadline: Duration) -> Outcome {
 /// agent stopped on a full disk), the original itself is opened in the child,
 /// with the same deadline: the open that follows would touch it the same way,
 /// and a hang is still caught. Failing there instead would restart the agent
-/// in a loop for as long as the disk stays full.
+/// in a loop for as long as the disk stays full. Such a check may change the
+/// files (sled recovers what it opens), so its errors say it was in place.
 pub fn check_original(
     checker: &Checker,
     original: &Path,
@@ -454,11 +508,11 @@ pub fn check_original(
         return Ok(());
     }
     let copied = match scratch {
-        // The volume beside it has no room, and the temp directory failed
-        // too (full, read-only, not writable): nowhere to copy it.
+        // Both places failed, one of them for lack of room (the other may
+        // be read-only or not ours): nowhere to copy it.
         Some(dir) => copy_database_at(original, Some(dir)).or_else(|beside| {
             copy_database_at(original, None).map_err(|temp| CopyFailure {
-                no_room: beside.no_room,
+                no_room: beside.no_room || temp.no_room,
                 error: temp.error,
             })
         }),
@@ -476,7 +530,7 @@ pub fn check_original(
                 path: original.to_path_buf(),
                 reason: format!("cannot read its files: {e}"),
             })?;
-            checker.check_dir(original, original, bytes)
+            checker.check_dir(original, original, bytes, Where::InPlace)
         }
         Err(failure) => Err(failure.error),
     }
@@ -494,8 +548,9 @@ pub fn is_empty_or_missing(dir: &Path) -> bool {
 
 /// The agent's start: checks `db` on a copy; a corrupt database is an error
 /// naming it, or, with `quarantine`, is moved aside exactly as it was found
-/// (nothing opened it) and `Some(where it went)` is returned so that a fresh
-/// one is created.
+/// (nothing opened it; unless there was no room for a copy, which the error
+/// then says) and `Some(where it went)` is returned so that a fresh one is
+/// created.
 pub fn check_or_quarantine(
     checker: &Checker,
     db: &Path,
@@ -563,7 +618,9 @@ mod tests {
         }
         let bytes = tree_size(&db).unwrap();
         assert!(bytes > 0);
-        Checker::Thread.check_dir(&db, &db, bytes).unwrap();
+        Checker::Thread
+            .check_dir(&db, &db, bytes, Where::InPlace)
+            .unwrap();
         let store = Store::open(&db).unwrap();
         assert_eq!(store.get(&key).unwrap().map(|p| p.key), Some(key));
     }

@@ -1,8 +1,8 @@
 //! The TetragonConnection actor: drives the pure connection machine with real
 //! I/O. It opens `GetEvents` (allow-list: exec, exit, rate-limit info), hands
 //! events on as `EventBatch` (one batch in flight: the next is read while the
-//! ingester handles it, and handed on once it is done: backpressure, never an
-//! unbounded queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
+//! ingester takes it in, and handed on once the ingester has (its inputs are in
+//! the learners' bounded mailboxes): backpressure, never an unbounded queue), asks the SnapshotBuilder for a snapshot once each stream is up, and
 //! reconnects with capped, jittered backoff.
 use std::pin::Pin;
 use std::sync::Arc;

@@ -6,8 +6,9 @@ use super::machine::SnapshotReason;
 use crate::tetragon::proto::lean::GetEventsResponse;
 
 /// Events from one read of the stream, in order, in the lean decoding (only
-/// what the agent reads). The connection awaits the
-/// answer before it reads on: backpressure, never an unbounded queue.
+/// what the agent reads). The connection awaits the answer (the ingester took
+/// the batch in: its inputs are in the learners' bounded mailboxes) before it
+/// hands on the next: backpressure, never an unbounded queue.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct EventBatch(pub Vec<GetEventsResponse>);
