@@ -503,6 +503,16 @@ pub fn check_original(
     original: &Path,
     scratch: Option<&Path>,
 ) -> Result<(), StoreError> {
+    check_original_with(checker, original, scratch, copy_database_at)
+}
+
+/// [`check_original`], with the copying given (the tests make it fail).
+fn check_original_with(
+    checker: &Checker,
+    original: &Path,
+    scratch: Option<&Path>,
+    copy: impl Fn(&Path, Option<&Path>) -> Result<DbCopy, CopyFailure>,
+) -> Result<(), StoreError> {
     if is_empty_or_missing(original) {
         // Nothing to recover: sled creates a new database there.
         return Ok(());
@@ -510,13 +520,13 @@ pub fn check_original(
     let copied = match scratch {
         // Both places failed, one of them for lack of room (the other may
         // be read-only or not ours): nowhere to copy it.
-        Some(dir) => copy_database_at(original, Some(dir)).or_else(|beside| {
-            copy_database_at(original, None).map_err(|temp| CopyFailure {
+        Some(dir) => copy(original, Some(dir)).or_else(|beside| {
+            copy(original, None).map_err(|temp| CopyFailure {
                 no_room: beside.no_room || temp.no_room,
                 error: temp.error,
             })
         }),
-        None => copy_database_at(original, None),
+        None => copy(original, None),
     };
     match copied {
         Ok(copy) => checker.check(&copy),
@@ -623,6 +633,69 @@ mod tests {
             .unwrap();
         let store = Store::open(&db).unwrap();
         assert_eq!(store.get(&key).unwrap().map(|p| p.key), Some(key));
+    }
+
+    /// A copy that fails as `errno` would make it fail.
+    fn failing_copy(errno: i32) -> impl Fn(&Path, Option<&Path>) -> Result<DbCopy, CopyFailure> {
+        move |original, _| {
+            let e = std::io::Error::from_raw_os_error(errno);
+            Err(CopyFailure {
+                no_room: no_room(&e),
+                error: StoreError::Io {
+                    path: original.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            })
+        }
+    }
+
+    fn healthy_database(dir: &Path) -> Store {
+        let store = Store::open(dir).unwrap();
+        let key = crate::learner::key::LearnerKey::new("ns", "Pod", "p", "c");
+        store
+            .write_durably(&[crate::learner::profile::Profile::new(key, 1)])
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn no_room_for_a_copy_anywhere_checks_the_original_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("db");
+        drop(healthy_database(&db));
+        let full = failing_copy(libc::ENOSPC);
+        check_original_with(&Checker::Thread, &db, Some(tmp.path()), &full).unwrap();
+        // The same when only one of the two places lacked room.
+        let calls = std::cell::Cell::new(0);
+        let mixed = |o: &Path, p: Option<&Path>| {
+            calls.set(calls.get() + 1);
+            let errno = if p.is_some() {
+                libc::EACCES
+            } else {
+                libc::ENOSPC
+            };
+            failing_copy(errno)(o, p)
+        };
+        check_original_with(&Checker::Thread, &db, Some(tmp.path()), mixed).unwrap();
+        assert_eq!(
+            calls.get(),
+            2,
+            "beside the database, then the temp directory"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_fails_for_another_reason_is_an_error_and_opens_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("db");
+        // Held open: an in-place check would fail on sled's lock, not Ok.
+        let _held = healthy_database(&db);
+        let err =
+            check_original_with(&Checker::Thread, &db, None, failing_copy(libc::EIO)).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { reason, .. } if reason.contains("Input/output error")),
+            "{err}"
+        );
     }
 
     #[test]
