@@ -128,6 +128,7 @@ fn profile(n: usize, execs_per: usize, base: u64) -> Profile {
             sources: BTreeSet::from([source]),
             exec_probe: i % 13 == 0,
             exec_session: false,
+            views: Default::default(),
         };
         p.executables.insert(path, rec);
     }

@@ -91,7 +91,8 @@ fn full_fact(ev: &GetEventsResponse, cfg: &IngestConfig) -> Told {
         Some(Event::RateLimitInfo(info)) => Told::Dropped {
             count: info.number_of_dropped_process_events,
         },
-        None => Told::Skip(SkipReason::OtherKind),
+        Some(Event::ProcessKprobe(_) | Event::ProcessTracepoint(_) | Event::ProcessLsm(_))
+        | None => Told::Skip(SkipReason::OtherKind),
     }
 }
 

@@ -73,6 +73,7 @@ pub fn profile_from_view(name: &str, v: ProfileView) -> Result<Profile, InputErr
             sources,
             exec_probe: e.exec_probe,
             exec_session: e.exec_session,
+            views: e.views,
         };
         Ok((rec.path.clone(), rec))
     };

@@ -38,6 +38,11 @@ pub fn merge_record(a: &ExecutableRecord, b: &ExecutableRecord) -> ExecutableRec
         sources: a.sources.union(&b.sources).copied().collect(),
         exec_probe: a.exec_probe && b.exec_probe,
         exec_session: a.exec_session && b.exec_session,
+        views: {
+            let mut v = a.views.clone();
+            v.merge(&b.views);
+            v
+        },
     }
 }
 
@@ -106,6 +111,7 @@ mod tests {
             sources: BTreeSet::from([FactSource::Event]),
             exec_probe: probe,
             exec_session: false,
+            views: Default::default(),
         }
     }
 
@@ -193,6 +199,7 @@ mod tests {
                         sources,
                         exec_probe: probe,
                         exec_session: session,
+                        views: Default::default(),
                     }
                 },
             )

@@ -9,6 +9,9 @@ pub fn event_type(ev: &GetEventsResponse) -> Option<EventType> {
     match ev.event.as_ref()? {
         Event::ProcessExec(_) => Some(EventType::ProcessExec),
         Event::ProcessExit(_) => Some(EventType::ProcessExit),
+        Event::ProcessKprobe(_) => Some(EventType::ProcessKprobe),
+        Event::ProcessTracepoint(_) => Some(EventType::ProcessTracepoint),
+        Event::ProcessLsm(_) => Some(EventType::ProcessLsm),
         Event::RateLimitInfo(_) => Some(EventType::RateLimitInfo),
     }
 }
@@ -17,6 +20,9 @@ fn process_of(ev: &GetEventsResponse) -> Option<&Process> {
     match ev.event.as_ref()? {
         Event::ProcessExec(e) => e.process.as_ref(),
         Event::ProcessExit(e) => e.process.as_ref(),
+        Event::ProcessKprobe(e) => e.process.as_ref(),
+        Event::ProcessTracepoint(e) => e.process.as_ref(),
+        Event::ProcessLsm(e) => e.process.as_ref(),
         Event::RateLimitInfo(_) => None,
     }
 }

@@ -15,6 +15,11 @@ use crate::tetragon::proto::{
     GetVersionResponse, HealthStatus, HealthStatusResult, HealthStatusType, LogLevel,
 };
 
+use crate::tetragon::proto::{
+    AddTracingPolicyRequest, AddTracingPolicyResponse, DeleteTracingPolicyRequest,
+    DeleteTracingPolicyResponse, ListTracingPoliciesRequest, ListTracingPoliciesResponse,
+};
+
 use super::filter::{passes, unsupported_fields};
 use super::scenario::DebugFault;
 use super::state::FakeState;
@@ -185,5 +190,32 @@ impl FineGuidanceSensors for FakeService {
                 req.flag
             ))),
         }
+    }
+
+    async fn add_tracing_policy(
+        &self,
+        _: Request<AddTracingPolicyRequest>,
+    ) -> Result<Response<AddTracingPolicyResponse>, Status> {
+        Err(Status::unimplemented(
+            "fake tetragon: tracing policies not served",
+        ))
+    }
+
+    async fn delete_tracing_policy(
+        &self,
+        _: Request<DeleteTracingPolicyRequest>,
+    ) -> Result<Response<DeleteTracingPolicyResponse>, Status> {
+        Err(Status::unimplemented(
+            "fake tetragon: tracing policies not served",
+        ))
+    }
+
+    async fn list_tracing_policies(
+        &self,
+        _: Request<ListTracingPoliciesRequest>,
+    ) -> Result<Response<ListTracingPoliciesResponse>, Status> {
+        Err(Status::unimplemented(
+            "fake tetragon: tracing policies not served",
+        ))
     }
 }

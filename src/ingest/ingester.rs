@@ -265,6 +265,9 @@ fn event_kind(ev: &GetEventsResponse) -> &'static str {
         Some(Event::ProcessExec(_)) => "process_exec",
         Some(Event::ProcessExit(_)) => "process_exit",
         Some(Event::RateLimitInfo(_)) => "rate_limit_info",
+        Some(Event::ProcessKprobe(_)) => "process_kprobe",
+        Some(Event::ProcessTracepoint(_)) => "process_tracepoint",
+        Some(Event::ProcessLsm(_)) => "process_lsm",
         None => "other",
     }
 }

@@ -178,7 +178,8 @@ impl<'a> EventView<'a> {
             Some(Event::RateLimitInfo(info)) => {
                 Self::Dropped(info.number_of_dropped_process_events)
             }
-            None => Self::Other,
+            Some(Event::ProcessKprobe(_) | Event::ProcessTracepoint(_) | Event::ProcessLsm(_))
+            | None => Self::Other,
         }
     }
 
@@ -193,7 +194,8 @@ impl<'a> EventView<'a> {
             Some(Lean::ProcessExec(exec)) => Self::Exec(process(&exec.process)?),
             Some(Lean::ProcessExit(exit)) => Self::Exit(process(&exit.process)?),
             Some(Lean::RateLimitInfo(info)) => Self::Dropped(info.number_of_dropped_process_events),
-            None => Self::Other,
+            Some(Lean::ProcessKprobe(_) | Lean::ProcessTracepoint(_) | Lean::ProcessLsm(_))
+            | None => Self::Other,
         })
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::completeness::{InstanceSighting, ReasonEvent, ReasonState};
 use super::config::LearnerConfig;
+use super::hook_view::HookView;
 use super::observation::Observation;
 use super::profile::{ExecutableRecord, PartialReason, Profile};
 use super::state::{InvalidTransition, LearnerEvent, LearnerState};
@@ -50,6 +51,15 @@ pub enum LearnerInput {
     Heal { now: UnixMillis },
     /// A snapshot succeeded: `no-snapshot` clears.
     SnapshotSucceeded { at: UnixMillis },
+    /// An enforcement hook compared `hook_path` for an exec of `path` (an
+    /// event of the agent's observe policy tied to that exec, or a `procFS`
+    /// snapshot entry, which is the `loaded` view of itself). Recorded on the
+    /// executable (or deviation) of `path`; an unknown path adds nothing.
+    HookSeen {
+        path: String,
+        view: HookView,
+        hook_path: String,
+    },
 }
 
 /// What changed, for the shell: anything but `Touched`/`Nothing` must be durable
@@ -81,6 +91,13 @@ pub enum Effect {
         executables: usize,
         deviations: usize,
     },
+    /// A hook path was added to an executable's view: it changes what an
+    /// exported policy allows, so it is flushed (not reported as news).
+    NewHookPath {
+        path: String,
+        view: HookView,
+        hook_path: String,
+    },
     /// Only counters / last-seen / flags changed: may be checkpointed lazily.
     Touched,
     /// The input changed nothing.
@@ -107,6 +124,7 @@ impl Effect {
             | Self::StateChanged { .. }
             | Self::MarkedPartial { .. }
             | Self::Healed { .. }
+            | Self::NewHookPath { .. }
             | Self::Reset { .. } => Durability::Flush,
         }
     }
@@ -162,6 +180,9 @@ pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) ->
         | LearnerInput::InstanceGone { .. }
         | LearnerInput::InstancesLive { .. } => LearnerEvent::Instance,
         LearnerInput::Heal { .. } | LearnerInput::SnapshotSucceeded { .. } => LearnerEvent::Heal,
+        // A fact about an executable already learned (or not at all): never
+        // a new one, so never drift.
+        LearnerInput::HookSeen { .. } => LearnerEvent::KnownExecutable,
     }
 }
 
@@ -277,6 +298,23 @@ pub fn step(
         }
         LearnerInput::SnapshotSucceeded { at } => {
             heal(profile, PartialReason::NoSnapshot, at, &mut effects);
+        }
+        LearnerInput::HookSeen {
+            path,
+            view,
+            hook_path,
+        } => {
+            let rec = match profile.executables.get_mut(&path) {
+                Some(rec) => Some(rec),
+                None => profile.deviations.get_mut(&path),
+            };
+            if rec.is_some_and(|rec| rec.views.add(view, &hook_path)) {
+                effects.push(Effect::NewHookPath {
+                    path,
+                    view,
+                    hook_path,
+                });
+            }
         }
         LearnerInput::Reset { now } => {
             effects.push(Effect::Reset {

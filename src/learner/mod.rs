@@ -2,6 +2,7 @@
 pub mod actor;
 pub mod completeness;
 pub mod config;
+pub mod hook_view;
 pub mod key;
 pub mod ledger;
 pub mod machine;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::completeness::Tracking;
 use super::config::LearnerConfig;
+use super::hook_view::HookPaths;
 use super::key::LearnerKey;
 use super::observation::{FactSource, Observation};
 use super::state::LearnerState;
@@ -108,6 +109,10 @@ pub struct ExecutableRecord {
     /// True while every sighting was outside the init tree (`kubectl exec`), same
     /// rule as `exec_probe`.
     pub exec_session: bool,
+    /// The paths enforcement hooks compared for it, as Tetragon reported them
+    /// (see `hook_view.rs`); empty for a view never seen.
+    #[serde(default)]
+    pub views: HookPaths,
 }
 
 impl ExecutableRecord {
@@ -121,6 +126,7 @@ impl ExecutableRecord {
             sources: BTreeSet::from([obs.source]),
             exec_probe: obs.exec_probe,
             exec_session: obs.exec_session,
+            views: HookPaths::default(),
         }
     }
 

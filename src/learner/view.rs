@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::hook_view::HookPaths;
 use super::key::LearnerKey;
 use super::observation::FactSource;
 use super::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
@@ -47,6 +48,10 @@ pub struct ExecutableView {
     pub sources: Vec<FactSource>,
     pub exec_probe: bool,
     pub exec_session: bool,
+    /// `opened` and `loaded`: the paths each enforcement hook compared for
+    /// this executable (see `hook_view.rs`); a view never seen is left out.
+    #[serde(flatten)]
+    pub views: HookPaths,
 }
 
 impl From<&ExecutableRecord> for ExecutableView {
@@ -60,6 +65,7 @@ impl From<&ExecutableRecord> for ExecutableView {
             sources: rec.sources.iter().copied().collect(),
             exec_probe: rec.exec_probe,
             exec_session: rec.exec_session,
+            views: rec.views.clone(),
         }
     }
 }

@@ -1,6 +1,16 @@
 //! Versioned encoding of stored values: one version byte, then the body.
 //!
-//! - **v3** (written): v2's layout with room for what v2 cannot hold (the
+//! - **v4** (written): the v3 body, then the hook views of every record
+//!   (`learner/hook_view.rs`), in the order of v3's records:
+//!
+//!   ```text
+//!   v3 body
+//!   executable views    varint count (= executables), then views
+//!   deviation views     varint count (= deviations), then views
+//!   views = opened: varint count, then strings; loaded: the same
+//!           (each sorted, unique, at most MAX_VIEW_PATHS)
+//!   ```
+//! - **v3** (read only): v2's layout with room for what v2 cannot hold (the
 //!   `exit` and `backfill` sources, the `no-snapshot` reason) and the
 //!   completeness tracking. postcard 1.x of [`StoredProfileV3`]:
 //!
@@ -81,6 +91,7 @@ use crate::learner::state::LearnerState;
 pub const PROFILE_VALUE_V1: u8 = 1;
 pub const PROFILE_VALUE_V2: u8 = 2;
 pub const PROFILE_VALUE_V3: u8 = 3;
+pub const PROFILE_VALUE_V4: u8 = 4;
 
 /// The on-disk v2 body. Only primitive fields: its serde shape is the format.
 /// Do not reorder, retype or remove fields; a new format is a new version byte.
@@ -216,6 +227,7 @@ fn records_from_v2(
             sources,
             exec_probe: r.flags & FLAG_EXEC_PROBE != 0,
             exec_session: r.flags & FLAG_EXEC_SESSION != 0,
+            views: Default::default(),
         };
         if let Some(dup) = out.insert(path, rec) {
             return Err(format!("duplicate path {:?} in {what}", dup.path));
@@ -289,17 +301,34 @@ fn reason_bits(reasons: &BTreeSet<PartialReason>) -> u8 {
         .fold(0u8, |bits, r| bits | 1 << reason_code(*r))
 }
 
-/// The value the store writes: v3.
+/// The value the store writes: v4.
 pub fn encode_profile(p: &Profile) -> Vec<u8> {
     // Only integers, strings and sequences of known length, into a Vec: postcard
     // cannot fail here. Should it ever, v1 (JSON of the whole profile) still decodes.
-    match postcard::to_extend(&v3::to_v3(p), vec![PROFILE_VALUE_V3]) {
+    match postcard::to_extend(&v4::to_v4(p), vec![PROFILE_VALUE_V4]) {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(error = %e, "v3 profile encoding failed; writing v1");
+            tracing::error!(error = %e, "v4 profile encoding failed; writing v1");
             encode_profile_v1(p)
         }
     }
+}
+
+/// Whether `p` holds hook views, which v3 and older cannot hold.
+fn has_views(p: &Profile) -> bool {
+    p.executables
+        .values()
+        .chain(p.deviations.values())
+        .any(|r| !r.views.is_empty())
+}
+
+/// The v3 value of `p`, for tests that build databases of the previous
+/// version; an error when `p` holds hook views.
+pub fn encode_profile_v3(p: &Profile) -> Result<Vec<u8>, String> {
+    if has_views(p) {
+        return Err("hook views, which v3 cannot hold".into());
+    }
+    postcard::to_extend(&v3::to_v3(p), vec![PROFILE_VALUE_V3]).map_err(|e| e.to_string())
 }
 
 /// The v2 value of `p`, for tests and benchmarks that build older databases;
@@ -325,6 +354,9 @@ pub fn encode_profile_v2(p: &Profile) -> Result<Vec<u8>, String> {
     }
     if p.tracking != Tracking::default() {
         return Err("completeness tracking, which v2 cannot hold".into());
+    }
+    if has_views(p) {
+        return Err("hook views, which v2 cannot hold".into());
     }
     postcard::to_extend(&to_v2(p), vec![PROFILE_VALUE_V2]).map_err(|e| e.to_string())
 }
@@ -392,12 +424,19 @@ pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
             let stored: v3::StoredProfileV3<'_> = take_whole(version, body)?;
             v3::from_v3(stored).map_err(|what| DecodeError::Content { version, what })
         }
+        Some((&PROFILE_VALUE_V4, body)) => {
+            let version = PROFILE_VALUE_V4;
+            let stored: (v3::StoredProfileV3<'_>, v4::StoredViewsV4<'_>) =
+                take_whole(version, body)?;
+            v4::from_v4(stored).map_err(|what| DecodeError::Content { version, what })
+        }
         Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
         None => Err(DecodeError::Empty),
     }
 }
 
 mod v3;
+mod v4;
 
 #[cfg(test)]
 mod tests {
@@ -415,6 +454,7 @@ mod tests {
             sources: BTreeSet::from([source]),
             exec_probe: false,
             exec_session: false,
+            views: Default::default(),
         }
     }
 
@@ -439,8 +479,9 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_unknown_versions() {
         let p = Profile::new(LearnerKey::new("ns", "Deployment", "web", "app"), 5);
-        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V3);
+        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V4);
         assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
+        assert_eq!(decode_profile(&encode_profile_v3(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v2(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v1(&p)).unwrap(), p);
         assert!(decode_profile(&[9, b'{', b'}'])
@@ -547,14 +588,58 @@ mod tests {
             1, 0, 0xe8, 0x07,                                // healed: started-before-agent at 1000
         ];
         let p = small_v3();
-        assert_eq!(encode_profile(&p), golden);
+        assert_eq!(encode_profile_v3(&p).unwrap(), golden);
         assert_eq!(decode_profile(golden).unwrap(), p);
         assert!(encode_profile_v2(&p).is_err(), "v2 cannot hold it");
+        // v4 is the v3 body, then one (empty) views entry per record.
+        let mut v4 = golden.to_vec();
+        v4[0] = PROFILE_VALUE_V4;
+        v4.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(encode_profile(&p), v4);
+    }
+
+    /// Pins the v4 views, as `v3_golden_bytes` pins v3.
+    #[test]
+    fn v4_golden_views_and_strictness() {
+        use crate::learner::hook_view::HookView;
+        let mut p = small_v3();
+        let sh = p.executables.get_mut("/bin/sh").unwrap();
+        sh.views.add(HookView::Opened, "/usr/bin/dash");
+        sh.views.add(HookView::Loaded, "/usr/bin/dash");
+        let x = p.deviations.get_mut("/x").unwrap();
+        x.views.add(HookView::Loaded, "/a");
+        x.views.add(HookView::Loaded, "/b");
+        let bytes = encode_profile(&p);
+        let v3_len = encode_profile_v3(&small_v3()).unwrap().len();
+        #[rustfmt::skip]
+        let views: &[u8] = &[
+            2,                                               // 2 executable entries
+            1, 13, b'/', b'u', b's', b'r', b'/', b'b', b'i', b'n', b'/', b'd', b'a', b's', b'h',
+            1, 13, b'/', b'u', b's', b'r', b'/', b'b', b'i', b'n', b'/', b'd', b'a', b's', b'h',
+            0, 0,                                            //   /e: none
+            1,                                               // 1 deviation entry
+            0, 2, 2, b'/', b'a', 2, b'/', b'b',              //   no opened; loaded /a, /b
+        ];
+        assert_eq!(&bytes[v3_len..], views);
+        assert_eq!(decode_profile(&bytes).unwrap(), p);
+        // A views count that differs from the records, paths out of order:
+        // refused, never guessed.
+        let mut short = bytes.clone();
+        short[v3_len] = 1;
+        assert!(decode_profile(&short).is_err());
+        let mut swapped = bytes.clone();
+        let n = swapped.len();
+        swapped[n - 4] = b'b';
+        swapped[n - 1] = b'a';
+        assert!(decode_profile(&swapped)
+            .unwrap_err()
+            .to_string()
+            .contains("out of order"));
     }
 
     #[test]
     fn v3_refuses_malformed_bodies() {
-        let good = encode_profile(&small_v3());
+        let good = encode_profile_v3(&small_v3()).unwrap();
         let err = |bytes: &[u8]| decode_profile(bytes).unwrap_err().to_string();
         assert!(err(&good[..good.len() - 1]).contains("invalid v3 profile"));
         assert!(err(&[&good[..], &[0]].concat()).contains("trailing"));
@@ -605,7 +690,12 @@ mod tests {
             encode_profile_v2(&p).unwrap().len(),
         );
         assert!(v2 * 5 < v1, "v2 {v2} bytes, v1 {v1} bytes");
-        assert!(encode_profile(&p).len() <= v2 + 8, "v3 costs little more");
+        assert!(
+            encode_profile_v3(&p).unwrap().len() <= v2 + 8,
+            "v3 costs little more"
+        );
+        // v4: one byte per view per record, and two counts.
+        assert!(encode_profile(&p).len() <= v2 + 8 + 2 + 2 * 3);
     }
 
     #[test]
@@ -714,9 +804,21 @@ mod tests {
             prop::collection::btree_set(source(), 0..=3),
             any::<bool>(),
             any::<bool>(),
+            prop::collection::btree_set(hostile_path(), 0..3),
+            prop::collection::btree_set(hostile_path(), 0..3),
         )
             .prop_map(
-                move |(first_seen, last_seen, count, source, sources, exec_probe, exec_session)| {
+                move |(
+                    first_seen,
+                    last_seen,
+                    count,
+                    source,
+                    sources,
+                    exec_probe,
+                    exec_session,
+                    opened,
+                    loaded,
+                )| {
                     ExecutableRecord {
                         path: path.clone(),
                         first_seen,
@@ -726,6 +828,7 @@ mod tests {
                         sources,
                         exec_probe,
                         exec_session,
+                        views: crate::learner::hook_view::HookPaths { opened, loaded },
                     }
                 },
             )
@@ -784,10 +887,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn v3_v2_and_v1_round_trip_exactly(p in profile()) {
-            let v3 = encode_profile(&p);
-            prop_assert_eq!(v3[0], PROFILE_VALUE_V3);
-            prop_assert_eq!(&decode_profile(&v3).unwrap(), &p);
+        fn v4_v3_v2_and_v1_round_trip_exactly(p in profile()) {
+            let v4 = encode_profile(&p);
+            prop_assert_eq!(v4[0], PROFILE_VALUE_V4);
+            prop_assert_eq!(&decode_profile(&v4).unwrap(), &p);
+            // v3 holds it exactly or refuses it.
+            if let Ok(v3) = encode_profile_v3(&p) {
+                prop_assert_eq!(&decode_profile(&v3).unwrap(), &p);
+            }
             // v2 holds it exactly or refuses it.
             if let Ok(v2) = encode_profile_v2(&p) {
                 prop_assert_eq!(v2[0], PROFILE_VALUE_V2);

@@ -60,6 +60,7 @@ pub fn record(path: &str) -> RecordBuilder {
         sources: BTreeSet::from([FactSource::Event]),
         exec_probe: false,
         exec_session: false,
+        views: Default::default(),
     })
 }
 

@@ -190,7 +190,13 @@ impl<'a> FoldEvent<'a> {
         match &event.event {
             Some(Event::ProcessExec(exec)) => Self::Exec(process(exec.process.as_ref())),
             Some(Event::ProcessExit(exit)) => Self::Exit(process(exit.process.as_ref())),
-            Some(Event::RateLimitInfo(_)) | None => Self::Other,
+            Some(
+                Event::RateLimitInfo(_)
+                | Event::ProcessKprobe(_)
+                | Event::ProcessTracepoint(_)
+                | Event::ProcessLsm(_),
+            )
+            | None => Self::Other,
         }
     }
 }

@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn unknown_kinds_parse_without_an_event() {
         let ParsedLine::Event(e) =
-            parse_line(br#"{"process_kprobe":{"function_name":"f"},"node_name":"vm"}"#)
+            parse_line(br#"{"process_loader":{"path":"f"},"node_name":"vm"}"#)
         else {
             panic!("should parse");
         };

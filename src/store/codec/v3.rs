@@ -118,6 +118,7 @@ fn records_from_v3(
             sources,
             exec_probe: r.flags & FLAG_EXEC_PROBE != 0,
             exec_session: r.flags & FLAG_EXEC_SESSION != 0,
+            views: Default::default(),
         };
         if let Some(dup) = out.insert(path, rec) {
             return Err(format!("duplicate path {:?} in {what}", dup.path));
