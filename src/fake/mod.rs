@@ -5,10 +5,13 @@
 //! clients, and a process cache that holds kernel threads and host processes.
 pub mod export_writer;
 pub mod feed;
+pub mod files;
 pub mod filter;
 pub mod node;
+pub mod policy_spec;
 pub mod replay;
 pub mod scenario;
+pub mod selectors;
 pub mod server;
 pub mod service;
 pub mod state;
