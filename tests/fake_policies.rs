@@ -675,3 +675,35 @@ async fn sigkill_kills_after_the_exec_in_enforce_mode_only() {
     assert_eq!(outcomes, vec![Outcome::Killed]);
     fake.stop().await;
 }
+
+/// The example in the README's "The fake Tetragon" section is a valid
+/// scenario and shows what it says.
+#[tokio::test]
+async fn the_readme_example_scenario_holds() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = &readme[readme.find("## The fake Tetragon").expect("section")..];
+    let from = section.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let yaml = &section[from..from + section[from..].find("```").expect("end")];
+    let (_dir, fake, mut c) = start(yaml).await;
+    let l = list(&mut c).await;
+    assert_eq!(
+        (l[0].name.as_str(), l[0].domain.as_str()),
+        ("watch", "static")
+    );
+    let running: Vec<(String, String)> = fake
+        .state
+        .node
+        .lock()
+        .dump()
+        .into_iter()
+        .filter_map(|p| p.process)
+        .filter(|p| p.pod.is_some())
+        .map(|p| (p.binary, p.arguments))
+        .collect();
+    assert_eq!(
+        running,
+        vec![("/usr/bin/dash".to_string(), "/opt/x.sh bg".to_string())]
+    );
+    fake.stop().await;
+}

@@ -255,7 +255,13 @@ pub fn exec_files(table: &FileTable, cwd: &str, path: &str) -> Result<ExecFiles,
 /// scenario check did not see, e.g. from a test's `exec_in`) counting as a
 /// plain file.
 pub fn exec_files_or_plain(table: &FileTable, cwd: &str, path: &str) -> ExecFiles {
-    exec_files(table, cwd, path).unwrap_or_else(|_| {
+    let plain = path.starts_with('/') && !path.contains("//") && !path.contains("/.");
+    let resolved = if table.is_empty() && plain {
+        None // a clean path and no links: skip the walk
+    } else {
+        exec_files(table, cwd, path).ok()
+    };
+    resolved.unwrap_or_else(|| {
         let binary = exec_binary(cwd, path);
         ExecFiles {
             opened: binary.clone(),

@@ -363,3 +363,68 @@ pub fn exec_id_of(ev: &GetEventsResponse) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(action: Action, post: bool) -> Decision {
+        Decision {
+            action,
+            post,
+            arg_error: None,
+        }
+    }
+
+    /// As `vm/tp-list/*.json` and `host/tp-list-*.json`.
+    #[test]
+    fn counters_follow_tetragons() {
+        let mut c = TracingPolicyActionCounters::default();
+        count(
+            &mut c,
+            &d(Action::Override, true),
+            HookFamily::Kprobe,
+            Mode::Enforce,
+        );
+        count(
+            &mut c,
+            &d(Action::Override, true),
+            HookFamily::Kprobe,
+            Mode::Monitor,
+        );
+        count(
+            &mut c,
+            &d(Action::Override, true),
+            HookFamily::Lsm,
+            Mode::Enforce,
+        );
+        count(
+            &mut c,
+            &d(Action::Post, true),
+            HookFamily::Lsm,
+            Mode::MonitorOnly,
+        );
+        count(
+            &mut c,
+            &d(Action::Sigkill, true),
+            HookFamily::Kprobe,
+            Mode::Enforce,
+        );
+        count(
+            &mut c,
+            &d(Action::Sigkill, true),
+            HookFamily::Kprobe,
+            Mode::Monitor,
+        );
+        assert_eq!(
+            (
+                c.post,
+                c.r#override,
+                c.monitor_override,
+                c.signal,
+                c.monitor_signal
+            ),
+            (4, 2, 1, 1, 1)
+        );
+    }
+}

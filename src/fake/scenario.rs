@@ -462,6 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn the_oracle_names_processes_as_tetragon_does() {
+        let s = Scenario::from_yaml(
+            "containers:\n- namespace: a\n  pod: p\n  container: c\n  expect_key: a/Pod/p/c\n  files: {/bin/sh: {link: busybox}, /x.sh: {script: /bin/sh}}\n  running: [{binary: /x.sh}]\n  execs: [{binary: ./run, cwd: /app}, {binary: /bin/sh}]\n",
+            "t",
+        )
+        .unwrap();
+        let all: Vec<String> = s
+            .expected_profiles(2)
+            .unwrap()
+            .into_values()
+            .flatten()
+            .collect();
+        assert_eq!(all, vec!["/app/run", "/bin/busybox", "/bin/sh"]);
+    }
+
+    #[test]
+    fn a_symlink_loop_or_relative_file_key_is_refused() {
+        let looped = "containers:\n- {namespace: a, pod: p, container: c, files: {/a: {link: /b}, /b: {link: /a}}, execs: [{binary: /a}]}\n";
+        assert!(Scenario::from_yaml(looped, "t").is_err());
+        let rel = "host_files: {bin/x: binary}\n";
+        assert!(Scenario::from_yaml(rel, "t").is_err());
+    }
+
+    #[test]
     fn exec_plan_is_round_robin() {
         let s = Scenario::from_yaml(
             "containers:\n- {namespace: a, pod: p, container: c, execs: [{binary: /x}, {binary: /y}]}\n- {namespace: a, pod: q, container: c, execs: [{binary: /z}]}\n",
