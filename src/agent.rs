@@ -47,8 +47,10 @@ pub struct AgentConfig {
     pub backfill: Option<BackfillConfig>,
     /// Which hook views the agent's observe policies report (`--hook-view`).
     pub hook_view: HookViewChoice,
-    /// How often the observe policies are checked in Tetragon's list.
-    pub hook_view_interval: Duration,
+    /// How often Tetragon's policy list is read: the observe policies are
+    /// kept loaded, the agent's exported policies followed (their events,
+    /// state and mode).
+    pub policy_refresh: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +82,8 @@ pub struct Agent {
     pub backfill: Option<BackfillReport>,
     /// Each hook view's observe policy: loaded, pending, or why not.
     pub hook_views: HookViewStatus,
+    /// The agent's exported policies Tetragon lists on this node.
+    pub own_policies: EnforcingModes,
     stop_observe: tokio::sync::watch::Sender<bool>,
 }
 
@@ -169,13 +173,14 @@ impl Agent {
         let connection_thread = Arbiter::new().handle();
         let connection = TetragonConnection::start_in_arbiter(&connection_thread, |_| actor);
         let hook_views = HookViewStatus::default();
+        let own_policies = enforcing_modes.clone();
         let (stop_observe, stopped) = tokio::sync::watch::channel(false);
         actix::spawn(crate::tetragon::observe::runner::run(
             ObserveConfig {
                 address: cfg.connection.address.clone(),
                 choice: cfg.hook_view,
                 connect_timeout: cfg.connection.connect_timeout,
-                interval: cfg.hook_view_interval,
+                interval: cfg.policy_refresh,
             },
             hook_views.clone(),
             EnforcingWatch {
@@ -199,6 +204,7 @@ impl Agent {
             snapshot_options: cfg.snapshot.clone(),
             backfill,
             hook_views,
+            own_policies,
             stop_observe,
         };
         agent.spawn_learner_gauges();
@@ -234,6 +240,7 @@ impl Agent {
             snapshot: self.snapshot_options.clone(),
             connection_status: self.connection_status.clone(),
             snapshot_status: self.snapshot_status.clone(),
+            policies: self.own_policies.clone(),
         }
     }
 
@@ -245,6 +252,7 @@ impl Agent {
             snapshot: self.snapshot_status.clone(),
             storage: Some(self.store.storage().clone()),
             hook_views: Some(self.hook_views.clone()),
+            policies: Some(self.own_policies.clone()),
         }
     }
 

@@ -122,7 +122,9 @@ fn list_table_has_one_row_per_learner() {
             "DEVIATIONS",
             "DRIFT",
             "LAST",
-            "CHANGE"
+            "CHANGE",
+            "UNVERIFIED",
+            "VIOLATIONS"
         ]
     );
     let db_row = lines

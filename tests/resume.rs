@@ -93,6 +93,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
         pod_labels: Default::default(),
+        violations: Default::default(),
     };
     let locked = Profile {
         key: locked_key(),
@@ -109,6 +110,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         partial_reasons: BTreeSet::from([PartialReason::StartedBeforeAgent]),
         tracking: Default::default(),
         pod_labels: Default::default(),
+        violations: Default::default(),
     };
     // Learning, but both windows elapsed long ago: the first tick makes it Stable.
     let due = Profile {
@@ -123,6 +125,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
         pod_labels: Default::default(),
+        violations: Default::default(),
     };
     // Learning for a moment only: must stay Learning (windows in `cfg`).
     let young = Profile {
@@ -137,6 +140,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
         pod_labels: Default::default(),
+        violations: Default::default(),
     };
     // Stable and never observed: must come back bit for bit.
     let quiet = Profile {
@@ -151,6 +155,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         partial_reasons: BTreeSet::from([PartialReason::EventsDropped]),
         tracking: Default::default(),
         pod_labels: Default::default(),
+        violations: Default::default(),
     };
     vec![stable, locked, due, young, quiet]
 }

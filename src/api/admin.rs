@@ -6,8 +6,15 @@
 //! - `GET  /v1/profiles`                durable profiles, documented JSON view
 //! - `GET  /v1/status`                  connection and snapshot status
 //! - `GET  /v1/snapshot`                a fresh process snapshot (not fed to learners)
+//! - `GET  /v1/violations[?key=K]`     violations, per learner, newest first
+//! - `GET  /v1/policies`                the agent's exported policies Tetragon
+//!   lists on this node (state, mode, error, kernel memory, counters), and the
+//!   workloads learned here whose policy is not loaded
 //! - `POST /v1/lock|unlock|reset?key=K` operator commands (404 unknown key,
 //!   409 refused by the state machine, 503 not durable yet)
+//! - `POST /v1/allow?key=K&path=P`      allow a path (source `operator`),
+//!   clearing its violations
+//! - `POST /v1/ack?key=K&id=I`          acknowledge a violation (404 unknown id)
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,13 +31,14 @@ use thiserror::Error;
 use crate::learner::actor::{OperateError, OperateOn};
 use crate::learner::key::LearnerKey;
 use crate::learner::machine::LearnerInput;
-use crate::learner::view::ProfileView;
+use crate::learner::view::{ProfileView, ViolationView};
 use crate::snapshot::builder::SnapshotStatus;
 use crate::snapshot::policy::{take, SnapshotOptions};
 use crate::store::checkpointer::DurableView;
 use crate::store::inspect::DbScan;
 use crate::store::Store;
 use crate::tetragon::connection::actor::ConnectionStatus;
+use crate::tetragon::observe::enforcing::{EnforcingModes, OwnPolicy};
 use crate::time::now_ms;
 
 #[derive(Clone)]
@@ -42,6 +50,8 @@ pub struct AdminState {
     pub snapshot: SnapshotOptions,
     pub connection_status: Arc<RwLock<ConnectionStatus>>,
     pub snapshot_status: Arc<RwLock<SnapshotStatus>>,
+    /// The agent's exported policies Tetragon lists on this node.
+    pub policies: EnforcingModes,
 }
 
 #[derive(Debug, Error)]
@@ -118,6 +128,126 @@ async fn reset(State(s): State<AdminState>, Query(q): Query<KeyQuery>) -> Respon
     operate(s, &q.key, LearnerInput::Reset { now: now_ms() }).await
 }
 
+#[derive(Deserialize)]
+struct AllowQuery {
+    key: String,
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct AckQuery {
+    key: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct MaybeKey {
+    key: Option<String>,
+}
+
+async fn allow(State(s): State<AdminState>, Query(q): Query<AllowQuery>) -> Response {
+    if q.path.is_empty() || q.path.len() > crate::ingest::facts::PATH_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "allow: the path must be 1 to 4096 bytes, as the policy checks it (the violation's path)",
+        );
+    }
+    let input = LearnerInput::Allow {
+        path: q.path,
+        now: now_ms(),
+    };
+    operate(s, &q.key, input).await
+}
+
+async fn ack(State(s): State<AdminState>, Query(q): Query<AckQuery>) -> Response {
+    let known = LearnerKey::parse(&q.key).ok().and_then(|k| {
+        s.durable
+            .read()
+            .get(&k)
+            .map(|p| p.violations.by_id.contains_key(&q.id))
+    });
+    if known == Some(false) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no violation {:?} in {}; `debug violations KEY` lists their ids",
+                q.id, q.key
+            ),
+        );
+    }
+    operate(s, &q.key, LearnerInput::Acknowledge { id: q.id }).await
+}
+
+/// One learner's violations.
+#[derive(serde::Serialize)]
+struct LearnerViolations {
+    key: LearnerKey,
+    active: usize,
+    evicted: u64,
+    violations: Vec<ViolationView>,
+}
+
+async fn violations(State(s): State<AdminState>, Query(q): Query<MaybeKey>) -> Response {
+    let want = match q.key.as_deref().map(LearnerKey::parse).transpose() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let durable = s.durable.read();
+    if let Some(k) = &want {
+        if !durable.contains_key(k) {
+            return error(StatusCode::NOT_FOUND, format!("no learner {k}"));
+        }
+    }
+    let out: Vec<LearnerViolations> = durable
+        .values()
+        .filter(|p| want.as_ref().is_none_or(|k| &p.key == k))
+        .filter(|p| want.is_some() || !p.violations.is_empty())
+        .map(|p| LearnerViolations {
+            key: p.key.clone(),
+            active: p.violations.active(),
+            evicted: p.violations.evicted,
+            violations: ViolationView::list(&p.violations),
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+async fn policies(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    let loaded: Vec<OwnPolicy> = s.policies.read().values().cloned().collect();
+    // A workload learned on this node whose policy is not listed here: the
+    // cluster-wide object may have been refused by this node's kernel, or
+    // not applied yet. Judged only once some policy of the agent's is loaded.
+    let names: std::collections::BTreeSet<(String, String)> = loaded
+        .iter()
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect();
+    let mut unenforced: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    if !loaded.is_empty() {
+        for p in s.durable.read().values() {
+            let k = &p.key;
+            if k.namespace.is_empty() || k.workload_kind == "Host" {
+                continue;
+            }
+            let expected = crate::export::names::object_name(&k.workload_kind, &k.workload);
+            let by_namespace = format!("namespace-{}", k.namespace);
+            let covered = names.contains(&(k.namespace.clone(), expected))
+                || names
+                    .iter()
+                    .any(|(ns, n)| ns == &k.namespace && n == &by_namespace);
+            if !covered {
+                unenforced.insert(format!(
+                    "{}/{}/{}",
+                    k.namespace, k.workload_kind, k.workload
+                ));
+            }
+        }
+    }
+    Json(serde_json::json!({
+        "policies": loaded,
+        "workloads_without_policy": unenforced,
+    }))
+}
+
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/db", get(db))
@@ -127,6 +257,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/lock", post(lock))
         .route("/v1/unlock", post(unlock))
         .route("/v1/reset", post(reset))
+        .route("/v1/allow", post(allow))
+        .route("/v1/ack", post(ack))
+        .route("/v1/violations", get(violations))
+        .route("/v1/policies", get(policies))
         .with_state(state)
 }
 

@@ -21,6 +21,8 @@ pub struct HealthState {
     pub storage: Option<crate::store::StorageHandle>,
     /// Each hook view's observe policy (`None`: not reported).
     pub hook_views: Option<crate::tetragon::observe::runner::HookViewStatus>,
+    /// The agent's exported policies on this node (`None`: not reported).
+    pub policies: Option<crate::tetragon::observe::enforcing::EnforcingModes>,
 }
 
 async fn healthz() -> &'static str {
@@ -45,7 +47,16 @@ async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
             .map(|(view, status)| (view.as_str().to_string(), status.clone()))
             .collect::<std::collections::BTreeMap<_, _>>()
     });
-    let body = serde_json::json!({ "connection": conn, "snapshot": snap, "storage": storage, "hook_views": hook_views })
+    // Detail too: a policy of the agent's that failed to load on this node
+    // (its kernel refused the shape) leaves its workloads unenforced here.
+    let policies = s.policies.as_ref().map(|p| {
+        let p = p.read();
+        serde_json::json!({
+            "loaded": p.values().filter(|x| x.state == "enabled").count(),
+            "load_errors": p.values().filter(|x| x.state == "load_error").collect::<Vec<_>>(),
+        })
+    });
+    let body = serde_json::json!({ "connection": conn, "snapshot": snap, "storage": storage, "hook_views": hook_views, "policies": policies })
         .to_string()
         + "\n";
     if ready {

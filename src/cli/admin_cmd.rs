@@ -25,6 +25,13 @@ pub enum AdminCommand {
     Unlock { key: String },
     /// Forget a profile's executables and deviations and learn again.
     Reset { key: String },
+    /// Allow PATH (as the policy checks it, the violation's path) for KEY:
+    /// it joins the profile (source operator), its violations are cleared,
+    /// and the next export allows it.
+    Allow { key: String, path: String },
+    /// Acknowledge violation ID of KEY (see `debug violations`): kept, no
+    /// longer counted as active.
+    Ack { key: String, id: String },
     /// Connection and snapshot status (JSON).
     Status,
     /// Take a fresh process snapshot through the agent (JSON).
@@ -36,6 +43,14 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Lock { key } => ("POST", keyed("lock", key)?),
         AdminCommand::Unlock { key } => ("POST", keyed("unlock", key)?),
         AdminCommand::Reset { key } => ("POST", keyed("reset", key)?),
+        AdminCommand::Allow { key, path } => (
+            "POST",
+            format!("{}&path={}", keyed("allow", key)?, encode_query_value(path)),
+        ),
+        AdminCommand::Ack { key, id } => (
+            "POST",
+            format!("{}&id={}", keyed("ack", key)?, encode_query_value(id)),
+        ),
         AdminCommand::Status => ("GET", "/v1/status".to_string()),
         AdminCommand::Snapshot => ("GET", "/v1/snapshot".to_string()),
     };

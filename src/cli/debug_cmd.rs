@@ -54,6 +54,12 @@ pub enum DebugCommand {
     Stats,
     /// Decode every record; exit 1 when any cannot be decoded.
     Check,
+    /// What the agent's exported policies denied or would deny, per learner
+    /// (all learners with any, or KEY's).
+    Violations { key: Option<String> },
+    /// The agent's exported policies as Tetragon lists them on this node
+    /// (needs --admin-socket: a running agent's live view).
+    Policies,
 }
 
 #[derive(Debug, Error)]
@@ -89,8 +95,24 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
         // cannot require one of them before it has seen the subcommand's.
         return Err(super::UsageError(DebugError::NoSource.to_string()).into());
     }
-    if let DebugCommand::Show { key } = &args.command {
+    if let DebugCommand::Show { key } | DebugCommand::Violations { key: Some(key) } = &args.command
+    {
         LearnerKey::parse(key).map_err(|e| super::UsageError(e.to_string()))?;
+    }
+    if let DebugCommand::Policies = &args.command {
+        let Some(socket) = args.admin_socket.as_deref() else {
+            return Err(super::UsageError(
+                "debug policies needs --admin-socket PATH: the policies loaded in Tetragon are a running agent's view".into(),
+            )
+            .into());
+        };
+        let body = crate::api::admin_client::request(socket, "GET", "/v1/policies")?;
+        let value: serde_json::Value = serde_json::from_slice(&body)?;
+        print!(
+            "{}",
+            super::debug_violations::render_policies(&value, args.format)?
+        );
+        return Ok(());
     }
     let scan = load(args.db.as_deref(), args.admin_socket.as_deref())?;
     let format = args.format;
@@ -105,6 +127,10 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
         DebugCommand::Show { key } => render_show(&scan, key, format)?,
         DebugCommand::Dump => render_dump(&scan.profiles, format)?,
         DebugCommand::Stats => render_stats(&scan.stats(), format)?,
+        DebugCommand::Violations { key } => {
+            super::debug_violations::render_violations(&scan.profiles, key.as_deref(), format)?
+        }
+        DebugCommand::Policies => String::new(),
         DebugCommand::Check => {
             print!("{}", render_check(scan.profiles.len(), &scan.bad, format)?);
             return check_outcome(&scan.path, scan.profiles.len(), scan.bad.len())
@@ -170,6 +196,25 @@ struct ListEntry<'a> {
     deviations: usize,
     drift_count: u64,
     last_change: String,
+    /// Per hook view, executables never seen through it: "ready but N
+    /// unverified" for that view's policy shapes.
+    unverified: UnverifiedCounts,
+    /// Violations not acknowledged.
+    violations: usize,
+}
+
+#[derive(Serialize)]
+struct UnverifiedCounts {
+    opened: usize,
+    loaded: usize,
+}
+
+fn unverified_counts(p: &Profile) -> UnverifiedCounts {
+    let u = crate::learner::view::unverified(p.executables.values());
+    UnverifiedCounts {
+        opened: u.opened.len(),
+        loaded: u.loaded.len(),
+    }
 }
 
 pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, DebugError> {
@@ -186,6 +231,8 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
                 deviations: p.deviations.len(),
                 drift_count: p.drift_count,
                 last_change: rfc3339_ms(inspect::last_change(p)),
+                unverified: unverified_counts(p),
+                violations: p.violations.active(),
             })
             .collect();
         return json(&entries);
@@ -199,8 +246,11 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
         "DEVIATIONS",
         "DRIFT",
         "LAST CHANGE",
+        "UNVERIFIED",
+        "VIOLATIONS",
     ]);
     for p in profiles {
+        let u = unverified_counts(p);
         t.push(&[
             p.key.to_string(),
             p.state.to_string(),
@@ -210,6 +260,8 @@ pub fn render_list(profiles: &[Profile], format: Format) -> Result<String, Debug
             p.deviations.len().to_string(),
             p.drift_count.to_string(),
             rfc3339_ms(inspect::last_change(p)),
+            format!("opened {} loaded {}", u.opened, u.loaded),
+            p.violations.active().to_string(),
         ]);
     }
     Ok(t.render())

@@ -61,7 +61,7 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
         lazy_checkpoint: Duration::from_millis(500),
         backfill: None,
         hook_view: HookViewChoice::All,
-        hook_view_interval: Duration::from_secs(2),
+        policy_refresh: Duration::from_secs(2),
     }
 }
 

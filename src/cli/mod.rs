@@ -3,6 +3,7 @@
 pub mod admin_cmd;
 pub mod agent_args;
 pub mod debug_cmd;
+pub mod debug_violations;
 pub mod demo;
 pub mod escape;
 pub mod export_cmd;

@@ -115,6 +115,10 @@ pub struct RunArgs {
         default_value = "all"
     )]
     pub hook_view: HookViewChoice,
+    /// How often Tetragon's policy list is read (observe policies kept loaded,
+    /// the agent's exported policies followed: their events, state and mode).
+    #[arg(long, env = "TETRAGON_LEARNER_POLICY_REFRESH", default_value = "5s", value_parser = duration)]
+    pub policy_refresh: Duration,
 }
 
 impl RunArgs {
@@ -162,7 +166,7 @@ impl RunArgs {
                 _ => None,
             },
             hook_view: self.hook_view,
-            hook_view_interval: Duration::from_secs(60),
+            policy_refresh: self.policy_refresh,
         }
     }
 }

@@ -104,6 +104,35 @@ pub fn profile_from_view(name: &str, v: ProfileView) -> Result<Profile, InputErr
         p.deviations.insert(path, rec);
     }
     p.pod_labels = crate::learner::pod_labels::PodLabels::from_view(&v.pod_labels);
+    let mut violations = crate::learner::violation::Violations {
+        evicted: v.violations_evicted,
+        ..Default::default()
+    };
+    for e in v.violations {
+        let violation = crate::learner::violation::Violation {
+            first_seen: time("violations.first_seen", &e.first_seen)?,
+            last_seen: time("violations.last_seen", &e.last_seen)?,
+            policy: e.policy,
+            path: e.path,
+            caller: e.caller,
+            mode: e.mode,
+            count: e.count,
+            acknowledged: e.acknowledged,
+        };
+        // Ids are recomputed, never trusted from a file: the same
+        // (policy, path, mode) is the same violation on every node.
+        let id = crate::learner::violation::violation_id(
+            &violation.policy,
+            &violation.path,
+            violation.mode,
+        );
+        let one = crate::learner::violation::Violations {
+            by_id: [(id, violation)].into(),
+            evicted: 0,
+        };
+        violations.merge(&one);
+    }
+    p.violations = violations;
     Ok(p)
 }
 

@@ -289,7 +289,10 @@ pub fn fact_from_lean_event<'a>(
     cfg: &IngestConfig,
 ) -> Fact<'a> {
     use lean::get_events_response::Event;
-    if let Some(Event::ProcessExit(lean::ProcessExit { process: Some(p) })) = &ev.event {
+    if let Some(Event::ProcessExit(lean::ProcessExit {
+        process: Some(p), ..
+    })) = &ev.event
+    {
         return match std::str::from_utf8(&p.exec_id) {
             Ok(exec_id) => Fact::Exit { exec_id },
             Err(_) => Fact::Skip(SkipReason::NotUtf8),

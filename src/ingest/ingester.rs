@@ -36,11 +36,14 @@ use super::facts::{
     SkipReason,
 };
 use super::hook_tie::{HookTie, Tie};
+use super::policy_outcome::{Decided, Pending, PolicyOutcomes};
 use super::process_table::{ProcessTable, SnapshotEntry};
 use super::process_view::{LabelsRef, PolicyEventKind, PolicyEventView};
 use crate::learner::hook_view::HookView;
+use crate::learner::violation::{ViolationMode, ViolationSeen};
 use crate::telemetry::events::HookPathsSeen;
-use crate::tetragon::observe::enforcing::{enforces, EnforcingModes};
+use crate::telemetry::events::PolicyViolationSeen;
+use crate::tetragon::observe::enforcing::EnforcingModes;
 use crate::tetragon::observe::policy::ObserveShape;
 
 mod backfill;
@@ -101,6 +104,8 @@ pub struct EventIngester {
     hooks: HookTie<LearnerId>,
     /// The agent's exported policies loaded on this node, and their modes.
     enforcing: EnforcingModes,
+    /// Their events, until what followed tells what they did.
+    outcomes: PolicyOutcomes<LearnerId>,
 }
 
 /// A learner of this run, by its place in `EventIngester::slots`: what the
@@ -146,6 +151,7 @@ impl EventIngester {
             backfill: backfill::BackfillMemory::default(),
             hooks: HookTie::default(),
             enforcing: EnforcingModes::default(),
+            outcomes: PolicyOutcomes::default(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -321,6 +327,9 @@ impl Handler<EventBatch> for EventIngester {
                     let tie = match (l.pid, l.started_at) {
                         (0, _) | (_, None) => None,
                         (pid, Some(start)) => {
+                            if let Some(d) = self.outcomes.exec(pid, start) {
+                                self.decide(d, &mut out, now);
+                            }
                             self.hooks.exec(pid, start, id, &l.observation.path, now)
                         }
                     };
@@ -349,7 +358,7 @@ impl Handler<EventBatch> for EventIngester {
                         }
                     }
                 }
-                Fact::Policy(p) => match self.policy_event(&p, now, &mut out) {
+                Fact::Policy(p) => match self.policy_event(&p, now) {
                     Ok(Some((tie, view))) => {
                         match view {
                             HookView::Opened => hook_paths.opened += 1,
@@ -364,6 +373,11 @@ impl Handler<EventBatch> for EventIngester {
                     .emit(&self.metrics),
                 },
                 Fact::Exit { exec_id } => {
+                    if self.outcomes.awaits_exit(exec_id) {
+                        if let Some(d) = self.outcomes.exit(exec_id, &exit_signal(ev)) {
+                            self.decide(d, &mut out, now);
+                        }
+                    }
                     let exited = self.table.exit(exec_id);
                     // Only an exit whose exec the table never held teaches: a
                     // seen exec already taught its binary, and an exit of a
@@ -426,10 +440,23 @@ impl Handler<EventBatch> for EventIngester {
                 }
             }
         }
+        if !self.outcomes.is_empty() {
+            for d in self.outcomes.expire(now) {
+                self.decide(d, &mut out, now);
+            }
+        }
         received.emit(&self.metrics);
         hook_paths.emit(&self.metrics);
         self.count_evictions();
         self.deliver(out)
+    }
+}
+
+/// An exit's signal ("SIGKILL", or empty).
+fn exit_signal(ev: &GetEventsResponse) -> String {
+    match &ev.event {
+        Some(Event::ProcessExit(e)) => String::from_utf8_lossy(&e.signal).into_owned(),
+        _ => String::new(),
     }
 }
 
@@ -463,45 +490,98 @@ fn push_hook_seen(out: &mut Delivery, tie: Tie<LearnerId>, view: HookView) {
 
 /// `KprobeAction::KPROBE_ACTION_SIGKILL`.
 const ACTION_SIGKILL: i32 = 3;
+/// `KprobeAction::KPROBE_ACTION_OVERRIDE`.
+const ACTION_OVERRIDE: i32 = 5;
 
 impl EventIngester {
-    /// An event of one of the agent's exported policies. A raw-tracepoint
-    /// `Sigkill` in enforce mode killed the exec its `process` names (Tetragon
-    /// still reported that exec): its learner is told, so the exec does not
-    /// stay learned. Other such events are violations (not kept yet).
+    /// An event of one of the agent's exported policies (listed by Tetragon
+    /// on this node): a violation of the learner its process belongs to,
+    /// decided by what follows (`policy_outcome.rs`).
     fn own_policy_event(
         &mut self,
         p: &PolicyEventView<'_>,
         now: UnixMillis,
-        out: &mut Delivery,
     ) -> Result<(), SkipReason> {
-        if !enforces(&self.enforcing, p.policy_name) {
+        if !self.enforcing.read().contains_key(p.policy_name) {
             return Err(SkipReason::ForeignPolicy);
         }
-        let killed = p.kind == PolicyEventKind::Tracepoint && p.action == ACTION_SIGKILL;
-        let (true, Some(process)) = (killed, p.process.as_ref()) else {
-            return Err(SkipReason::OwnPolicyEvent);
+        let (Some(path), Some(process)) = (p.binprm_path, p.process.as_ref()) else {
+            return Err(SkipReason::PolicyEventIncomplete);
         };
         let l = learn(process, FactSource::Event, now, &self.cfg)?;
-        let (Some(learner), Some(started)) = (self.learners.get(&l.key).copied(), l.started_at)
-        else {
-            return Err(SkipReason::PolicyEventUntied);
+        let learner = self
+            .learners
+            .get(&l.key)
+            .copied()
+            .ok_or(SkipReason::PolicyEventUntied)?;
+        let mut pending = Pending {
+            learner,
+            policy: p.policy_name.to_owned(),
+            path: path.to_owned(),
+            caller: l.observation.path.clone(),
+            exec_path: None,
+            exec_started_at: None,
+            event_time: p.time.unwrap_or(now),
+            seen_at: now,
+            node: process.node_name.to_string(),
         };
-        tracing::info!(
-            learner = %l.key,
-            path = %crate::log_quote::name(&l.observation.path),
-            policy = p.policy_name,
-            "exec killed by the agent's enforcing policy: not learned"
-        );
+        match (p.kind, p.action) {
+            // The tracepoint's process is the exec it killed (or would have).
+            (PolicyEventKind::Tracepoint, ACTION_SIGKILL) => {
+                pending.exec_path = Some(l.observation.path);
+                pending.exec_started_at = l.started_at;
+                self.outcomes.sigkill(process.exec_id, pending);
+            }
+            // The kprobe/LSM hook's process is the caller, before the exec.
+            (PolicyEventKind::Kprobe | PolicyEventKind::Lsm, ACTION_OVERRIDE | ACTION_SIGKILL) => {
+                self.outcomes.overridden(process.pid, pending);
+            }
+            _ => return Err(SkipReason::OwnPolicyEvent),
+        }
+        Ok(())
+    }
+
+    /// A decided policy event: counted, recorded on its learner, and for a
+    /// kill the exec it brought is taken out of the profile again.
+    fn decide(&self, d: Decided<LearnerId>, out: &mut Delivery, now: UnixMillis) {
+        let p = d.pending;
+        let key = &self.slots[p.learner.0].key;
+        PolicyViolationSeen {
+            namespace: &key.namespace,
+            workload: &key.workload,
+            mode: d.mode.as_str(),
+            node: &p.node,
+        }
+        .emit(&self.metrics);
+        if let (ViolationMode::Denied, Some(exec_path), Some(started)) =
+            (d.mode, &p.exec_path, p.exec_started_at)
+        {
+            tracing::info!(
+                learner = %key,
+                path = %crate::log_quote::name(exec_path),
+                policy = p.policy.as_str(),
+                "exec killed by the agent's enforcing policy: not learned"
+            );
+            push(
+                out,
+                p.learner,
+                LearnerInput::Denied {
+                    path: exec_path.clone(),
+                    exec_started_at: started,
+                },
+            );
+        }
         push(
             out,
-            learner,
-            LearnerInput::Denied {
-                path: l.observation.path,
-                exec_started_at: started,
-            },
+            p.learner,
+            LearnerInput::PolicyViolation(ViolationSeen {
+                policy: p.policy,
+                path: p.path,
+                caller: p.caller,
+                mode: d.mode,
+                at: now,
+            }),
         );
-        Ok(())
     }
 
     /// What a policy event means: for one of the agent's observe policies,
@@ -511,10 +591,9 @@ impl EventIngester {
         &mut self,
         p: &PolicyEventView<'_>,
         now: UnixMillis,
-        out: &mut Delivery,
     ) -> Result<Option<(Tie<LearnerId>, HookView)>, SkipReason> {
         let Some(shape) = ObserveShape::of_policy_name(p.policy_name) else {
-            return self.own_policy_event(p, now, out).map(|()| None);
+            return self.own_policy_event(p, now).map(|()| None);
         };
         let (Some(hook_path), Some(process)) = (p.binprm_path, p.process.as_ref()) else {
             return Err(SkipReason::PolicyEventIncomplete);

@@ -2,5 +2,6 @@
 pub mod facts;
 pub mod hook_tie;
 pub mod ingester;
+pub mod policy_outcome;
 pub mod process_table;
 pub mod process_view;

@@ -11,7 +11,7 @@ use actix::prelude::*;
 
 use crate::telemetry::events::{
     DeviationSeen, Emit, ExecutableLearned, LearnerStateChanged, PartialReasonHealed,
-    PartialReasonMarked,
+    PartialReasonMarked, ViolationRecorded,
 };
 use crate::telemetry::metrics::Metrics;
 use crate::time::now_ms;
@@ -211,6 +211,18 @@ fn report_durable(written: &Profile, news: &[Effect], metrics: &Metrics) {
             }
             .emit(metrics),
             Effect::NewDeviation { path } => DeviationSeen { key, path }.emit(metrics),
+            Effect::NewViolation { id, mode } => {
+                if let Some(v) = written.violations.by_id.get(id) {
+                    ViolationRecorded {
+                        key,
+                        id,
+                        mode: mode.as_str(),
+                        policy: &v.policy,
+                        path: &v.path,
+                    }
+                    .emit(metrics)
+                }
+            }
             Effect::StateChanged { from, to, reason } => LearnerStateChanged {
                 key,
                 from: from.as_str(),

@@ -56,6 +56,7 @@ fn is_news(e: &Effect) -> bool {
             | Effect::StateChanged { .. }
             | Effect::MarkedPartial { .. }
             | Effect::Healed { .. }
+            | Effect::NewViolation { .. }
     )
 }
 

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use super::completeness::{InstanceSighting, ReasonEvent, ReasonState};
 use super::config::LearnerConfig;
 use super::hook_view::HookView;
+use super::observation::FactSource;
 use super::observation::Observation;
 use super::profile::{ExecutableRecord, PartialReason, Profile};
 use super::state::{InvalidTransition, LearnerEvent, LearnerState};
+use super::violation::{Recorded, ViolationMode, ViolationSeen};
 use crate::time::UnixMillis;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +68,15 @@ pub enum LearnerInput {
         labels: crate::learner::pod_labels::LabelSet,
         pod: String,
     },
+    /// One of the agent's exported policies denied (or, in monitor mode,
+    /// would have denied) an exec of this container.
+    PolicyViolation(ViolationSeen),
+    /// Operator: allow `path` (as the policy checks it): it joins the profile
+    /// with source `operator` (its hook views are the path itself) and its
+    /// violations are cleared. Valid in every state, no drift.
+    Allow { path: String, now: UnixMillis },
+    /// Operator: acknowledge violation `id`: kept, no longer active.
+    Acknowledge { id: String },
     /// One of the agent's own enforcing policies killed an exec of `path`
     /// that started at `exec_started_at` (a raw-tracepoint `Sigkill` still
     /// lets Tetragon report the `process_exec` first). If that exec is what
@@ -119,6 +130,20 @@ pub enum Effect {
     Unlearned {
         path: String,
     },
+    /// A violation not held before.
+    NewViolation {
+        id: String,
+        mode: ViolationMode,
+    },
+    /// The operator allowed a path; `cleared` violations went with it.
+    Allowed {
+        path: String,
+        cleared: usize,
+    },
+    /// The operator acknowledged a violation.
+    Acknowledged {
+        id: String,
+    },
     /// Only counters / last-seen / flags changed: may be checkpointed lazily.
     Touched,
     /// The input changed nothing.
@@ -147,6 +172,9 @@ impl Effect {
             | Self::Healed { .. }
             | Self::NewHookPath { .. }
             | Self::Unlearned { .. }
+            | Self::NewViolation { .. }
+            | Self::Allowed { .. }
+            | Self::Acknowledged { .. }
             | Self::Reset { .. } => Durability::Flush,
         }
     }
@@ -205,9 +233,11 @@ pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) ->
         LearnerInput::Heal { .. } | LearnerInput::SnapshotSucceeded { .. } => LearnerEvent::Heal,
         // A fact about an executable already learned (or not at all): never
         // a new one, so never drift.
-        LearnerInput::HookSeen { .. } | LearnerInput::Denied { .. } => {
-            LearnerEvent::KnownExecutable
-        }
+        LearnerInput::HookSeen { .. }
+        | LearnerInput::Denied { .. }
+        | LearnerInput::PolicyViolation(_)
+        | LearnerInput::Allow { .. }
+        | LearnerInput::Acknowledge { .. } => LearnerEvent::KnownExecutable,
     }
 }
 
@@ -339,6 +369,38 @@ pub fn step(
                     view,
                     hook_path,
                 });
+            }
+        }
+        LearnerInput::PolicyViolation(seen) => {
+            let mode = seen.mode;
+            match profile.violations.record(seen) {
+                (id, Recorded::New) => effects.push(Effect::NewViolation { id, mode }),
+                (_, Recorded::Again) => effects.push(Effect::Touched),
+            }
+        }
+        LearnerInput::Allow { path, now } => {
+            let cleared = profile.violations.clear_path(&path);
+            profile.deviations.remove(&path);
+            let obs = Observation {
+                path: path.clone(),
+                at: now,
+                source: FactSource::Operator,
+                exec_probe: false,
+                exec_session: false,
+            };
+            let rec = profile
+                .executables
+                .entry(path.clone())
+                .or_insert_with(|| ExecutableRecord::first(&obs));
+            rec.sources.insert(FactSource::Operator);
+            for view in HookView::ALL {
+                rec.views.add(view, &path);
+            }
+            effects.push(Effect::Allowed { path, cleared });
+        }
+        LearnerInput::Acknowledge { id } => {
+            if profile.violations.acknowledge(&id) == Some(true) {
+                effects.push(Effect::Acknowledged { id });
             }
         }
         LearnerInput::PodLabelsSeen { labels, pod } => {

@@ -12,3 +12,4 @@ pub mod pod_labels;
 pub mod profile;
 pub mod state;
 pub mod view;
+pub mod violation;

@@ -18,6 +18,8 @@ pub enum FactSource {
     Exit,
     /// An exec or exit of Tetragon's export log, read at start (backfill).
     Backfill,
+    /// Allowed by the operator (`admin allow`), not seen running.
+    Operator,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use super::key::LearnerKey;
 use super::observation::{FactSource, Observation};
 use super::pod_labels::PodLabels;
 use super::state::LearnerState;
+use super::violation::Violations;
 use crate::time::UnixMillis;
 
 /// Why a profile may miss executables. Operators must not treat a partial
@@ -173,6 +174,9 @@ pub struct Profile {
     /// labels dropped): what a policy can select the workload's pods by.
     #[serde(default)]
     pub pod_labels: PodLabels,
+    /// What the agent's exported policies did to this container's execs.
+    #[serde(default)]
+    pub violations: Violations,
 }
 
 impl Profile {
@@ -189,6 +193,7 @@ impl Profile {
             partial_reasons: BTreeSet::new(),
             tracking: Tracking::default(),
             pod_labels: PodLabels::default(),
+            violations: Violations::default(),
         }
     }
 

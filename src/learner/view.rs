@@ -12,6 +12,7 @@ use super::observation::FactSource;
 use super::pod_labels::PodLabelSetView;
 use super::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
 use super::state::LearnerState;
+use super::violation::{Violation, ViolationMode, Violations};
 use crate::time::rfc3339_ms;
 
 /// Field order is the contract's: `key, state, executables, deviations`, then
@@ -47,6 +48,13 @@ pub struct ProfileView {
     /// that carried it (instance-specific labels dropped); left out while none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pod_labels: Vec<PodLabelSetView>,
+    /// What the agent's exported policies did to this container's execs,
+    /// newest first; left out while none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<ViolationView>,
+    /// Violations dropped beyond the newest kept (left out while none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub violations_evicted: u64,
 }
 
 /// Whether `rec` was never seen through `view`'s hook: an allow-list of that
@@ -104,6 +112,48 @@ impl From<&ExecutableRecord> for ExecutableView {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One violation in the profiles JSON (`debug violations`, `export --format json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationView {
+    /// Stable across nodes and restarts: what `admin ack KEY ID` takes.
+    pub id: String,
+    pub policy: String,
+    /// The path the policy's hook checked.
+    pub path: String,
+    /// The calling process's binary.
+    pub caller: String,
+    pub mode: ViolationMode,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub acknowledged: bool,
+}
+
+impl ViolationView {
+    /// Newest first (then by id).
+    pub fn list(v: &Violations) -> Vec<Self> {
+        let mut out: Vec<(&String, &Violation)> = v.by_id.iter().collect();
+        out.sort_by(|a, b| (b.1.last_seen, a.0).cmp(&(a.1.last_seen, b.0)));
+        out.into_iter()
+            .map(|(id, v)| Self {
+                id: id.clone(),
+                policy: v.policy.clone(),
+                path: v.path.clone(),
+                caller: v.caller.clone(),
+                mode: v.mode,
+                first_seen: rfc3339_ms(v.first_seen),
+                last_seen: rfc3339_ms(v.last_seen),
+                count: v.count,
+                acknowledged: v.acknowledged,
+            })
+            .collect()
+    }
+}
+
 impl From<&Profile> for ProfileView {
     fn from(p: &Profile) -> Self {
         // BTreeMap iteration is already sorted by path (byte order).
@@ -128,6 +178,8 @@ impl From<&Profile> for ProfileView {
                 .collect(),
             unverified: unverified(p.executables.values()),
             pod_labels: p.pod_labels.to_view(),
+            violations: ViolationView::list(&p.violations),
+            violations_evicted: p.violations.evicted,
         }
     }
 }

@@ -1,6 +1,17 @@
 //! Versioned encoding of stored values: one version byte, then the body.
 //!
-//! - **v5** (written): the v4 body, then the learner's pod label sets
+//! - **v6** (written): the v5 body (its records may hold source code 5,
+//!   `operator`), then the learner's violations (`learner/violation.rs`):
+//!
+//!   ```text
+//!   v5 body
+//!   violations   varint count (at most MAX_VIOLATIONS), then violations
+//!   evicted      varint u64
+//!   violation = id, policy, path, caller strings; mode u8 (0 would-deny,
+//!               1 denied); first_seen, last_seen, count varints;
+//!               acknowledged u8 (0 or 1)
+//!   ```
+//! - **v5** (read only): the v4 body, then the learner's pod label sets
 //!   (`learner/pod_labels.rs`):
 //!
 //!   ```text
@@ -102,6 +113,7 @@ pub const PROFILE_VALUE_V2: u8 = 2;
 pub const PROFILE_VALUE_V3: u8 = 3;
 pub const PROFILE_VALUE_V4: u8 = 4;
 pub const PROFILE_VALUE_V5: u8 = 5;
+pub const PROFILE_VALUE_V6: u8 = 6;
 
 /// The on-disk v2 body. Only primitive fields: its serde shape is the format.
 /// Do not reorder, retype or remove fields; a new format is a new version byte.
@@ -136,12 +148,14 @@ const STATE_CODES: [LearnerState; 3] = [
     LearnerState::Locked,
 ];
 /// Source codes; v2 knows only the first three.
-const SOURCE_CODES: [FactSource; 5] = [
+/// v3 to v5 know the first five, v6 all.
+const SOURCE_CODES: [FactSource; 6] = [
     FactSource::Snapshot,
     FactSource::Event,
     FactSource::ExportLog,
     FactSource::Exit,
     FactSource::Backfill,
+    FactSource::Operator,
 ];
 const V2_SOURCES: usize = 3;
 /// Reason codes (bit numbers); v2 knows only the first three.
@@ -173,6 +187,7 @@ fn source_code(s: FactSource) -> u8 {
         FactSource::ExportLog => 2,
         FactSource::Exit => 3,
         FactSource::Backfill => 4,
+        FactSource::Operator => 5,
     }
 }
 
@@ -274,6 +289,7 @@ fn from_v2(s: StoredProfileV2<'_>) -> Result<Profile, String> {
     let partial_reasons = reasons_from_bits(s.partial_reasons, V2_REASONS)?;
     Ok(Profile {
         pod_labels: Default::default(),
+        violations: Default::default(),
         key: LearnerKey {
             namespace: s.namespace.into_owned(),
             workload_kind: s.workload_kind.into_owned(),
@@ -312,23 +328,41 @@ fn reason_bits(reasons: &BTreeSet<PartialReason>) -> u8 {
         .fold(0u8, |bits, r| bits | 1 << reason_code(*r))
 }
 
-/// The value the store writes: v5.
+/// The value the store writes: v6.
 pub fn encode_profile(p: &Profile) -> Vec<u8> {
     // Only integers, strings and sequences of known length, into a Vec: postcard
     // cannot fail here. Should it ever, v1 (JSON of the whole profile) still decodes.
-    match postcard::to_extend(&v5::to_v5(p), vec![PROFILE_VALUE_V5]) {
+    match postcard::to_extend(&v6::to_v6(p), vec![PROFILE_VALUE_V6]) {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(error = %e, "v5 profile encoding failed; writing v1");
+            tracing::error!(error = %e, "v6 profile encoding failed; writing v1");
             encode_profile_v1(p)
         }
     }
 }
 
+/// Whether `p` holds what only v6 can: violations, the `operator` source.
+fn needs_v6(p: &Profile) -> bool {
+    !p.violations.is_empty()
+        || p.executables
+            .values()
+            .chain(p.deviations.values())
+            .any(|r| r.sources.contains(&FactSource::Operator) || r.source == FactSource::Operator)
+}
+
+/// The v5 value of `p`, for tests that build databases of the previous
+/// version; an error when `p` holds what v5 cannot.
+pub fn encode_profile_v5(p: &Profile) -> Result<Vec<u8>, String> {
+    if needs_v6(p) {
+        return Err("violations or the operator source, which v5 cannot hold".into());
+    }
+    postcard::to_extend(&v5::to_v5(p), vec![PROFILE_VALUE_V5]).map_err(|e| e.to_string())
+}
+
 /// The v4 value of `p`, for tests that build databases of the previous
 /// version; an error when `p` holds pod labels.
 pub fn encode_profile_v4(p: &Profile) -> Result<Vec<u8>, String> {
-    if !p.pod_labels.is_empty() {
+    if !p.pod_labels.is_empty() || needs_v6(p) {
         return Err("pod labels, which v4 cannot hold".into());
     }
     postcard::to_extend(&v4::to_v4(p), vec![PROFILE_VALUE_V4]).map_err(|e| e.to_string())
@@ -336,7 +370,8 @@ pub fn encode_profile_v4(p: &Profile) -> Result<Vec<u8>, String> {
 
 /// Whether `p` holds hook views or pod labels, which v3 and older cannot hold.
 fn has_views(p: &Profile) -> bool {
-    !p.pod_labels.is_empty()
+    needs_v6(p)
+        || !p.pod_labels.is_empty()
         || p.executables
             .values()
             .chain(p.deviations.values())
@@ -456,6 +491,11 @@ pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
             let stored: v5::StoredV5<'_> = take_whole(version, body)?;
             v5::from_v5(stored).map_err(|what| DecodeError::Content { version, what })
         }
+        Some((&PROFILE_VALUE_V6, body)) => {
+            let version = PROFILE_VALUE_V6;
+            let stored: v6::StoredV6<'_> = take_whole(version, body)?;
+            v6::from_v6(stored).map_err(|what| DecodeError::Content { version, what })
+        }
         Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
         None => Err(DecodeError::Empty),
     }
@@ -464,6 +504,7 @@ pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
 mod v3;
 mod v4;
 mod v5;
+mod v6;
 
 #[cfg(test)]
 mod tests {
@@ -506,7 +547,8 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_unknown_versions() {
         let p = Profile::new(LearnerKey::new("ns", "Deployment", "web", "app"), 5);
-        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V5);
+        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V6);
+        assert_eq!(decode_profile(&encode_profile_v5(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v4(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v3(&p).unwrap()).unwrap(), p);
@@ -628,7 +670,12 @@ mod tests {
         let mut v5 = v4.clone();
         v5[0] = PROFILE_VALUE_V5;
         v5.push(0);
-        assert_eq!(encode_profile(&p), v5);
+        assert_eq!(encode_profile_v5(&p).unwrap(), v5);
+        // v6: no violations, none evicted.
+        let mut v6 = v5.clone();
+        v6[0] = PROFILE_VALUE_V6;
+        v6.extend_from_slice(&[0, 0]);
+        assert_eq!(encode_profile(&p), v6);
     }
 
     /// Pins the v4 views, as `v3_golden_bytes` pins v3.
@@ -828,6 +875,41 @@ mod tests {
             })
     }
 
+    fn violations() -> impl Strategy<Value = crate::learner::violation::Violations> {
+        use crate::learner::violation::{Violation, ViolationMode, Violations};
+        let one = (
+            hostile_path(),
+            hostile_path(),
+            hostile_path(),
+            any::<bool>(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(policy, path, caller, denied, (first_seen, last_seen, count), acknowledged)| {
+                    Violation {
+                        policy,
+                        path,
+                        caller,
+                        mode: if denied {
+                            ViolationMode::Denied
+                        } else {
+                            ViolationMode::WouldDeny
+                        },
+                        first_seen,
+                        last_seen,
+                        count,
+                        acknowledged,
+                    }
+                },
+            );
+        (
+            prop::collection::btree_map("[0-9a-f]{16}", one, 0..3),
+            any::<u64>(),
+        )
+            .prop_map(|(by_id, evicted)| Violations { by_id, evicted })
+    }
+
     fn pod_labels() -> impl Strategy<Value = crate::learner::pod_labels::PodLabels> {
         prop::collection::btree_map(
             prop::collection::btree_map(hostile_path(), hostile_path(), 0..4),
@@ -900,7 +982,7 @@ mod tests {
             records(),
             prop::collection::btree_set(prop::sample::select(REASON_CODES.to_vec()), 0..=3),
             prop_oneof![1 => Just(Tracking::default()), 2 => tracking()],
-            pod_labels(),
+            (pod_labels(), violations()),
         )
             .prop_map(
                 |(
@@ -911,7 +993,7 @@ mod tests {
                     deviations,
                     partial_reasons,
                     tracking,
-                    pod_labels,
+                    (pod_labels, violations),
                 )| Profile {
                     key: LearnerKey::new(&ns, &kind, &workload, &container),
                     state,
@@ -924,6 +1006,7 @@ mod tests {
                     partial_reasons,
                     tracking,
                     pod_labels,
+                    violations,
                 },
             )
     }
@@ -933,9 +1016,12 @@ mod tests {
 
         #[test]
         fn every_version_round_trips_exactly_or_refuses(p in profile()) {
-            let v5 = encode_profile(&p);
-            prop_assert_eq!(v5[0], PROFILE_VALUE_V5);
-            prop_assert_eq!(&decode_profile(&v5).unwrap(), &p);
+            let v6 = encode_profile(&p);
+            prop_assert_eq!(v6[0], PROFILE_VALUE_V6);
+            prop_assert_eq!(&decode_profile(&v6).unwrap(), &p);
+            if let Ok(v5) = encode_profile_v5(&p) {
+                prop_assert_eq!(&decode_profile(&v5).unwrap(), &p);
+            }
             if let Ok(v4) = encode_profile_v4(&p) {
                 prop_assert_eq!(&decode_profile(&v4).unwrap(), &p);
             }

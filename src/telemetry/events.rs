@@ -429,6 +429,56 @@ impl Emit for HookPathsSeen {
     }
 }
 
+/// A new violation of a learner, durable (one line per distinct violation;
+/// every sighting is counted by `PolicyEventsSeen`).
+pub struct ViolationRecorded<'a> {
+    pub key: &'a dyn Display,
+    pub id: &'a str,
+    pub mode: &'a str,
+    pub policy: &'a str,
+    pub path: &'a str,
+}
+
+impl Emit for ViolationRecorded<'_> {
+    fn emit(self, _: &Metrics) {
+        tracing::warn!(
+            learner = %self.key,
+            id = self.id,
+            mode = self.mode,
+            policy = self.policy,
+            path = %log_quote::name(self.path),
+            "policy violation: `admin allow KEY PATH` to allow it, `admin ack KEY ID` to acknowledge it"
+        );
+    }
+}
+
+/// Events of the agent's exported policies, as violations: counted by
+/// namespace, workload, mode and node (every sighting).
+pub struct PolicyViolationSeen<'a> {
+    pub namespace: &'a str,
+    pub workload: &'a str,
+    pub mode: &'a str,
+    pub node: &'a str,
+}
+
+impl Emit for PolicyViolationSeen<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.violation(self.namespace, self.workload, self.mode, self.node);
+    }
+}
+
+/// The agent's exported policies as Tetragon listed them on this node: the
+/// gauges are replaced.
+pub struct OwnPoliciesListed<'a> {
+    pub policies: &'a [super::metrics::PolicyGauge<'a>],
+}
+
+impl Emit for OwnPoliciesListed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.set_policies(self.policies);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,15 @@ impl Resolved {
     }
 }
 
+/// One of the agent's loaded policies, for the gauges.
+pub struct PolicyGauge<'a> {
+    pub name: &'a str,
+    pub state: &'a str,
+    pub kernel_memory: u64,
+    /// (action, enforced, count): override / signal, enforced or monitored.
+    pub actions: Vec<(&'static str, bool, u64)>,
+}
+
 pub struct Metrics {
     registry: Registry,
     events_resolved: Resolved,
@@ -74,6 +83,14 @@ pub struct Metrics {
     pub(super) hook_view_active: Family<Labels, Gauge>,
     /// Policy events of the observe policies tied to an exec, by view.
     pub(super) hook_paths_seen: Family<Labels, Counter>,
+    /// Exec denials (and would-be denials) by the agent's exported policies.
+    pub(super) violations: Family<Labels, Counter>,
+    /// The agent's exported policies loaded on this node, by state.
+    pub(super) policies_loaded: Family<Labels, Gauge>,
+    /// Kernel memory of each of the agent's loaded policies (Tetragon's figure).
+    pub(super) policy_kernel_memory: Family<Labels, Gauge>,
+    /// Overrides and kills by the agent's policies, enforced or monitored.
+    pub(super) policy_actions: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -111,6 +128,10 @@ impl Metrics {
             learned_from_exits: Counter::default(),
             hook_view_active: Family::default(),
             hook_paths_seen: Family::default(),
+            violations: Family::default(),
+            policies_loaded: Family::default(),
+            policy_kernel_memory: Family::default(),
+            policy_actions: Family::default(),
             registry: Registry::default(),
             events_resolved: Resolved::default(),
             skipped_resolved: Resolved::default(),
@@ -237,7 +258,66 @@ impl Metrics {
             "Observe-policy events tied to the exec they belong to, by view",
             m.hook_paths_seen.clone(),
         );
+        registry.register(
+            "violations",
+            "Execs the agent's exported policies denied (mode=denied) or would deny in monitor mode (mode=would-deny), by namespace, workload and node",
+            m.violations.clone(),
+        );
+        registry.register(
+            "policies_loaded",
+            "The agent's exported policies Tetragon lists on this node, by state",
+            m.policies_loaded.clone(),
+        );
+        registry.register(
+            "policy_kernel_memory_bytes",
+            "Kernel memory of each of the agent's loaded policies, as Tetragon reports it",
+            m.policy_kernel_memory.clone(),
+        );
+        registry.register(
+            "policy_actions",
+            "Tetragon's action counters of the agent's loaded policies: action (override, signal) and whether enforced or monitored",
+            m.policy_actions.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    pub(super) fn violation(&self, namespace: &str, workload: &str, mode: &str, node: &str) {
+        self.violations
+            .get_or_create(&labels(&[
+                ("namespace", namespace),
+                ("workload", workload),
+                ("mode", mode),
+                ("node", node),
+            ]))
+            .inc();
+    }
+
+    /// Replaces the policy gauges with `list` (name, state, kernel memory,
+    /// (action, enforced, count)).
+    pub(super) fn set_policies(&self, list: &[PolicyGauge<'_>]) {
+        self.policies_loaded.clear();
+        self.policy_kernel_memory.clear();
+        self.policy_actions.clear();
+        for p in list {
+            self.policies_loaded
+                .get_or_create(&labels(&[("state", p.state)]))
+                .inc();
+            self.policy_kernel_memory
+                .get_or_create(&labels(&[("policy", p.name)]))
+                .set(i64::try_from(p.kernel_memory).unwrap_or(i64::MAX));
+            for (action, enforced, n) in &p.actions {
+                self.policy_actions
+                    .get_or_create(&labels(&[
+                        ("policy", p.name),
+                        ("action", action),
+                        (
+                            "enforcement",
+                            if *enforced { "enforced" } else { "monitored" },
+                        ),
+                    ]))
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     pub(super) fn set_hook_view(&self, view: &str, active: bool) {

@@ -82,8 +82,8 @@ fn record_to_v3<'a>(path: &'a str, r: &ExecutableRecord) -> StoredRecordV3<'a> {
     }
 }
 
-fn source_of(code: u8, what: &str) -> Result<FactSource, String> {
-    SOURCE_CODES
+fn source_of(code: u8, known: usize, what: &str) -> Result<FactSource, String> {
+    SOURCE_CODES[..known]
         .get(usize::from(code))
         .copied()
         .ok_or_else(|| format!("unknown source code {code} in {what}"))
@@ -92,8 +92,9 @@ fn source_of(code: u8, what: &str) -> Result<FactSource, String> {
 fn records_from_v3(
     what: &str,
     stored: Vec<StoredRecordV3<'_>>,
+    known: usize,
 ) -> Result<BTreeMap<String, ExecutableRecord>, String> {
-    let known_sources = (1u8 << SOURCE_CODES.len()) - 1;
+    let known_sources = (1u8 << known) - 1;
     let mut out = BTreeMap::new();
     for r in stored {
         if r.flags & !(FLAG_EXEC_PROBE | FLAG_EXEC_SESSION) != 0 {
@@ -114,7 +115,7 @@ fn records_from_v3(
             first_seen: r.first_seen,
             last_seen: r.last_seen,
             count: r.count,
-            source: source_of(r.source, what)?,
+            source: source_of(r.source, known, what)?,
             sources,
             exec_probe: r.flags & FLAG_EXEC_PROBE != 0,
             exec_session: r.flags & FLAG_EXEC_SESSION != 0,
@@ -171,7 +172,15 @@ pub(super) fn to_v3(p: &Profile) -> StoredProfileV3<'_> {
     }
 }
 
+/// Sources v3 to v5 know (`operator` came with v6).
+pub(super) const V3_SOURCES: usize = 5;
+
 pub(super) fn from_v3(s: StoredProfileV3<'_>) -> Result<Profile, String> {
+    from_v3_with(s, V3_SOURCES)
+}
+
+/// The v3 body, for a version that knows the first `known` source codes.
+pub(super) fn from_v3_with(s: StoredProfileV3<'_>, known: usize) -> Result<Profile, String> {
     let state = *STATE_CODES
         .get(usize::from(s.state))
         .ok_or_else(|| format!("unknown state code {}", s.state))?;
@@ -203,6 +212,7 @@ pub(super) fn from_v3(s: StoredProfileV3<'_>) -> Result<Profile, String> {
     }
     Ok(Profile {
         pod_labels: Default::default(),
+        violations: Default::default(),
         key: LearnerKey {
             namespace: s.namespace.into_owned(),
             workload_kind: s.workload_kind.into_owned(),
@@ -213,8 +223,8 @@ pub(super) fn from_v3(s: StoredProfileV3<'_>) -> Result<Profile, String> {
         created_at: s.created_at,
         learning_since: s.learning_since,
         last_new_at: s.last_new_at,
-        executables: records_from_v3("executables", s.executables)?,
-        deviations: records_from_v3("deviations", s.deviations)?,
+        executables: records_from_v3("executables", s.executables, known)?,
+        deviations: records_from_v3("deviations", s.deviations, known)?,
         drift_count: s.drift_count,
         partial_reasons: reasons_from_bits(s.partial_reasons, REASON_CODES.len())?,
         tracking: Tracking {

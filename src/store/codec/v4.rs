@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::v3::{from_v3, to_v3, StoredProfileV3};
+use super::v3::{from_v3_with, to_v3, StoredProfileV3, V3_SOURCES};
 use crate::learner::hook_view::{HookPaths, MAX_VIEW_PATHS};
 use crate::learner::profile::{ExecutableRecord, Profile};
 
@@ -84,10 +84,16 @@ fn apply_views(
     Ok(())
 }
 
-pub(super) fn from_v4(
+pub(super) fn from_v4(stored: (StoredProfileV3<'_>, StoredViewsV4<'_>)) -> Result<Profile, String> {
+    from_v4_with(stored, V3_SOURCES)
+}
+
+/// The v4 body, for a version that knows the first `known` source codes.
+pub(super) fn from_v4_with(
     (profile, views): (StoredProfileV3<'_>, StoredViewsV4<'_>),
+    known: usize,
 ) -> Result<Profile, String> {
-    let mut p = from_v3(profile)?;
+    let mut p = from_v3_with(profile, known)?;
     apply_views("executables", &mut p.executables, views.executables)?;
     apply_views("deviations", &mut p.deviations, views.deviations)?;
     Ok(p)

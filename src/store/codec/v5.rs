@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::v3::StoredProfileV3;
-use super::v4::{from_v4, to_v4, StoredViewsV4};
+use super::v3::V3_SOURCES;
+use super::v4::{from_v4_with, to_v4, StoredViewsV4};
 use crate::learner::pod_labels::{LabelSet, PodLabels, MAX_LABEL_SETS, MAX_PODS_PER_SET};
 use crate::learner::profile::Profile;
 
@@ -40,8 +41,16 @@ pub(super) fn to_v5(p: &Profile) -> StoredV5<'_> {
     (v3, views, sets)
 }
 
-pub(super) fn from_v5((v3, views, sets): StoredV5<'_>) -> Result<Profile, String> {
-    let mut p = from_v4((v3, views))?;
+pub(super) fn from_v5(stored: StoredV5<'_>) -> Result<Profile, String> {
+    from_v5_with(stored, V3_SOURCES)
+}
+
+/// The v5 body, for a version that knows the first `known` source codes.
+pub(super) fn from_v5_with(
+    (v3, views, sets): StoredV5<'_>,
+    known: usize,
+) -> Result<Profile, String> {
+    let mut p = from_v4_with((v3, views), known)?;
     if sets.len() > MAX_LABEL_SETS {
         return Err(format!("{} pod label sets", sets.len()));
     }

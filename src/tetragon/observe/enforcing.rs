@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::tetragon::proto::TracingPolicyMode;
+use serde::Serialize;
+
+use crate::tetragon::proto::{TracingPolicyMode, TracingPolicyState, TracingPolicyStatus};
 
 /// The export's names: `<kind>-<workload>` (lowercased) for a workload's
 /// `TracingPolicyNamespaced`, `tetragon-learner-host-...` for a host's
@@ -39,13 +41,53 @@ pub fn is_agents_policy(name: &str, namespace: &str) -> bool {
         })
 }
 
-/// Mode of each of the agent's loaded policies, by name.
-pub type EnforcingModes = Arc<RwLock<BTreeMap<String, TracingPolicyMode>>>;
-
-/// True when `name` is the agent's and Tetragon lists it in enforce mode.
-pub fn enforces(modes: &EnforcingModes, name: &str) -> bool {
-    modes.read().get(name) == Some(&TracingPolicyMode::TpModeEnforce)
+/// One of the agent's policies as Tetragon lists it on this node (`debug
+/// policies`, `/metrics`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnPolicy {
+    pub name: String,
+    /// Empty for a cluster-wide `TracingPolicy`.
+    pub namespace: String,
+    /// `enabled`, `load_error`, ... (Tetragon's state, lowercased).
+    pub state: String,
+    /// `enforce`, `monitor`, ... (Tetragon's mode, lowercased).
+    pub mode: String,
+    /// Why it failed to load.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    pub kernel_memory_bytes: u64,
+    /// Denials enforced / monitored (overrides and kills).
+    pub enforced: u64,
+    pub monitored: u64,
 }
+
+impl OwnPolicy {
+    pub fn from_status(p: &TracingPolicyStatus) -> Self {
+        let lower = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_ascii_lowercase();
+        let state = TracingPolicyState::try_from(p.state)
+            .map(|s| lower(s.as_str_name(), "TP_STATE_"))
+            .unwrap_or_else(|_| format!("state-{}", p.state));
+        let mode = TracingPolicyMode::try_from(p.mode)
+            .map(|m| lower(m.as_str_name(), "TP_MODE_"))
+            .unwrap_or_else(|_| format!("mode-{}", p.mode));
+        let c = p.stats.as_ref().and_then(|s| s.action_counters.as_ref());
+        Self {
+            name: p.name.clone(),
+            namespace: p.namespace.clone(),
+            state,
+            mode,
+            error: p.error.clone(),
+            kernel_memory_bytes: p.kernel_memory_bytes,
+            enforced: c.map(|c| c.r#override + c.signal).unwrap_or(0),
+            monitored: c
+                .map(|c| c.monitor_override + c.monitor_signal)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The agent's loaded policies, by name.
+pub type EnforcingModes = Arc<RwLock<BTreeMap<String, OwnPolicy>>>;
 
 #[cfg(test)]
 mod tests {

@@ -12,17 +12,16 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use super::enforcing::{is_agents_policy, EnforcingModes};
+use super::enforcing::{is_agents_policy, EnforcingModes, OwnPolicy};
 use super::plan::{all_unavailable, plan, Listed, ListedState, ViewStatus};
 use super::policy::{HookViewChoice, ObserveShape};
 use crate::learner::hook_view::HookView;
-use crate::telemetry::events::{Emit, HookViewChanged};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::events::{Emit, HookViewChanged, OwnPoliciesListed};
+use crate::telemetry::metrics::{Metrics, PolicyGauge};
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{
-    AddTracingPolicyRequest, ListTracingPoliciesRequest, TracingPolicyMode, TracingPolicyState,
-    TracingPolicyStatus,
+    AddTracingPolicyRequest, ListTracingPoliciesRequest, TracingPolicyState, TracingPolicyStatus,
 };
 
 /// Each view's status, shared with `/readyz` and the admin status.
@@ -112,7 +111,7 @@ async fn round(
             return false;
         }
     };
-    publish_enforcing(enforcing, &listed);
+    publish_enforcing(enforcing, &listed, metrics);
     let listed: Vec<Listed> = listed
         .into_iter()
         .map(|p| {
@@ -161,17 +160,35 @@ async fn round(
 
 /// The agent's exported policies in the list: modes now, names (a stream
 /// re-subscription) only when they changed.
-fn publish_enforcing(w: &EnforcingWatch, listed: &[TracingPolicyStatus]) {
-    let ours: BTreeMap<String, TracingPolicyMode> = listed
+fn publish_enforcing(w: &EnforcingWatch, listed: &[TracingPolicyStatus], metrics: &Metrics) {
+    let ours: BTreeMap<String, OwnPolicy> = listed
         .iter()
         .filter(|p| is_agents_policy(&p.name, &p.namespace))
-        .map(|p| {
-            let mode =
-                TracingPolicyMode::try_from(p.mode).unwrap_or(TracingPolicyMode::TpModeUnknown);
-            (p.name.clone(), mode)
+        .map(|p| (p.name.clone(), OwnPolicy::from_status(p)))
+        .collect();
+    let gauges: Vec<PolicyGauge<'_>> = ours
+        .values()
+        .map(|p| PolicyGauge {
+            name: &p.name,
+            state: &p.state,
+            kernel_memory: p.kernel_memory_bytes,
+            actions: vec![("deny", true, p.enforced), ("deny", false, p.monitored)],
         })
         .collect();
-    let names: Vec<String> = ours.keys().cloned().collect();
+    OwnPoliciesListed { policies: &gauges }.emit(metrics);
+    let names: Vec<String> = ours
+        .values()
+        .filter(|p| p.state == "enabled")
+        .map(|p| p.name.clone())
+        .collect();
+    let failed: Vec<&OwnPolicy> = ours.values().filter(|p| p.state == "load_error").collect();
+    for p in failed {
+        tracing::debug!(
+            policy = p.name.as_str(),
+            error = p.error.as_str(),
+            "one of the agent's exported policies failed to load on this node"
+        );
+    }
     *w.modes.write() = ours;
     w.names.send_if_modified(|cur| {
         if *cur == names {
