@@ -132,6 +132,16 @@ fn run(dir: &Path, cmd: &mut Command, timeout: Duration) -> Out {
             break shell_code(status);
         }
         if start.elapsed() > timeout {
+            // SIGTERM first (vm-run and the harness scripts clean up on it).
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let grace = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && grace.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
             break 124;
@@ -171,6 +181,27 @@ fn write_exec(path: &Path, text: &str) {
 fn copy_exec(from: &str, to: &Path) {
     fs::copy(from, to).unwrap_or_else(|e| panic!("copy {from} to {}: {e}", to.display()));
     fs::set_permissions(to, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+trait DieWithParent {
+    /// The child gets `signal` if the test process dies without running the
+    /// guard (a test runner killed on timeout, say).
+    fn die_with_parent(&mut self, signal: libc::c_int) -> &mut Self;
+}
+
+impl DieWithParent for Command {
+    fn die_with_parent(&mut self, signal: libc::c_int) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            self.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        }
+    }
 }
 
 /// Everything the host test started, undone in reverse order on drop, even
@@ -429,7 +460,11 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     assert_eq!(up.code, 0, "tetragon-up failed: {}", up.show());
     live.env.extend(parse_env(&up.stdout));
     live.tetragon_dir = Some(live.var("TETRAGON_DIR").to_string());
-    let sb = run(&work, &mut live.tool("sandbox-up"), Duration::from_secs(30));
+    let sb = run(
+        &work,
+        live.tool("sandbox-up").args(["--max-seconds", "900"]),
+        Duration::from_secs(30),
+    );
     if sb.code == 77 {
         return skip(sb.stderr.trim());
     }
@@ -477,6 +512,7 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
         .args(["--admin-socket", &live.admin_socket()])
         .args(["--learn-host-processes", "--backfill", "off"])
         .args(["--export-log", live.var("TETRAGON_EXPORT_LOG")])
+        .die_with_parent(libc::SIGKILL)
         .stdin(Stdio::null())
         .stdout(agent_log.try_clone().expect("dup"))
         .stderr(agent_log)
@@ -804,7 +840,8 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
     cmd.args([OsStr::new("--payload"), payload.as_os_str()])
         .args([OsStr::new("--script"), guest.as_os_str()])
         .args([OsStr::new("--out"), out_dir.as_os_str()])
-        .args(["--timeout", "480"]);
+        .args(["--timeout", "480"])
+        .die_with_parent(libc::SIGTERM); // vm-run then stops its VM
     let res = run(&work, &mut cmd, Duration::from_secs(540));
     println!(
         "live: vm-run: exit {} in {:.0}s",
