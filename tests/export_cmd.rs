@@ -17,8 +17,9 @@ use tetragon_learner::export::{
     in_namespace, is_dns1123_subdomain, is_label_value, object_name, ExportError, ExportOptions,
     PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
+use tetragon_learner::learner::hook_view::HookView;
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::learner::profile::{PartialReason, Profile};
+use tetragon_learner::learner::profile::{ExecutableRecord, PartialReason, Profile};
 use tetragon_learner::learner::state::LearnerState;
 use tetragon_learner::store::Store;
 
@@ -29,6 +30,9 @@ const PROPOSAL_CRD: &str =
     include_str!("fixtures/schemas/security.rancher.io_workloadpolicyproposals.yaml");
 const TRACING_POLICY_SCHEMA: &str =
     include_str!("fixtures/schemas/tracingpolicynamespaced-cilium.io.json");
+/// The cluster-scoped `TracingPolicy` schema (host learners' policies).
+const CLUSTER_TRACING_POLICY_SCHEMA: &str =
+    include_str!("fixtures/schemas/tracingpolicy-cilium.io.json");
 
 /// 4 KB of path built from everything a YAML or JSON writer could trip on.
 fn long_path() -> String {
@@ -113,16 +117,64 @@ fn proposal_validator() -> jsonschema::Validator {
     jsonschema::validator_for(&version["schema"]["openAPIV3Schema"]).expect("schema compiles")
 }
 
-fn tracing_policy_validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(TRACING_POLICY_SCHEMA).expect("schema parses");
-    jsonschema::validator_for(&schema).expect("schema compiles")
+/// Validates a tracing policy against the schema of its kind:
+/// `TracingPolicyNamespaced` (workloads) or `TracingPolicy` (hosts). The
+/// `x-kubernetes-validations` rules (a namespaced policy has no hostSelector)
+/// are not JSON Schema; the tests check them by hand.
+struct TracingPolicyValidator {
+    namespaced: jsonschema::Validator,
+    cluster: jsonschema::Validator,
 }
 
-fn assert_valid(validator: &jsonschema::Validator, doc: &Value) {
-    let errors: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+impl TracingPolicyValidator {
+    fn iter_errors<'a>(
+        &'a self,
+        doc: &'a Value,
+    ) -> Box<dyn Iterator<Item = jsonschema::ValidationError<'a>> + 'a> {
+        match doc["kind"].as_str() {
+            Some("TracingPolicyNamespaced") => Box::new(self.namespaced.iter_errors(doc)),
+            Some("TracingPolicy") => {
+                assert!(doc["metadata"].get("namespace").is_none(), "{doc:#}");
+                Box::new(self.cluster.iter_errors(doc))
+            }
+            other => panic!("not a tracing policy kind: {other:?}"),
+        }
+    }
+}
+
+fn tracing_policy_validator() -> TracingPolicyValidator {
+    let compile = |text: &str| {
+        let schema: Value = serde_json::from_str(text).expect("schema parses");
+        jsonschema::validator_for(&schema).expect("schema compiles")
+    };
+    TracingPolicyValidator {
+        namespaced: compile(TRACING_POLICY_SCHEMA),
+        cluster: compile(CLUSTER_TRACING_POLICY_SCHEMA),
+    }
+}
+
+trait Validates {
+    fn errors(&self, doc: &Value) -> Vec<String>;
+}
+
+impl Validates for jsonschema::Validator {
+    fn errors(&self, doc: &Value) -> Vec<String> {
+        self.iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+}
+
+impl Validates for TracingPolicyValidator {
+    fn errors(&self, doc: &Value) -> Vec<String> {
+        self.iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+}
+
+fn assert_valid(validator: &dyn Validates, doc: &Value) {
+    let errors = validator.errors(doc);
     assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
 }
 
@@ -273,13 +325,16 @@ fn annotations_carry_state_completeness_and_a_partial_warning() {
 fn tracing_policies_validate_against_tetragons_schema() {
     let out = render(&profiles(), ExportFormat::TracingPolicy, &opts()).expect("render");
     let docs = yaml_docs(&out.text);
-    assert_eq!(docs.len(), 3, "web, db and agent (its probe is allowed)");
-    assert_eq!(out.objects, 3);
+    assert_eq!(
+        docs.len(),
+        4,
+        "web, db and agent (its probe is allowed), and the host learner"
+    );
+    assert_eq!(out.objects, 4);
     let v = tracing_policy_validator();
     for d in &docs {
         assert_valid(&v, d);
         assert_eq!(d["apiVersion"], "cilium.io/v1alpha1");
-        assert_eq!(d["kind"], "TracingPolicyNamespaced");
         assert!(d["spec"].get("hostSelector").is_none());
         // Monitor mode by default.
         assert_eq!(
@@ -287,11 +342,37 @@ fn tracing_policies_validate_against_tetragons_schema() {
             serde_json::json!([{"name": "policy-mode", "value": "monitor"}])
         );
     }
+    let kinds: Vec<&str> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "TracingPolicyNamespaced",
+            "TracingPolicyNamespaced",
+            "TracingPolicyNamespaced",
+            "TracingPolicy"
+        ]
+    );
     let agent = find(&docs, "daemonset-agent");
     assert_eq!(
         strings(&agent["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]),
         ["/bin/probe"]
     );
+    // The host learner: cluster-scoped, no pod scope, its own name.
+    let host = find(&docs, "tetragon-learner-host-node-1");
+    assert!(host["metadata"].get("namespace").is_none());
+    assert!(host["spec"].get("podSelector").is_none());
+    assert!(host["spec"].get("containerSelector").is_none());
+    assert_eq!(
+        strings(&host["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]),
+        ["/usr/bin/kubelet"]
+    );
+    assert!(host["metadata"]["annotations"]["tetragon-learner.io/scope"]
+        .as_str()
+        .expect("scope")
+        .contains("every host process"));
     let web = find(&docs, "deployment-web");
     assert_eq!(web["metadata"]["namespace"], "shop");
     let spec = &web["spec"];
@@ -335,9 +416,10 @@ fn tracing_policies_validate_against_tetragons_schema() {
         .contains(&"  shop/Deployment/web/nginx /bin/bash".to_string()));
 }
 
-/// The four shapes (monitor|enforce x kprobe|lsm) validate against Tetragon's
-/// schema, carry the same allow-list and the same action, and differ only in
-/// the policy-mode option and the hook.
+/// The six shapes (monitor|enforce x kprobe|lsm|tracepoint) validate against
+/// Tetragon's schema, for workloads and hosts alike, carry the same allow-list
+/// (these records have no hook views: every entry is its learned path) and
+/// differ only in the policy-mode option, the hook, its argument and action.
 #[test]
 fn every_mode_and_hook_validates_and_carries_the_learned_allow_list() {
     let v = tracing_policy_validator();
@@ -352,7 +434,7 @@ fn every_mode_and_hook_validates_and_carries_the_learned_allow_list() {
         (PolicyMode::Monitor, "monitor"),
         (PolicyMode::Enforce, "enforce"),
     ] {
-        for hook in [PolicyHook::Kprobe, PolicyHook::Lsm] {
+        for hook in [PolicyHook::Kprobe, PolicyHook::Lsm, PolicyHook::Tracepoint] {
             let o = ExportOptions {
                 mode,
                 hook,
@@ -360,51 +442,103 @@ fn every_mode_and_hook_validates_and_carries_the_learned_allow_list() {
             };
             let out = render(&profiles(), ExportFormat::TracingPolicy, &o).expect("render");
             let docs = yaml_docs(&out.text);
-            assert_eq!(docs.len(), 3);
+            assert_eq!(docs.len(), 4);
             for d in &docs {
                 assert_valid(&v, d);
+                assert_eq!(
+                    d["spec"]["options"],
+                    serde_json::json!([{"name": "policy-mode", "value": mode_name}])
+                );
             }
             let spec = &find(&docs, "deployment-web")["spec"];
             assert_eq!(
                 spec["options"],
                 serde_json::json!([{"name": "policy-mode", "value": mode_name}])
             );
-            let hooked = match hook {
+            let only = |key: &str| {
+                for other in ["kprobes", "lsmhooks", "tracepoints"] {
+                    let n = spec
+                        .get(other)
+                        .map_or(0, |h| h.as_array().expect("hooks").len());
+                    assert_eq!(n, usize::from(other == key), "{other} in {spec:#}");
+                }
+                &spec[key][0]
+            };
+            let (hooked, index, action) = match hook {
                 PolicyHook::Kprobe => {
-                    assert!(spec.get("lsmhooks").is_none());
-                    assert_eq!(spec["kprobes"].as_array().expect("kprobes").len(), 1);
-                    assert_eq!(spec["kprobes"][0]["call"], "security_bprm_creds_for_exec");
-                    assert_eq!(spec["kprobes"][0]["syscall"], false);
-                    &spec["kprobes"][0]
+                    let h = only("kprobes");
+                    assert_eq!(h["call"], "security_bprm_creds_for_exec");
+                    assert_eq!(h["syscall"], false);
+                    (
+                        h,
+                        0,
+                        serde_json::json!([{"action": "Override", "argError": -1}]),
+                    )
                 }
                 PolicyHook::Lsm => {
-                    assert!(spec.get("kprobes").is_none());
-                    assert_eq!(spec["lsmhooks"].as_array().expect("lsmhooks").len(), 1);
-                    assert_eq!(spec["lsmhooks"][0]["hook"], "bprm_creds_for_exec");
-                    &spec["lsmhooks"][0]
+                    let h = only("lsmhooks");
+                    assert_eq!(h["hook"], "bprm_creds_for_exec");
+                    (
+                        h,
+                        0,
+                        serde_json::json!([{"action": "Override", "argError": -1}]),
+                    )
+                }
+                PolicyHook::Tracepoint => {
+                    // As the live-tested enf-raw-kill.yaml.
+                    let h = only("tracepoints");
+                    assert_eq!(h["subsystem"], "sched");
+                    assert_eq!(h["event"], "sched_process_exec");
+                    assert_eq!(h["raw"], true);
+                    (h, 2, serde_json::json!([{"action": "Sigkill"}]))
                 }
             };
             assert_eq!(
                 hooked["args"],
-                serde_json::json!([{"index": 0, "type": "linux_binprm"}])
+                serde_json::json!([{"index": index, "type": "linux_binprm"}])
             );
             let selectors = hooked["selectors"].as_array().expect("selectors");
             assert_eq!(selectors.len(), 1);
             let match_args = selectors[0]["matchArgs"].as_array().expect("matchArgs");
             assert_eq!(match_args.len(), 1);
-            assert_eq!(match_args[0]["index"], 0);
+            assert_eq!(match_args[0]["index"], index);
             assert_eq!(match_args[0]["operator"], "NotEqual");
             assert_eq!(
                 strings(&match_args[0]["values"]),
                 want,
                 "{mode_name} {hook:?}"
             );
+            assert_eq!(selectors[0]["matchActions"], action);
+            let enforcement = spec_annotation(&docs, "deployment-web", "enforcement");
+            match hook {
+                PolicyHook::Tracepoint => {
+                    assert!(enforcement.contains("exit 137"), "{enforcement}");
+                    assert!(enforcement.contains("interpreter"), "{enforcement}");
+                    assert!(enforcement.contains("process_exec"), "{enforcement}");
+                }
+                _ => assert!(enforcement.contains("EPERM"), "{enforcement}"),
+            }
+            // The host learner: the same shape, cluster-scoped.
+            let host = &find(&docs, "tetragon-learner-host-node-1")["spec"];
+            assert_eq!(host["options"], spec["options"]);
+            let key = ["kprobes", "lsmhooks", "tracepoints"][match hook {
+                PolicyHook::Kprobe => 0,
+                PolicyHook::Lsm => 1,
+                PolicyHook::Tracepoint => 2,
+            }];
             assert_eq!(
-                selectors[0]["matchActions"],
-                serde_json::json!([{"action": "Override", "argError": -1}])
+                host[key][0]["selectors"][0]["matchActions"],
+                selectors[0]["matchActions"]
             );
         }
     }
+}
+
+fn spec_annotation(docs: &[Value], name: &str, key: &str) -> String {
+    find(docs, name)["metadata"]["annotations"][format!("tetragon-learner.io/{key}")]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} annotation on {name}"))
+        .to_string()
 }
 
 #[test]
@@ -415,7 +549,7 @@ fn exclude_probes_and_include_sessions_change_the_lists() {
     };
     let out = render(&profiles(), ExportFormat::TracingPolicy, &all).expect("render");
     let docs = yaml_docs(&out.text);
-    assert_eq!(docs.len(), 3);
+    assert_eq!(docs.len(), 4);
     let web = find(&docs, "deployment-web");
     let values = strings(&web["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]);
     assert!(values.contains(&"/bin/healthcheck") && values.contains(&"/bin/bash"));
@@ -430,13 +564,17 @@ fn exclude_probes_and_include_sessions_change_the_lists() {
     };
     let out = render(&profiles(), ExportFormat::TracingPolicy, &no_probes).expect("render");
     let docs = yaml_docs(&out.text);
-    assert_eq!(docs.len(), 2, "agent has nothing left but its probe");
+    assert_eq!(
+        docs.len(),
+        3,
+        "agent has nothing left but its probe; web, db, host"
+    );
     let lines = out.stderr_lines(true);
     for want in [
         "warning: 2 executables seen only as exec probes are left out of the allow-lists (--exclude-exec-probes): under enforcement the liveness/readiness probes that run them fail and their pods restart",
         "  shop/Deployment/web/nginx /bin/healthcheck",
         "  kube-system/DaemonSet/agent/agent /bin/probe",
-        "warning: 1 workload gets no TracingPolicyNamespaced: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
+        "warning: 1 workload gets no tracing policy: nothing exportable in its allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
         "  DaemonSet kube-system/agent",
     ] {
         assert!(lines.contains(&want.to_string()), "{want:?} not in {lines:#?}");
@@ -555,7 +693,7 @@ fn hostile_and_long_workload_names_give_valid_distinct_objects() {
     let tp = tracing_policy_validator();
     let crd = proposal_validator();
     for (format, v) in [
-        (ExportFormat::TracingPolicy, &tp),
+        (ExportFormat::TracingPolicy, &tp as &dyn Validates),
         (ExportFormat::Proposal, &crd),
     ] {
         let out = render(&ps, format, &opts()).expect("render");
@@ -671,7 +809,7 @@ fn run_writes_the_file_from_a_real_database() {
     run_retrying(|| args(&db, ExportFormat::TracingPolicy, Some(file.clone()))).expect("export");
     let text = std::fs::read_to_string(&file).expect("written");
     let docs = yaml_docs(&text);
-    assert_eq!(docs.len(), 3);
+    assert_eq!(docs.len(), 4);
     let v = tracing_policy_validator();
     for d in &docs {
         assert_valid(&v, d);
@@ -747,6 +885,14 @@ fn binary_exit_codes_and_stdout() {
     );
 }
 
+/// A record seen through both hook views as itself (a plain binary).
+fn verified(path: &str) -> ExecutableRecord {
+    record(path)
+        .view(HookView::Opened, path)
+        .view(HookView::Loaded, path)
+        .build()
+}
+
 /// Many not-ready learners are one stderr line; `--verbose` lists them, one
 /// escaped line each, so a hostile key cannot forge a `warning:` line.
 #[test]
@@ -758,7 +904,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
                 LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
                 1_000,
             ),
-            vec![record("/bin/app").build()],
+            vec![verified("/bin/app")],
         );
         // 62 stable but partial, 8 complete but still learning.
         if i < 62 {
@@ -774,7 +920,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
                 LearnerKey::new("big", "Deployment", &format!("w{i:02}"), "c"),
                 1_000,
             ),
-            vec![record("/bin/app").build()],
+            vec![verified("/bin/app")],
         );
         p.state = LearnerState::Locked;
         ps.push(p);
@@ -784,7 +930,7 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
             LearnerKey::new("big", "Pod", "evil\nwarning: forged", "c"),
             1_000,
         ),
-        vec![record("/bin/app").build()],
+        vec![verified("/bin/app")],
     ));
     let tmp = TempDir::new().expect("tempdir");
     let input = tmp.path().join("cluster.json");

@@ -86,9 +86,11 @@ fn node_b() -> Value {
 }
 
 /// An input profile as the export writes it back: with `ready` (the inputs
-/// here lack it, as files from before it existed do).
-fn with_ready(mut profile: Value, ready: bool) -> Value {
+/// here lack it, as files from before it existed do) and `unverified`: these
+/// executables were never seen through a hook view (files from before views).
+fn with_ready(mut profile: Value, ready: bool, unverified: &[&str]) -> Value {
     profile["ready"] = ready.into();
+    profile["unverified"] = json!({"opened": unverified, "loaded": unverified});
     profile
 }
 
@@ -111,9 +113,11 @@ fn merged_a_b() -> Value {
             "created_at": "2026-01-01T08:55:00.000Z",
             "learning_since": "2026-01-01T11:10:00.000Z",
             "last_new_at": "2026-01-01T11:10:00.000Z",
-            "ready": false
+            "ready": false,
+            "unverified": {"opened": ["/bin/sh", "/usr/bin/curl", "/usr/sbin/nginx"],
+                           "loaded": ["/bin/sh", "/usr/bin/curl", "/usr/sbin/nginx"]}
         },
-        with_ready(node_b()[1].clone(), true)
+        with_ready(node_b()[1].clone(), true, &["/usr/bin/postgres"])
     ])
 }
 
@@ -258,8 +262,110 @@ fn a_merged_tracing_policy_allows_what_any_node_ran() {
             "  shop/Deployment/web/nginx: learning, partial (events-dropped)",
             "warning: 1 executable seen only in kubectl exec sessions is left out of the allow-lists: under enforcement interactive sessions running them will be denied; add --include-exec-sessions to allow them",
             "  shop/Deployment/web/nginx /usr/bin/curl",
+            "warning: 3 exported executables are unverified for --hook kprobe: never seen through its opened view (learned from a snapshot, backfill or an exit, or with observation off), so the allow-list holds the paths they were learned under, which this hook may never compare (a symlink, a script); such workloads need one restart under a monitor-mode policy so the observe policy sees their real paths, before enforcing (unverified per shape: kprobe/lsm: 3, tracepoint: 3)",
+            "  shop/Deployment/web/nginx /bin/sh",
+            "  shop/Deployment/web/nginx /usr/sbin/nginx",
+            "  shop/StatefulSet/db/postgres /usr/bin/postgres",
         ]
     );
+}
+
+/// Each node saw /bin/sh through one hook view: merged, it has both, and the
+/// `unverified` a file carries is not read but recomputed.
+#[test]
+fn hook_views_merge_and_unverified_is_recomputed() {
+    let profile = |executables: Value| {
+        json!([{
+            "key": key("Deployment", "web", "nginx"),
+            "state": "stable",
+            "executables": executables,
+            "deviations": [],
+            "completeness": "complete", "partial_reasons": [], "drift_count": 0,
+            "created_at": "2026-01-01T09:00:00.000Z",
+            "learning_since": "2026-01-01T09:00:00.000Z",
+            "last_new_at": "2026-01-01T09:00:00.000Z",
+            "ready": true,
+            "unverified": {"opened": ["/not/read"], "loaded": ["/not/read"]}
+        }])
+    };
+    let mut sh_a = exe(
+        "/bin/sh",
+        "2026-01-01T10:00:00.000Z",
+        "2026-01-01T10:00:00.000Z",
+        1,
+        "event",
+        false,
+        false,
+    );
+    sh_a["opened"] = json!(["/usr/bin/dash"]);
+    let mut sh_b = exe(
+        "/bin/sh",
+        "2026-01-01T10:00:00.000Z",
+        "2026-01-01T10:00:00.000Z",
+        1,
+        "event",
+        false,
+        false,
+    );
+    sh_b["loaded"] = json!(["/usr/bin/dash"]);
+    let mut env = exe(
+        "/usr/bin/env",
+        "2026-01-01T10:00:00.000Z",
+        "2026-01-01T10:00:00.000Z",
+        1,
+        "event",
+        false,
+        false,
+    );
+    env["loaded"] = json!(["/usr/bin/env"]);
+    let f = Files::new();
+    let a = f.write("node-a.json", &profile(json!([sh_a])).to_string());
+    let b = f.write(
+        "node-b.json",
+        &profile(json!([sh_b, env.clone()])).to_string(),
+    );
+    let out = export(&["--format", "json"], &[&a, &b], None);
+    let mut sh = exe(
+        "/bin/sh",
+        "2026-01-01T10:00:00.000Z",
+        "2026-01-01T10:00:00.000Z",
+        2,
+        "event",
+        false,
+        false,
+    );
+    sh["opened"] = json!(["/usr/bin/dash"]);
+    sh["loaded"] = json!(["/usr/bin/dash"]);
+    let mut want = profile(json!([sh, env]));
+    want[0]["unverified"] = json!({"opened": ["/usr/bin/env"]});
+    assert_eq!(stdout_json(&out), want);
+    for (hook, values) in [
+        (
+            "kprobe",
+            json!(["/bin/sh", "/usr/bin/dash", "/usr/bin/env"]),
+        ),
+        (
+            "tracepoint",
+            json!(["/bin/sh", "/usr/bin/dash", "/usr/bin/env"]),
+        ),
+    ] {
+        let out = export(
+            &["--format", "tracingpolicy", "--hook", hook],
+            &[&a, &b],
+            None,
+        );
+        assert!(out.status.success());
+        let docs = yaml_docs(&out.stdout);
+        let spec = &docs[0]["spec"];
+        let hooked = spec.get("kprobes").unwrap_or(&spec["tracepoints"]);
+        assert_eq!(
+            hooked[0]["selectors"][0]["matchArgs"][0]["values"], values,
+            "{hook}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let unverified = stderr.lines().any(|l| l.contains("unverified"));
+        assert_eq!(unverified, hook == "kprobe", "{hook}: {stderr}");
+    }
 }
 
 #[test]
@@ -282,9 +388,11 @@ fn a_file_merged_with_itself_keeps_its_sets_and_adds_counts() {
             "created_at": "2026-01-01T08:55:00.000Z",
             "learning_since": "2026-01-01T11:10:00.000Z",
             "last_new_at": "2026-01-01T11:10:00.000Z",
-            "ready": false
+            "ready": false,
+            "unverified": {"opened": ["/bin/sh", "/usr/bin/curl", "/usr/sbin/nginx"],
+                           "loaded": ["/bin/sh", "/usr/bin/curl", "/usr/sbin/nginx"]}
         },
-        with_ready(node_b()[1].clone(), true)
+        with_ready(node_b()[1].clone(), true, &["/usr/bin/postgres"])
     ]);
     want[1]["executables"][0]["count"] = 2.into();
     want[1]["deviations"][0]["count"] = 2.into();
@@ -400,7 +508,11 @@ fn workload_filter_keeps_the_named_workloads_in_every_format() {
     let out = export(&[&["--format", "json"][..], &only_db].concat(), &[&b], None);
     assert_eq!(
         stdout_json(&out),
-        json!([with_ready(node_b()[1].clone(), true)])
+        json!([with_ready(
+            node_b()[1].clone(),
+            true,
+            &["/usr/bin/postgres"]
+        )])
     );
     for format in ["proposal", "tracingpolicy"] {
         let out = export(&[&["--format", format][..], &only_db].concat(), &[&b], None);

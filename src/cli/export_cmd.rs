@@ -19,6 +19,7 @@ use crate::export::{
     self, group_by_workload, json, merge, proposal, tracing_policy, ExecKind, ExportError,
     ExportOptions, PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
 };
+use crate::export::{view_warnings, Skip};
 use crate::learner::profile::Profile;
 use crate::store::inspect::escape_for_terminal;
 use crate::store::StoreError;
@@ -50,7 +51,8 @@ pub struct ExportArgs {
     )]
     pub input: Vec<String>,
     /// json: the documented profiles array; proposal: WorkloadPolicyProposal
-    /// YAML; tracingpolicy: Tetragon TracingPolicyNamespaced YAML.
+    /// YAML; tracingpolicy: Tetragon TracingPolicyNamespaced YAML (host
+    /// learners: cluster-scoped TracingPolicy).
     #[arg(long, value_enum, env = "TETRAGON_LEARNER_EXPORT_FORMAT")]
     pub format: ExportFormat,
     /// Write to FILE (replaced atomically) instead of stdout.
@@ -80,8 +82,10 @@ pub struct ExportArgs {
     )]
     pub mode: PolicyMode,
     /// tracingpolicy: kprobe (security_bprm_creds_for_exec + Override; needs
-    /// CONFIG_BPF_KPROBE_OVERRIDE) or lsm (BPF-LSM bprm_creds_for_exec; needs a
-    /// kernel booted with lsm=...,bpf).
+    /// CONFIG_BPF_KPROBE_OVERRIDE), lsm (BPF-LSM bprm_creds_for_exec; needs a
+    /// kernel booted with lsm=...,bpf), or tracepoint (raw
+    /// sched_process_exec + Sigkill: any kernel; exit 137 instead of EPERM,
+    /// a script is checked by its interpreter).
     #[arg(
         long,
         value_enum,
@@ -189,8 +193,21 @@ pub fn render(
             warnings,
         });
     }
-    let (workloads, skipped) = group_by_workload(profiles);
-    let exported: Vec<&Profile> = workloads.iter().flat_map(|w| w.profiles.clone()).collect();
+    let (workloads, mut skipped) = group_by_workload(profiles);
+    let mut exported: Vec<&Profile> = workloads.iter().flat_map(|w| w.profiles.clone()).collect();
+    // Tracing policies hold host learners too (cluster-scoped); proposals not.
+    let hosts: Vec<&Profile> = match format {
+        ExportFormat::TracingPolicy => skipped
+            .iter()
+            .filter(|(_, s)| *s == Skip::Host)
+            .map(|(p, _)| *p)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !hosts.is_empty() {
+        skipped.retain(|(_, s)| *s != Skip::Host);
+        exported.extend(hosts.iter().copied());
+    }
     warnings.extend(warnings::not_ready(&exported));
     warnings.extend(warnings::left_out(profiles, opts, ExecKind::ProbeOnly));
     warnings.extend(warnings::left_out(profiles, opts, ExecKind::SessionOnly));
@@ -202,6 +219,9 @@ pub fn render(
         }
         _ => {
             let out = tracing_policy::policies(profiles, opts)?;
+            warnings.extend(view_warnings::unverified_executables(&exported, opts));
+            warnings.extend(view_warnings::fileless(&exported, opts));
+            warnings.extend(view_warnings::host_policies(&hosts));
             warnings.extend(warnings::no_policy(&out.empty));
             (
                 export::to_yaml_documents(&out.policies)?,

@@ -15,6 +15,17 @@ pub struct WorkloadId {
     pub workload: String,
 }
 
+impl WorkloadId {
+    /// A host learner's id: no namespace, kind `Host`, the node as workload.
+    pub fn of_host(p: &Profile) -> Self {
+        Self {
+            namespace: p.key.namespace.clone(),
+            kind: p.key.workload_kind.clone(),
+            workload: p.key.workload.clone(),
+        }
+    }
+}
+
 /// A workload and its learners, one per container, sorted by container name.
 #[derive(Debug, Clone)]
 pub struct Workload<'a> {

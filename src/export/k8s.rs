@@ -17,6 +17,8 @@ pub const MANAGED_BY: &str = "tetragon-learner";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     pub name: String,
+    /// Empty (and left out) for a cluster-scoped object.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -30,6 +32,16 @@ impl ObjectMeta {
         Self {
             name: object_name(&id.kind, &id.workload),
             namespace: id.namespace.clone(),
+            labels: object_labels(),
+            annotations,
+        }
+    }
+
+    /// The metadata of a cluster-scoped object (no namespace).
+    pub fn cluster_scoped(name: String, annotations: BTreeMap<String, String>) -> Self {
+        Self {
+            name,
+            namespace: String::new(),
             labels: object_labels(),
             annotations,
         }

@@ -69,6 +69,22 @@ pub fn object_name(kind: &str, workload: &str) -> String {
     with_hash(&clean, &short_hash(&[kind, workload]), MAX_NAME_LEN)
 }
 
+/// Prefix of a host learner's cluster-scoped policy name. Workload policies
+/// are `<kind>-<workload>`, and no workload kind is `tetragon-learner`.
+pub const HOST_POLICY_PREFIX: &str = "tetragon-learner-host-";
+
+/// A valid DNS-1123 name for the host learner of `node`:
+/// `tetragon-learner-host-<node>` lowercased, hash-suffixed when it had to be
+/// altered (like [`object_name`]), so distinct nodes never share one.
+pub fn host_policy_name(node: &str) -> String {
+    let natural = format!("{HOST_POLICY_PREFIX}{node}");
+    let clean = sanitize(&natural, true);
+    if clean == natural && is_dns1123_subdomain(&clean) {
+        return clean;
+    }
+    with_hash(&clean, &short_hash(&["Host", node]), MAX_NAME_LEN)
+}
+
 /// Kubernetes' DNS-1123 subdomain rule: at most 253 characters, dot-separated
 /// labels of `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
@@ -134,6 +150,19 @@ mod tests {
         assert_ne!(long, object_name("Deployment", &"a".repeat(401)));
         let hostile = object_name("Pod", "\u{202e}--..");
         assert!(is_dns1123_subdomain(&hostile), "{hostile}");
+    }
+
+    #[test]
+    fn host_policy_names_are_dns1123_and_distinct() {
+        assert_eq!(host_policy_name("node-1"), "tetragon-learner-host-node-1");
+        let odd = host_policy_name("Node_1\n{{x}}");
+        assert!(is_dns1123_subdomain(&odd), "{odd}");
+        assert!(odd.starts_with("tetragon-learner-host-node-1-x-"), "{odd}");
+        assert_ne!(odd, host_policy_name("Node_1 {{x}}"));
+        let long = host_policy_name(&"n".repeat(400));
+        assert_eq!(long.len(), MAX_NAME_LEN);
+        assert!(is_dns1123_subdomain(&long));
+        assert!(is_dns1123_subdomain(&host_policy_name("")));
     }
 
     #[test]

@@ -165,13 +165,16 @@ pub fn no_policy(empty: &[WorkloadId]) -> Option<Warning> {
     }
     Some(Warning {
         summary: format!(
-            "{n} {} no TracingPolicyNamespaced: nothing exportable in {} allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
+            "{n} {} no tracing policy: nothing exportable in {} allow-list (enforcing an empty one would deny every exec); see --include-exec-sessions",
             plural(n, "workload gets", "workloads get"),
             plural(n, "its", "their")
         ),
         details: empty
             .iter()
-            .map(|id| format!("{} {}/{}", id.kind, id.namespace, id.workload))
+            .map(|id| match id.namespace.as_str() {
+                "" => format!("{} {}", id.kind, id.workload),
+                ns => format!("{} {ns}/{}", id.kind, id.workload),
+            })
             .collect(),
     })
 }
@@ -255,7 +258,7 @@ mod tests {
         let w = no_policy(std::slice::from_ref(&id)).expect("w");
         assert!(
             w.summary.starts_with(
-                "1 workload gets no TracingPolicyNamespaced: nothing exportable in its allow-list"
+                "1 workload gets no tracing policy: nothing exportable in its allow-list"
             ),
             "{}",
             w.summary

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::hook_view::HookPaths;
+use super::hook_view::{is_fileless, HookPaths, HookView};
 use super::key::LearnerKey;
 use super::observation::FactSource;
 use super::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
@@ -36,6 +36,35 @@ pub struct ProfileView {
     /// while none did).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub healed_at: BTreeMap<PartialReason, String>,
+    /// Derived: the executables never seen through each hook view
+    /// ([`is_unverified`]); an allow-list of that view's shape holds them
+    /// under the path they were learned under, unchecked. Left out when both
+    /// are empty; `export --input` recomputes it (what a file says is not read).
+    #[serde(default, skip_serializing_if = "HookPaths::is_empty")]
+    pub unverified: HookPaths,
+}
+
+/// Whether `rec` was never seen through `view`'s hook: an allow-list of that
+/// shape can only hold the path it was learned under (from a snapshot,
+/// backfill, an exit, or with observation off), which that hook may never
+/// compare (a symlink, a script). A fileless name is not: no allow-list can
+/// hold it, whatever was seen.
+pub fn is_unverified(rec: &ExecutableRecord, view: HookView) -> bool {
+    !rec.views.verified(view) && !is_fileless(&rec.path)
+}
+
+/// Per view, the paths of the executables [`is_unverified`] for it.
+pub fn unverified<'a>(records: impl IntoIterator<Item = &'a ExecutableRecord>) -> HookPaths {
+    let mut out = HookPaths::default();
+    for rec in records {
+        if is_unverified(rec, HookView::Opened) {
+            out.opened.insert(rec.path.clone());
+        }
+        if is_unverified(rec, HookView::Loaded) {
+            out.loaded.insert(rec.path.clone());
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +121,7 @@ impl From<&Profile> for ProfileView {
                 .filter(|(r, _)| !p.partial_reasons.contains(r))
                 .map(|(r, at)| (*r, rfc3339_ms(*at)))
                 .collect(),
+            unverified: unverified(p.executables.values()),
         }
     }
 }
@@ -164,6 +194,9 @@ mod tests {
             "learning_since": "1970-01-01T00:00:00.000Z",
             "last_new_at": "1970-01-01T00:00:02.000Z",
             "ready": false,
+            // No hook view seen: both shapes would list them unchecked.
+            "unverified": {"opened": [hostile, "/usr/sbin/nginx"],
+                           "loaded": [hostile, "/usr/sbin/nginx"]},
         });
         assert_eq!(got, want);
         // The contract's leading fields come first in the text too.

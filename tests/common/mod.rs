@@ -10,6 +10,7 @@ use tetragon_learner::agent::{Agent, AgentConfig, AgentError};
 use tetragon_learner::cli::demo::demo_agent_config;
 use tetragon_learner::fake::scenario::Scenario;
 use tetragon_learner::fake::{FakeSource, FakeTetragon};
+use tetragon_learner::learner::hook_view::HookView;
 use tetragon_learner::learner::observation::FactSource;
 use tetragon_learner::learner::profile::{ExecutableRecord, Profile};
 use tetragon_learner::store::{Store, StoreError};
@@ -103,6 +104,12 @@ impl RecordBuilder {
     /// Run in a `kubectl exec` session.
     pub fn session(mut self, yes: bool) -> Self {
         self.0.exec_session = yes;
+        self
+    }
+
+    /// Seen through `view`'s hook as `path` (repeatable).
+    pub fn view(mut self, view: HookView, path: &str) -> Self {
+        self.0.views.add(view, path);
         self
     }
 
