@@ -533,14 +533,26 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     );
     // The agent's own observe-only policies (hook views), once it loads them:
     // wait until Tetragon lists every policy enabled (none loaded: 10 s grace).
+    // The same enabled set for 2 s: a second policy may follow the first.
     let t0 = Instant::now();
+    let mut settled: Option<(Vec<Json>, Instant)> = None;
     let policies_ready = poll(Duration::from_secs(40), || {
         let list = live.tp_list();
         let ps = list["policies"].as_array().cloned().unwrap_or_default();
         let all_enabled = ps.iter().all(|p| p["state"] == "TP_STATE_ENABLED");
-        ((!ps.is_empty() && all_enabled)
-            || (ps.is_empty() && t0.elapsed() > Duration::from_secs(10)))
-        .then_some(ps)
+        if ps.is_empty() {
+            return (t0.elapsed() > Duration::from_secs(10)).then_some(ps);
+        }
+        let names: Vec<Json> = ps.iter().map(|p| p["name"].clone()).collect();
+        match &settled {
+            Some((n, since)) if all_enabled && *n == names => {
+                (since.elapsed() >= Duration::from_secs(2)).then_some(ps)
+            }
+            _ => {
+                settled = all_enabled.then(|| (names, Instant::now()));
+                None
+            }
+        }
     });
     let agent_policies = policies_ready.unwrap_or_else(|| {
         panic!(
@@ -881,6 +893,8 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
     // under each enforced policy.
     let workload = [
         "symlink /t/echo -> /bin/busybox",
+        "farm /t/farm/echo -> ../bb",
+        "farm /t/farm/true -> ../bb",
         "script /t/x.sh",
         "script cd /t && ./x.sh",
         "pre-started /t/pre/sleep again",
@@ -912,6 +926,7 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
     // guest script, tetra and the agent run after the policy is loaded.
     let expected_allowed = [
         "/bin/busybox",
+        "/t/bb",
         "/t/x.sh",
         "/t/pre/sleep",
         "/usr/bin/tetra",

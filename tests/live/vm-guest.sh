@@ -19,13 +19,20 @@ note() { echo "== $*" >> $N; cat /tmp/run.out >> $N 2>/dev/null; }
 run() { "$@" > /tmp/run.out 2>&1; rc=$?; }
 workload() { # PHASE
 	run /t/echo hi; res "$1 symlink /t/echo -> /bin/busybox $rc"
+	run /t/farm/echo hi; res "$1 farm /t/farm/echo -> ../bb $rc"
+	run /t/farm/true; res "$1 farm /t/farm/true -> ../bb $rc"
 	run /t/x.sh; res "$1 script /t/x.sh $rc"
 	run /bin/sh -c 'cd /t && ./x.sh'; res "$1 script cd /t && ./x.sh $rc"
 	run /t/pre/sleep 0; res "$1 pre-started /t/pre/sleep again $rc"
 }
 
-mkdir -p /t/pre /t/new /work
+mkdir -p /t/pre /t/new /t/farm /work
 ln -s /bin/busybox /t/echo
+# A busybox-style farm on its own copy: only the hooks' view (the resolved
+# /t/bb) can allow it; /bin/busybox is allowed anyway (the guest's shell).
+cp /bin/busybox /t/bb
+ln -s ../bb /t/farm/echo
+ln -s ../bb /t/farm/true
 printf '#!/bin/sh\nexit 0\n' > /t/x.sh
 chmod +x /t/x.sh
 cp /bin/busybox /t/pre/sleep  # runs only before the agent starts, then again under enforcement
