@@ -299,7 +299,7 @@ async fn run_raw(dir: &Path, feed: Arc<Feed>) -> BenchResult<Measured> {
     // Decoded by tonic/prost into the full types, then dropped.
     let dump = c.get_debug(dump_request()).await?.into_inner();
     drop(dump);
-    let mut stream = c.get_events(events_request()).await?.into_inner();
+    let mut stream = c.get_events(events_request(&[])).await?.into_inner();
     let mut received = 0u64;
     while received < wanted {
         match tokio::time::timeout_at((start + RUN_TIMEOUT).into(), stream.next()).await {

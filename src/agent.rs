@@ -26,6 +26,8 @@ use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
+use crate::tetragon::observe::policy::HookViewChoice;
+use crate::tetragon::observe::runner::{HookViewStatus, ObserveConfig};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,10 @@ pub struct AgentConfig {
     pub lazy_checkpoint: Duration,
     /// Learn from the export log's history at start (`--backfill`); `None`: off.
     pub backfill: Option<BackfillConfig>,
+    /// Which hook views the agent's observe policies report (`--hook-view`).
+    pub hook_view: HookViewChoice,
+    /// How often the observe policies are checked in Tetragon's list.
+    pub hook_view_interval: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -71,6 +77,9 @@ pub struct Agent {
     pub snapshot_options: SnapshotOptions,
     /// What the backfill at start contributed (`None`: off or failed).
     pub backfill: Option<BackfillReport>,
+    /// Each hook view's observe policy: loaded, pending, or why not.
+    pub hook_views: HookViewStatus,
+    stop_observe: tokio::sync::watch::Sender<bool>,
 }
 
 /// Opens the store; a corrupt one is moved aside only when asked to.
@@ -153,6 +162,19 @@ impl Agent {
         );
         let connection_thread = Arbiter::new().handle();
         let connection = TetragonConnection::start_in_arbiter(&connection_thread, |_| actor);
+        let hook_views = HookViewStatus::default();
+        let (stop_observe, stopped) = tokio::sync::watch::channel(false);
+        actix::spawn(crate::tetragon::observe::runner::run(
+            ObserveConfig {
+                address: cfg.connection.address.clone(),
+                choice: cfg.hook_view,
+                connect_timeout: cfg.connection.connect_timeout,
+                interval: cfg.hook_view_interval,
+            },
+            hook_views.clone(),
+            metrics.clone(),
+            stopped,
+        ));
         let agent = Self {
             connection,
             connection_thread,
@@ -166,6 +188,8 @@ impl Agent {
             store,
             snapshot_options: cfg.snapshot.clone(),
             backfill,
+            hook_views,
+            stop_observe,
         };
         agent.spawn_learner_gauges();
         Ok(agent)
@@ -210,6 +234,7 @@ impl Agent {
             connection: self.connection_status.clone(),
             snapshot: self.snapshot_status.clone(),
             storage: Some(self.store.storage().clone()),
+            hook_views: Some(self.hook_views.clone()),
         }
     }
 
@@ -228,6 +253,7 @@ impl Agent {
     /// Drains in order: stop the stream (and wait until no event can arrive),
     /// write every learner durably and stop it, flush the rest, release sled.
     pub async fn shutdown(&self) -> Result<(), AgentError> {
+        let _ = self.stop_observe.send(true);
         let _ = self.connection.send(Shutdown).await;
         self.connection_thread.stop();
         // Only logged: what failed here stays pending in the Checkpointer, and

@@ -51,8 +51,19 @@ fn configs() -> Vec<IngestConfig> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Told {
     Exec(Learnable),
-    Exit { exec_id: String },
-    Dropped { count: u64 },
+    Exit {
+        exec_id: String,
+    },
+    Dropped {
+        count: u64,
+    },
+    Policy {
+        policy: String,
+        path: Option<String>,
+        action: i32,
+        pid: u32,
+        time: Option<u64>,
+    },
     Skip(SkipReason),
 }
 
@@ -64,6 +75,13 @@ impl From<Fact<'_>> for Told {
                 exec_id: exec_id.to_string(),
             },
             Fact::Dropped { count } => Told::Dropped { count },
+            Fact::Policy(p) => Told::Policy {
+                policy: p.policy_name.to_string(),
+                path: p.binprm_path.map(str::to_string),
+                action: p.action,
+                pid: p.process.map(|p| p.pid).unwrap_or(0),
+                time: p.time,
+            },
             Fact::Skip(reason) => Told::Skip(reason),
         }
     }
@@ -91,8 +109,44 @@ fn full_fact(ev: &GetEventsResponse, cfg: &IngestConfig) -> Told {
         Some(Event::RateLimitInfo(info)) => Told::Dropped {
             count: info.number_of_dropped_process_events,
         },
-        Some(Event::ProcessKprobe(_) | Event::ProcessTracepoint(_) | Event::ProcessLsm(_))
-        | None => Told::Skip(SkipReason::OtherKind),
+        Some(Event::ProcessKprobe(e)) => {
+            policy_told(ev, &e.policy_name, &e.args, e.action, &e.process)
+        }
+        Some(Event::ProcessTracepoint(e)) => {
+            policy_told(ev, &e.policy_name, &e.args, e.action, &e.process)
+        }
+        Some(Event::ProcessLsm(e)) => {
+            policy_told(ev, &e.policy_name, &e.args, e.action, &e.process)
+        }
+        None => Told::Skip(SkipReason::OtherKind),
+    }
+}
+
+/// A policy event read field by field from the full types.
+fn policy_told(
+    ev: &GetEventsResponse,
+    policy: &str,
+    args: &[proto::KprobeArgument],
+    action: i32,
+    process: &Option<proto::Process>,
+) -> Told {
+    use proto::kprobe_argument::Arg;
+    Told::Policy {
+        policy: policy.to_string(),
+        path: args.iter().find_map(|a| match &a.arg {
+            Some(Arg::LinuxBinprmArg(b)) => Some(b.path.clone()),
+            _ => None,
+        }),
+        action,
+        pid: process
+            .as_ref()
+            .and_then(|p| p.pid.as_ref())
+            .map(|w| w.value)
+            .unwrap_or(0),
+        time: ev
+            .time
+            .as_ref()
+            .map(|t| t.seconds as u64 * 1_000 + t.nanos as u64 / 1_000_000),
     }
 }
 
@@ -218,6 +272,7 @@ fn a_field_the_agent_reads_that_is_not_utf8_is_a_counted_skip() {
             },
         )),
         node_name: "n".into(),
+        time: None,
     };
     let bytes = ev.encode_to_vec();
     assert!(GetEventsResponse::decode(bytes.as_slice()).is_err());

@@ -19,6 +19,8 @@ pub struct HealthState {
     pub snapshot: Arc<RwLock<SnapshotStatus>>,
     /// Whether checkpoints reach the disk (`None`: no store to report on).
     pub storage: Option<crate::store::StorageHandle>,
+    /// Each hook view's observe policy (`None`: not reported).
+    pub hook_views: Option<crate::tetragon::observe::runner::HookViewStatus>,
 }
 
 async fn healthz() -> &'static str {
@@ -35,7 +37,15 @@ async fn readyz(State(s): State<HealthState>) -> (StatusCode, String) {
     // snapshot taken), not merely when a socket connected; and not while new
     // learning cannot be made durable.
     let ready = conn.ready && storage.is_ok();
-    let body = serde_json::json!({ "connection": conn, "snapshot": snap, "storage": storage })
+    // Detail only: an observe policy the kernel refuses leaves executables
+    // unverified, it does not stop learning.
+    let hook_views = s.hook_views.as_ref().map(|h| {
+        h.read()
+            .iter()
+            .map(|(view, status)| (view.as_str().to_string(), status.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
+    let body = serde_json::json!({ "connection": conn, "snapshot": snap, "storage": storage, "hook_views": hook_views })
         .to_string()
         + "\n";
     if ready {

@@ -17,6 +17,7 @@ use crate::snapshot::policy::{SnapshotOptions, SourcePolicy};
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::connection::actor::ConnectionConfig;
 use crate::tetragon::connection::machine::BackoffPolicy;
+use crate::tetragon::observe::policy::HookViewChoice;
 
 use super::escape::escape_for_terminal;
 
@@ -44,6 +45,7 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
             grace: Duration::from_millis(300),
             resnapshot_interval: None,
             snapshot_retry: Duration::from_secs(1),
+            policy_names: HookViewChoice::All.policy_names(),
         },
         snapshot: SnapshotOptions {
             policy: SourcePolicy::Auto,
@@ -57,6 +59,8 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
         tick: Duration::from_millis(200),
         lazy_checkpoint: Duration::from_millis(500),
         backfill: None,
+        hook_view: HookViewChoice::All,
+        hook_view_interval: Duration::from_secs(2),
     }
 }
 

@@ -1,4 +1,5 @@
 //! `tetragon-learner run`: the agent.
+use crate::tetragon::observe::policy::HookViewChoice;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,6 +105,16 @@ pub struct RunArgs {
     /// always written before they are reported).
     #[arg(long, env = "TETRAGON_LEARNER_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = duration)]
     pub checkpoint_interval: Duration,
+    /// Which hook views to learn through the agent's own observe-only Tetragon
+    /// policies: all (opened: kprobe, else LSM; loaded: raw tracepoint), opened,
+    /// loaded, or off (exported lists then hold only event paths: warned).
+    #[arg(
+        long,
+        env = "TETRAGON_LEARNER_HOOK_VIEW",
+        value_enum,
+        default_value = "all"
+    )]
+    pub hook_view: HookViewChoice,
 }
 
 impl RunArgs {
@@ -127,6 +138,7 @@ impl RunArgs {
                     d if d.is_zero() => Duration::from_secs(30),
                     d => d.min(Duration::from_secs(30)),
                 },
+                policy_names: self.hook_view.policy_names(),
             },
             snapshot: self.tetragon.snapshot_options(),
             ingest: IngestConfig {
@@ -148,6 +160,8 @@ impl RunArgs {
                 (Switch::On, Some(path)) => Some(BackfillConfig::new(path.clone())),
                 _ => None,
             },
+            hook_view: self.hook_view,
+            hook_view_interval: Duration::from_secs(60),
         }
     }
 }

@@ -50,20 +50,32 @@ fn filter_matches(f: &Filter, ev: &GetEventsResponse) -> bool {
             return false;
         }
     }
+    // Tetragon: only a policy event (kprobe, tracepoint, LSM, uprobe) can
+    // match a filter that names policies.
+    if !f.policy_names.is_empty() {
+        let name = match ev.event.as_ref() {
+            Some(Event::ProcessKprobe(e)) => Some(&e.policy_name),
+            Some(Event::ProcessTracepoint(e)) => Some(&e.policy_name),
+            Some(Event::ProcessLsm(e)) => Some(&e.policy_name),
+            _ => None,
+        };
+        if !name.is_some_and(|n| f.policy_names.contains(n)) {
+            return false;
+        }
+    }
     true
 }
 
 /// Filter fields the fake does not evaluate, set in `f`. The fake refuses such
 /// requests rather than match wider than Tetragon would.
 pub fn unsupported_fields(f: &Filter) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 13] = [
+    let checks: [(&'static str, bool); 12] = [
         ("binary_regex", !f.binary_regex.is_empty()),
         ("health_check", f.health_check.is_some()),
         ("pid_set", !f.pid_set.is_empty()),
         ("pod_regex", !f.pod_regex.is_empty()),
         ("arguments_regex", !f.arguments_regex.is_empty()),
         ("labels", !f.labels.is_empty()),
-        ("policy_names", !f.policy_names.is_empty()),
         ("parent_binary_regex", !f.parent_binary_regex.is_empty()),
         ("cel_expression", !f.cel_expression.is_empty()),
         (

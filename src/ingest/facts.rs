@@ -11,7 +11,7 @@ pub use super::process_table::DEFAULT_MAX_LIVE_PROCESSES;
 use crate::snapshot::model::SnapshotProcess;
 use crate::tetragon::proto::{lean, GetEventsResponse};
 
-use super::process_view::{EventView, NotUtf8, ProcessView};
+use super::process_view::{EventView, NotUtf8, PolicyEventView, ProcessView};
 use crate::time::UnixMillis;
 
 /// What is learned, and from where.
@@ -63,6 +63,14 @@ pub enum SkipReason {
     NamespaceFiltered,
     /// A field the agent reads (binary, exec_id, pod, ...) is not UTF-8.
     NotUtf8,
+    /// A policy event of a policy that is not one of the agent's.
+    ForeignPolicy,
+    /// An observe-policy event without the `linux_binprm` path or the
+    /// process it needs.
+    PolicyEventIncomplete,
+    /// An observe-policy event for an exec the agent did not learn (a host
+    /// process, a filtered namespace, or its exec is not in yet).
+    PolicyEventUntied,
 }
 
 impl SkipReason {
@@ -77,6 +85,9 @@ impl SkipReason {
             Self::HostProcess => "host_process",
             Self::NamespaceFiltered => "namespace_filtered",
             Self::NotUtf8 => "not_utf8",
+            Self::ForeignPolicy => "foreign_policy",
+            Self::PolicyEventIncomplete => "policy_event_incomplete",
+            Self::PolicyEventUntied => "policy_event_untied",
         }
     }
 }
@@ -94,6 +105,11 @@ pub struct Learnable {
     pub instance: Option<InstanceRef>,
     /// When the process started, as Tetragon reports it.
     pub started_at: Option<UnixMillis>,
+    /// 0 when Tetragon gave none.
+    pub pid: u32,
+    /// Found by Tetragon's `/proc` scan (`procFS`): the path is
+    /// `readlink /proc/PID/exe`, which is the `loaded` hook view of itself.
+    pub procfs: bool,
 }
 
 /// A container instance: Tetragon's container id and the container's start.
@@ -121,6 +137,9 @@ pub enum Fact<'a> {
     Dropped {
         count: u64,
     },
+    /// An event of a tracing policy's hook: what it means depends on whose
+    /// policy it is (the ingester knows its observe policies).
+    Policy(PolicyEventView<'a>),
     Skip(SkipReason),
 }
 
@@ -187,6 +206,8 @@ pub fn learn(
         key,
         instance,
         started_at: p.start_time,
+        pid: p.pid,
+        procfs: p.flags.split_ascii_whitespace().any(|w| w == "procFS"),
         link: ExecLink::new(
             p.flags,
             p.exec_id,
@@ -222,6 +243,7 @@ pub fn fact_from_view<'a>(ev: &EventView<'a>, at: UnixMillis, cfg: &IngestConfig
         },
         EventView::Exit(Some(p)) => Fact::Exit { exec_id: p.exec_id },
         EventView::Dropped(count) => Fact::Dropped { count: *count },
+        EventView::Policy(p) => Fact::Policy(p.clone()),
         EventView::Other => Fact::Skip(SkipReason::OtherKind),
     }
 }

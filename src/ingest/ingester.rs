@@ -32,9 +32,15 @@ use crate::tetragon::proto::lean::{get_events_response::Event, GetEventsResponse
 use crate::time::{now_ms, UnixMillis};
 
 use super::facts::{
-    exit_learnable, fact_from_lean_event, learnable, Fact, IngestConfig, InstanceRef,
+    exit_learnable, fact_from_lean_event, learn, learnable, Fact, IngestConfig, InstanceRef,
+    SkipReason,
 };
+use super::hook_tie::{HookTie, Tie};
 use super::process_table::{ProcessTable, SnapshotEntry};
+use super::process_view::PolicyEventView;
+use crate::learner::hook_view::HookView;
+use crate::telemetry::events::HookPathsSeen;
+use crate::tetragon::observe::policy::ObserveShape;
 
 mod backfill;
 
@@ -90,6 +96,8 @@ pub struct EventIngester {
     /// create a fresh learner over a drained one.
     stopping: bool,
     backfill: backfill::BackfillMemory,
+    /// `opened` hook events waiting for their exec, and execs for their hook.
+    hooks: HookTie<LearnerId>,
 }
 
 /// A learner of this run, by its place in `EventIngester::slots`: what the
@@ -133,6 +141,7 @@ impl EventIngester {
             no_snapshot: false,
             stopping: false,
             backfill: backfill::BackfillMemory::default(),
+            hooks: HookTie::default(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -290,11 +299,21 @@ impl Handler<EventBatch> for EventIngester {
         self.stream_live_at.get_or_insert(now);
         let mut out = Delivery::default();
         let mut received = EventsReceived::default();
+        let mut hook_paths = HookPathsSeen {
+            opened: 0,
+            loaded: 0,
+        };
         for ev in &msg.0 {
             received.count(event_kind(ev));
             match fact_from_lean_event(ev, now, &self.cfg) {
                 Fact::Exec(l) => {
                     let id = self.learner(&l.key, FactSource::Event);
+                    let tie = match (l.pid, l.started_at) {
+                        (0, _) | (_, None) => None,
+                        (pid, Some(start)) => {
+                            self.hooks.exec(pid, start, id, &l.observation.path, now)
+                        }
+                    };
                     let new_instance = self.table.exec(
                         &l.exec_id,
                         id,
@@ -303,6 +322,10 @@ impl Handler<EventBatch> for EventIngester {
                         l.instance.as_ref().map(|i| i.id.as_str()),
                     );
                     push(&mut out, id, LearnerInput::Observe(l.observation));
+                    if let Some(tie) = tie {
+                        hook_paths.opened += 1;
+                        push_hook_seen(&mut out, tie, HookView::Opened);
+                    }
                     if let (true, Some(inst)) = (new_instance, &l.instance) {
                         push(
                             &mut out,
@@ -311,6 +334,20 @@ impl Handler<EventBatch> for EventIngester {
                         );
                     }
                 }
+                Fact::Policy(p) => match self.policy_event(&p, now) {
+                    Ok(Some((tie, view))) => {
+                        match view {
+                            HookView::Opened => hook_paths.opened += 1,
+                            HookView::Loaded => hook_paths.loaded += 1,
+                        }
+                        push_hook_seen(&mut out, tie, view);
+                    }
+                    Ok(None) => {}
+                    Err(reason) => EventSkipped {
+                        reason: reason.label(),
+                    }
+                    .emit(&self.metrics),
+                },
                 Fact::Exit { exec_id } => {
                     let exited = self.table.exit(exec_id);
                     // Only an exit whose exec the table never held teaches: a
@@ -375,8 +412,66 @@ impl Handler<EventBatch> for EventIngester {
             }
         }
         received.emit(&self.metrics);
+        hook_paths.emit(&self.metrics);
         self.count_evictions();
         self.deliver(out)
+    }
+}
+
+/// Queues what a hook compared for an exec, for that exec's learner.
+fn push_hook_seen(out: &mut Delivery, tie: Tie<LearnerId>, view: HookView) {
+    push(
+        out,
+        tie.learner,
+        LearnerInput::HookSeen {
+            path: tie.path,
+            view,
+            hook_path: tie.hook_path,
+        },
+    );
+}
+
+impl EventIngester {
+    /// What a policy event means: for one of the agent's observe policies,
+    /// the hook path of an exec (now, or once its exec comes); any other
+    /// policy's event is skipped.
+    fn policy_event(
+        &mut self,
+        p: &PolicyEventView<'_>,
+        now: UnixMillis,
+    ) -> Result<Option<(Tie<LearnerId>, HookView)>, SkipReason> {
+        let shape = ObserveShape::of_policy_name(p.policy_name).ok_or(SkipReason::ForeignPolicy)?;
+        let (Some(hook_path), Some(process)) = (p.binprm_path, p.process.as_ref()) else {
+            return Err(SkipReason::PolicyEventIncomplete);
+        };
+        match shape.view() {
+            // The tracepoint fires in the new image: its process is the exec.
+            HookView::Loaded => {
+                let l = learn(process, FactSource::Event, now, &self.cfg)?;
+                let learner = *self
+                    .learners
+                    .get(&l.key)
+                    .ok_or(SkipReason::PolicyEventUntied)?;
+                Ok(Some((
+                    Tie {
+                        learner,
+                        path: l.observation.path,
+                        hook_path: hook_path.to_owned(),
+                    },
+                    HookView::Loaded,
+                )))
+            }
+            // The kprobe/LSM hook names the caller before the exec.
+            HookView::Opened => {
+                let (pid, Some(time)) = (process.pid, p.time) else {
+                    return Err(SkipReason::PolicyEventIncomplete);
+                };
+                Ok(self
+                    .hooks
+                    .hook(pid, time, hook_path, now)
+                    .map(|tie| (tie, HookView::Opened)))
+            }
+        }
     }
 }
 
@@ -496,12 +591,23 @@ impl Handler<SnapshotTaken> for EventIngester {
             if let Some(i) = &l.instance {
                 starts.entry(i.id.clone()).or_insert_with(|| i.clone());
             }
+            // Tetragon's `/proc` scan names a process by `readlink
+            // /proc/PID/exe`: the file loaded, which is the tracepoint's view.
+            let procfs_path = l.procfs.then(|| l.observation.path.clone());
             self.push(
                 &mut out,
                 &l.key,
                 LearnerInput::Observe(l.observation),
                 source,
             );
+            if let Some(path) = procfs_path {
+                let input = LearnerInput::HookSeen {
+                    hook_path: path.clone(),
+                    path,
+                    view: HookView::Loaded,
+                };
+                self.push(&mut out, &l.key, input, source);
+            }
         }
         // Which instances live is what the table now holds: the snapshot's
         // processes (replaced images dropped) and execs still in flight.

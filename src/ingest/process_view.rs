@@ -65,8 +65,36 @@ pub enum EventView<'a> {
     Exit(Option<ProcessView<'a>>),
     /// `rate_limit_info`: Tetragon dropped this many events.
     Dropped(u64),
+    /// An event of a tracing policy's hook (`process_kprobe`,
+    /// `process_tracepoint`, `process_lsm`).
+    Policy(PolicyEventView<'a>),
     /// No event, or a kind the agent does not use.
     Other,
+}
+
+/// Which kind of hook posted a policy event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyEventKind {
+    Kprobe,
+    Tracepoint,
+    Lsm,
+}
+
+/// A policy event as the agent reads it: who posted it, the `linux_binprm`
+/// path it checked, and the process it names. For a kprobe or LSM hook on
+/// an exec check that process is the caller before the exec; for the raw
+/// `sched_process_exec` tracepoint it is the new exec itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEventView<'a> {
+    pub kind: PolicyEventKind,
+    pub policy_name: &'a str,
+    /// The first `linux_binprm` argument's path, if the event has one.
+    pub binprm_path: Option<&'a str>,
+    /// Tetragon's `KprobeAction` number (`KPROBE_ACTION_POST` = 1, ...).
+    pub action: i32,
+    /// When Tetragon saw the event (the response's `time`).
+    pub time: Option<UnixMillis>,
+    pub process: Option<ProcessView<'a>>,
 }
 
 /// A field the agent reads is not UTF-8. Only the lean decoding can meet it:
@@ -178,8 +206,31 @@ impl<'a> EventView<'a> {
             Some(Event::RateLimitInfo(info)) => {
                 Self::Dropped(info.number_of_dropped_process_events)
             }
-            Some(Event::ProcessKprobe(_) | Event::ProcessTracepoint(_) | Event::ProcessLsm(_))
-            | None => Self::Other,
+            Some(Event::ProcessKprobe(e)) => Self::Policy(PolicyEventView::of_full(
+                ev,
+                PolicyEventKind::Kprobe,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )),
+            Some(Event::ProcessTracepoint(e)) => Self::Policy(PolicyEventView::of_full(
+                ev,
+                PolicyEventKind::Tracepoint,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )),
+            Some(Event::ProcessLsm(e)) => Self::Policy(PolicyEventView::of_full(
+                ev,
+                PolicyEventKind::Lsm,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )),
+            None => Self::Other,
         }
     }
 
@@ -194,8 +245,80 @@ impl<'a> EventView<'a> {
             Some(Lean::ProcessExec(exec)) => Self::Exec(process(&exec.process)?),
             Some(Lean::ProcessExit(exit)) => Self::Exit(process(&exit.process)?),
             Some(Lean::RateLimitInfo(info)) => Self::Dropped(info.number_of_dropped_process_events),
-            Some(Lean::ProcessKprobe(_) | Lean::ProcessTracepoint(_) | Lean::ProcessLsm(_))
-            | None => Self::Other,
+            Some(Lean::ProcessKprobe(e)) => Self::Policy(PolicyEventView::of_lean(
+                ev,
+                PolicyEventKind::Kprobe,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )?),
+            Some(Lean::ProcessTracepoint(e)) => Self::Policy(PolicyEventView::of_lean(
+                ev,
+                PolicyEventKind::Tracepoint,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )?),
+            Some(Lean::ProcessLsm(e)) => Self::Policy(PolicyEventView::of_lean(
+                ev,
+                PolicyEventKind::Lsm,
+                &e.policy_name,
+                &e.args,
+                e.action,
+                e.process.as_ref(),
+            )?),
+            None => Self::Other,
+        })
+    }
+}
+
+impl<'a> PolicyEventView<'a> {
+    fn of_full(
+        ev: &'a GetEventsResponse,
+        kind: PolicyEventKind,
+        policy_name: &'a str,
+        args: &'a [proto::KprobeArgument],
+        action: i32,
+        process: Option<&'a proto::Process>,
+    ) -> Self {
+        use proto::kprobe_argument::Arg;
+        Self {
+            kind,
+            policy_name,
+            binprm_path: args.iter().find_map(|a| match &a.arg {
+                Some(Arg::LinuxBinprmArg(b)) => Some(b.path.as_str()),
+                _ => None,
+            }),
+            action,
+            time: ev.time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
+            process: process.map(|p| ProcessView::of_full(p, &ev.node_name)),
+        }
+    }
+
+    fn of_lean(
+        ev: &'a lean::GetEventsResponse,
+        kind: PolicyEventKind,
+        policy_name: &'a Bytes,
+        args: &'a [lean::KprobeArgument],
+        action: i32,
+        process: Option<&'a lean::Process>,
+    ) -> Result<Self, NotUtf8> {
+        let binprm_path = args
+            .iter()
+            .find_map(|a| a.linux_binprm_arg.as_ref())
+            .map(|b| text(&b.path))
+            .transpose()?;
+        Ok(Self {
+            kind,
+            policy_name: text(policy_name)?,
+            binprm_path,
+            action,
+            time: ev.time.as_ref().and_then(|t| ms(t.seconds, t.nanos)),
+            process: process
+                .map(|p| ProcessView::of_lean(p, &ev.node_name))
+                .transpose()?,
         })
     }
 }

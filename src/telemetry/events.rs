@@ -386,6 +386,49 @@ impl Emit for CheckpointLag {
     }
 }
 
+/// A hook view's observe policy changed status (loaded, refused, pending):
+/// logged once per change, with why when it cannot load.
+pub struct HookViewChanged<'a> {
+    pub view: &'a str,
+    pub active: bool,
+    /// `active`, `pending` or `unavailable`.
+    pub status: &'a str,
+    pub detail: &'a str,
+}
+
+impl Emit for HookViewChanged<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.set_hook_view(self.view, self.active);
+        if self.status == "unavailable" {
+            tracing::warn!(
+                view = self.view,
+                reason = self.detail,
+                "hook view unavailable: Tetragon cannot load its observe policy here; executables stay unverified for the policy shapes of this view (see README, Hook views); learning goes on"
+            );
+        } else {
+            tracing::info!(
+                view = self.view,
+                status = self.status,
+                detail = self.detail,
+                "hook view"
+            );
+        }
+    }
+}
+
+/// Observe-policy events tied to their exec in one batch, per view.
+pub struct HookPathsSeen {
+    pub opened: u64,
+    pub loaded: u64,
+}
+
+impl Emit for HookPathsSeen {
+    fn emit(self, metrics: &Metrics) {
+        metrics.hook_paths_seen("opened", self.opened);
+        metrics.hook_paths_seen("loaded", self.loaded);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,10 @@ pub struct Metrics {
     /// Partial reasons made durable, by reason (marked, healed).
     pub(super) partial_reasons: Family<Labels, Counter>,
     pub(super) learned_from_exits: Counter,
+    /// 1 while the observe policy of a hook view is loaded, by view and shape.
+    pub(super) hook_view_active: Family<Labels, Gauge>,
+    /// Policy events of the observe policies tied to an exec, by view.
+    pub(super) hook_paths_seen: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +109,8 @@ impl Metrics {
             backfill_new_executables: Counter::default(),
             partial_reasons: Family::default(),
             learned_from_exits: Counter::default(),
+            hook_view_active: Family::default(),
+            hook_paths_seen: Family::default(),
             registry: Registry::default(),
             events_resolved: Resolved::default(),
             skipped_resolved: Resolved::default(),
@@ -221,7 +227,31 @@ impl Metrics {
             "Executables first learned from the backfill (made durable)",
             m.backfill_new_executables.clone(),
         );
+        registry.register(
+            "hook_view_active",
+            "1 while the agent's observe policy for a hook view is loaded in Tetragon, else 0 (by view: opened, loaded)",
+            m.hook_view_active.clone(),
+        );
+        registry.register(
+            "hook_paths_seen",
+            "Observe-policy events tied to the exec they belong to, by view",
+            m.hook_paths_seen.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    pub(super) fn set_hook_view(&self, view: &str, active: bool) {
+        self.hook_view_active
+            .get_or_create(&labels(&[("view", view)]))
+            .set(i64::from(active));
+    }
+
+    pub(super) fn hook_paths_seen(&self, view: &str, n: u64) {
+        if n > 0 {
+            self.hook_paths_seen
+                .get_or_create(&labels(&[("view", view)]))
+                .inc_by(n);
+        }
     }
 
     /// A partial reason was marked or healed (`change`), durably.

@@ -4,4 +4,5 @@ pub mod address;
 pub mod client;
 pub mod connection;
 pub mod framing;
+pub mod observe;
 pub mod proto;

@@ -42,6 +42,9 @@ pub struct ConnectionConfig {
     pub resnapshot_interval: Option<Duration>,
     /// Wait before retrying a failed snapshot.
     pub snapshot_retry: Duration,
+    /// Policies whose hook events the stream carries too (the agent's own
+    /// observe policies); empty: exec, exit and rate-limit events only.
+    pub policy_names: Vec<String>,
 }
 
 /// What the rest of the agent may know about the connection (`/readyz`, the
@@ -173,16 +176,32 @@ impl Handler<Shutdown> for TetragonConnection {
     }
 }
 
-pub fn events_request() -> GetEventsRequest {
-    GetEventsRequest {
-        allow_list: vec![Filter {
+/// What the agent asks Tetragon for: execs, exits and rate-limit notices, and
+/// the hook events of `policy_names` only (an event passes when any allow
+/// filter matches; within a filter every field must), so other policies'
+/// events never flood the agent.
+pub fn events_request(policy_names: &[String]) -> GetEventsRequest {
+    let mut allow_list = vec![Filter {
+        event_set: vec![
+            EventType::ProcessExec as i32,
+            EventType::ProcessExit as i32,
+            EventType::RateLimitInfo as i32,
+        ],
+        ..Default::default()
+    }];
+    if !policy_names.is_empty() {
+        allow_list.push(Filter {
             event_set: vec![
-                EventType::ProcessExec as i32,
-                EventType::ProcessExit as i32,
-                EventType::RateLimitInfo as i32,
+                EventType::ProcessKprobe as i32,
+                EventType::ProcessTracepoint as i32,
+                EventType::ProcessLsm as i32,
             ],
+            policy_names: policy_names.to_vec(),
             ..Default::default()
-        }],
+        });
+    }
+    GetEventsRequest {
+        allow_list,
         deny_list: vec![],
     }
 }
@@ -198,9 +217,13 @@ type OpenFuture =
 /// server (grpc-go) sends them with the first event, so on a quiet node this
 /// waits until something happens: it runs inside the select loop, never before
 /// it, so the grace timer and shutdown are not held up.
-fn open_events(channel: tonic::transport::Channel, address: String) -> OpenFuture {
+fn open_events(
+    channel: tonic::transport::Channel,
+    address: String,
+    policy_names: Vec<String>,
+) -> OpenFuture {
     Box::pin(async move {
-        get_events_lean(channel, events_request(), 16 * 1024 * 1024)
+        get_events_lean(channel, events_request(&policy_names), 16 * 1024 * 1024)
             .await
             .map_err(|s| {
                 format!(
@@ -355,7 +378,11 @@ impl Driver {
         };
         match connected {
             Ok(channel) => {
-                self.link.opening = Some(open_events(channel, self.cfg.address.to_string()));
+                self.link.opening = Some(open_events(
+                    channel,
+                    self.cfg.address.to_string(),
+                    self.cfg.policy_names.clone(),
+                ));
                 self.update(|st| st.connects += 1);
                 Connected {
                     address: &self.cfg.address,
