@@ -393,6 +393,26 @@ fn policy_state<'a>(list: &'a Json, name: &str) -> Option<&'a Json> {
         .find(|p| p["name"] == name)
 }
 
+/// A 127.0.0.1 port free a moment ago (for the agent's `--metrics-address`).
+fn free_local_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").to_string()
+}
+
+/// `GET path` on `addr` (HTTP/1.0, 5 s timeouts), the body parsed as JSON,
+/// whatever the status (`/readyz` answers 503 with a body too).
+fn http_get_json(addr: &str, path: &str) -> Option<Json> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
 /// Polls `what` until it answers `Some`, for up to `timeout`.
 fn poll<T>(timeout: Duration, mut what: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
@@ -505,12 +525,14 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     // the process snapshot, and nothing is allowed because some other host
     // process happened to run it before (dash, say) rather than through the
     // workload's own execs.
+    let metrics = free_local_address();
     let agent_log = fs::File::create(work.join("agent.log")).expect("agent log");
     let agent = Command::new(BIN)
         .args(["run", "--tetragon-address", live.var("TETRAGON_ADDRESS")])
         .args(["--db", &work.join("db").display().to_string()])
         .args(["--admin-socket", &live.admin_socket()])
         .args(["--learn-host-processes", "--backfill", "off"])
+        .args(["--metrics-address", &metrics])
         .args(["--export-log", live.var("TETRAGON_EXPORT_LOG")])
         .die_with_parent(libc::SIGKILL)
         .stdin(Stdio::null())
@@ -531,48 +553,41 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
          agent log: {}",
         work.join("agent.log").display()
     );
-    // The agent's own observe-only policies (hook views), once it loads them:
-    // wait until Tetragon lists every policy enabled (none loaded: 10 s grace).
-    // Every policy settled (enabled, or refused: this kernel has no kprobes and
-    // no BPF LSM, so the agent's `opened` view cannot load here) and the same
-    // set for 2 s: a second policy may follow the first.
-    let t0 = Instant::now();
-    let mut settled: Option<(Vec<Json>, Instant)> = None;
-    let policies_ready = poll(Duration::from_secs(40), || {
-        let list = live.tp_list();
-        let ps = list["policies"].as_array().cloned().unwrap_or_default();
-        let all_settled = ps.iter().all(|p| {
-            let state = p["state"].as_str().unwrap_or_default();
-            ["TP_STATE_ENABLED", "TP_STATE_LOAD_ERROR", "TP_STATE_ERROR"].contains(&state)
-        });
-        if ps.is_empty() {
-            return (t0.elapsed() > Duration::from_secs(10)).then_some(ps);
-        }
-        let names: Vec<Json> = ps.iter().map(|p| p["name"].clone()).collect();
-        match &settled {
-            Some((n, since)) if all_settled && *n == names => {
-                (since.elapsed() >= Duration::from_secs(2)).then_some(ps)
-            }
-            _ => {
-                settled = all_settled.then(|| (names, Instant::now()));
-                None
-            }
-        }
+    // The agent's own observe-only policies (hook views): wait until `/readyz`
+    // reports no view `pending` (each `active`, or `unavailable`: this kernel
+    // has no kprobes and no BPF LSM, so the `opened` view cannot load here).
+    let mut readyz = Json::Null;
+    let settled = poll(Duration::from_secs(60), || {
+        readyz = http_get_json(&metrics, "/readyz")?;
+        let views = readyz["hook_views"].as_object()?;
+        (!views.is_empty() && views.values().all(|v| v["status"] != "pending")).then_some(())
     });
-    let agent_policies = policies_ready.unwrap_or_else(|| {
-        panic!(
-            "the agent's observe policies did not settle (enabled or refused) within 40 s: {}",
-            live.tp_list()
-        )
-    });
+    assert!(
+        settled.is_some(),
+        "the agent's hook views did not settle (no view pending in /readyz hook_views) within \
+         60 s: /readyz {readyz}; tp list {}",
+        live.tp_list()
+    );
+    println!("live: /readyz hook_views: {}", readyz["hook_views"]);
+    let mut problems = Vec::new();
+    // The raw tracepoint loads on this kernel: the export's resolved paths need it.
+    if readyz["hook_views"]["loaded"]["status"] != "active" {
+        problems.push(format!(
+            "the agent's `loaded` hook view (raw sched_process_exec) must be active here: {}",
+            readyz["hook_views"]["loaded"]
+        ));
+    }
+    let list = live.tp_list();
     println!(
-        "live: the agent's policies in Tetragon: {:?}",
-        agent_policies
-            .iter()
+        "live: policies in Tetragon: {:?}",
+        list["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .map(|p| format!("{} {}", p["name"], p["state"]))
             .collect::<Vec<_>>()
     );
-    timer.lap("agent ready (admin status, its policies enabled)");
+    timer.lap("agent ready (admin status, /readyz hook views settled)");
 
     // 4. The workload, learned. (label, argv): every exec exits 0.
     let x_sh = w("x.sh");
@@ -719,7 +734,6 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     }
     let policy_text = serde_yaml::to_string(policy).expect("policy YAML");
     println!("live: exported host policy:\n{policy_text}");
-    let mut problems = Vec::new();
     if strings.contains(&never) {
         problems.push(format!(
             "the exported policy allows {never}, which never ran"
