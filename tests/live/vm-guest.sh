@@ -40,7 +40,8 @@ cp /bin/busybox /t/new/true   # never runs until a policy is enforced
 /t/pre/sleep 600 &
 
 $B run --tetragon-address "$TETRAGON_ADDRESS" --db /work/db --admin-socket $S \
-	--learn-host-processes --backfill off --export-log "$TETRAGON_EXPORT_LOG" > /out/agent.log 2>&1 &
+	--learn-host-processes --backfill off --export-log "$TETRAGON_EXPORT_LOG" \
+	--metrics-address 127.0.0.1:9099 > /out/agent.log 2>&1 &
 AGENT=$!
 ok=1
 i=0
@@ -50,18 +51,24 @@ while [ $i -lt 60 ]; do
 	sleep 1; i=$((i + 1))
 done
 res "agent ready $ok"
-# The agent's own observe policies: wait until all are enabled (none: 10 s).
+# The agent's observe policies (hook views): wait until /readyz reports none pending.
+ok=1
 i=0
-while [ $i -lt 60 ]; do
-	$T tp list -o json > /tmp/tpl.json 2>&1
-	n=$(grep -o '"state":"[A-Z_]*"' /tmp/tpl.json | wc -l)
-	e=$(grep -o '"state":"TP_STATE_ENABLED"' /tmp/tpl.json | wc -l)
-	[ "$n" -gt 0 ] && [ "$n" = "$e" ] && break
-	[ "$n" = 0 ] && [ $i -ge 10 ] && break
+while [ $i -lt 90 ]; do
+	if wget -q -O /tmp/readyz.json http://127.0.0.1:9099/readyz 2>/dev/null &&
+		grep -q '"hook_views":{' /tmp/readyz.json && ! grep -q '"status":"pending"' /tmp/readyz.json; then
+		ok=0; break
+	fi
 	sleep 1; i=$((i + 1))
 done
-cp /tmp/tpl.json /out/tplist-observe.json
-echo "vm-guest: agent policies after ${i}s: $(cat /tmp/tpl.json)"
+res "agent hook-views-settled $ok"
+cp /tmp/readyz.json /out/readyz.json
+for v in opened loaded; do
+	grep -q "\"$v\":{[^}]*\"status\":\"active\"" /tmp/readyz.json
+	res "hookview $v-active $?"
+done
+$T tp list -o json > /out/tplist-observe.json 2>&1
+echo "vm-guest: hook views after ${i}s: $(cat /tmp/readyz.json)"
 
 workload learning
 sleep 5
