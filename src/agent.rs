@@ -26,8 +26,9 @@ use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
+use crate::tetragon::observe::enforcing::EnforcingModes;
 use crate::tetragon::observe::policy::HookViewChoice;
-use crate::tetragon::observe::runner::{HookViewStatus, ObserveConfig};
+use crate::tetragon::observe::runner::{EnforcingWatch, HookViewStatus, ObserveConfig};
 use crate::time::now_ms;
 
 #[derive(Debug, Clone)]
@@ -121,6 +122,8 @@ impl Agent {
             cfg.lazy_checkpoint,
         )
         .start();
+        let enforcing_modes = EnforcingModes::default();
+        let (enforcing_names, followed_names) = tokio::sync::watch::channel(Vec::new());
         let ingester = EventIngester::new(
             cfg.ingest.clone(),
             cfg.learner,
@@ -129,6 +132,7 @@ impl Agent {
             loaded,
             cfg.tick,
         )
+        .with_enforcing(enforcing_modes.clone())
         .start();
         // The backfill runs to its end before the stream and the first
         // snapshot, not after: that snapshot decides which learners are
@@ -153,8 +157,10 @@ impl Agent {
         .with_failures(ingester.clone().recipient())
         .start();
         let connection_status = Arc::new(RwLock::new(ConnectionStatus::default()));
+        let mut connection_cfg = cfg.connection.clone();
+        connection_cfg.followed_policies = Some(followed_names);
         let actor = TetragonConnection::new(
-            cfg.connection.clone(),
+            connection_cfg,
             ingester.clone().recipient(),
             snapshots.recipient(),
             metrics.clone(),
@@ -172,6 +178,10 @@ impl Agent {
                 interval: cfg.hook_view_interval,
             },
             hook_views.clone(),
+            EnforcingWatch {
+                modes: enforcing_modes,
+                names: enforcing_names,
+            },
             metrics.clone(),
             stopped,
         ));

@@ -967,3 +967,361 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
         "  big/Pod/evil\\nwarning: forged/c: learning, complete"
     );
 }
+
+/// One workload per way a learned path and the hook's file differ (namespace
+/// `cases`, container `c`), and a host learner. Views as Tetragon reports
+/// them (see `tests/fixtures/real/hook-events/README.md`).
+fn view_cases() -> Vec<Profile> {
+    use tetragon_learner::learner::observation::FactSource;
+    use HookView::{Loaded, Opened};
+    let workload = |name: &str, records: Vec<ExecutableRecord>| {
+        let mut p = with(
+            Profile::new(LearnerKey::new("cases", "Deployment", name, "c"), 1_000),
+            records,
+        );
+        p.state = LearnerState::Stable;
+        p
+    };
+    let memfd = "/memfd:payload (deleted)";
+    let mut host = with(
+        Profile::new(LearnerKey::host("node-1"), 1_000),
+        vec![
+            record("/bin/sh")
+                .view(Opened, "/usr/bin/dash")
+                .view(Loaded, "/usr/bin/dash")
+                .build(),
+            record("/t/x.sh")
+                .view(Opened, "/t/x.sh")
+                .view(Loaded, "/usr/bin/dash")
+                .build(),
+        ],
+    );
+    host.state = LearnerState::Stable;
+    vec![
+        // A symlinked dir: /bin -> usr/bin, sh -> dash; seen opened only.
+        workload(
+            "symlink",
+            vec![record("/bin/sh").view(Opened, "/usr/bin/dash").build()],
+        ),
+        // A busybox applet farm; cat never seen loaded.
+        workload(
+            "applets",
+            vec![
+                record("/bin/ls")
+                    .view(Opened, "/bin/busybox")
+                    .view(Loaded, "/bin/busybox")
+                    .build(),
+                record("/bin/cat").view(Opened, "/bin/busybox").build(),
+            ],
+        ),
+        // A #! script: itself when opened, its interpreter when loaded.
+        workload(
+            "script",
+            vec![record("/opt/x.sh")
+                .view(Opened, "/opt/x.sh")
+                .view(Loaded, "/usr/bin/dash")
+                .build()],
+        ),
+        // A procFS entry: named by /proc/PID/exe, like the loaded file.
+        workload(
+            "procfs",
+            vec![record("/usr/bin/dash")
+                .source(FactSource::Snapshot)
+                .view(Loaded, "/usr/bin/dash")
+                .build()],
+        ),
+        workload(
+            "fileless",
+            vec![
+                record(memfd)
+                    .view(Opened, memfd)
+                    .view(Loaded, memfd)
+                    .build(),
+                record("/usr/bin/python3")
+                    .view(Opened, "/usr/bin/python3")
+                    .view(Loaded, "/usr/bin/python3")
+                    .build(),
+            ],
+        ),
+        // Learned from a snapshot, never seen through a hook.
+        workload(
+            "unverified",
+            vec![record("/usr/local/bin/app")
+                .source(FactSource::Snapshot)
+                .build()],
+        ),
+        // Hostile view paths pass through unharmed.
+        workload(
+            "hostile",
+            vec![record("/bin/h")
+                .view(Opened, HOSTILE)
+                .view(Loaded, &long_path())
+                .build()],
+        ),
+        host,
+    ]
+}
+
+/// The `values` of each policy for `hook`, by object name.
+fn values_by_name(docs: &[Value], hook: PolicyHook) -> Vec<(String, Vec<String>)> {
+    let key = match hook {
+        PolicyHook::Kprobe => "kprobes",
+        PolicyHook::Lsm => "lsmhooks",
+        PolicyHook::Tracepoint => "tracepoints",
+    };
+    docs.iter()
+        .map(|d| {
+            let values = strings(&d["spec"][key][0]["selectors"][0]["matchArgs"][0]["values"]);
+            (
+                d["metadata"]["name"].as_str().expect("name").to_string(),
+                values.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect()
+}
+
+fn owned(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Each shape lists what its hook compares: the exact lists, written by hand.
+#[test]
+fn each_shape_lists_the_files_its_hook_compares() {
+    let opened = vec![
+        (
+            "deployment-applets",
+            owned(&["/bin/busybox", "/bin/cat", "/bin/ls"]),
+        ),
+        ("deployment-fileless", owned(&["/usr/bin/python3"])),
+        ("deployment-hostile", owned(&[HOSTILE, "/bin/h"])),
+        ("deployment-procfs", owned(&["/usr/bin/dash"])),
+        ("deployment-script", owned(&["/opt/x.sh"])),
+        ("deployment-symlink", owned(&["/bin/sh", "/usr/bin/dash"])),
+        ("deployment-unverified", owned(&["/usr/local/bin/app"])),
+        (
+            "tetragon-learner-host-node-1",
+            owned(&["/bin/sh", "/t/x.sh", "/usr/bin/dash"]),
+        ),
+    ];
+    let loaded = vec![
+        (
+            "deployment-applets",
+            owned(&["/bin/busybox", "/bin/cat", "/bin/ls"]),
+        ),
+        ("deployment-fileless", owned(&["/usr/bin/python3"])),
+        (
+            "deployment-hostile",
+            vec!["/bin/h".to_string(), long_path()],
+        ),
+        ("deployment-procfs", owned(&["/usr/bin/dash"])),
+        ("deployment-script", owned(&["/opt/x.sh", "/usr/bin/dash"])),
+        ("deployment-symlink", owned(&["/bin/sh"])),
+        ("deployment-unverified", owned(&["/usr/local/bin/app"])),
+        (
+            "tetragon-learner-host-node-1",
+            owned(&["/bin/sh", "/t/x.sh", "/usr/bin/dash"]),
+        ),
+    ];
+    let v = tracing_policy_validator();
+    for (hook, want) in [
+        (PolicyHook::Kprobe, &opened),
+        (PolicyHook::Lsm, &opened),
+        (PolicyHook::Tracepoint, &loaded),
+    ] {
+        for mode in [PolicyMode::Monitor, PolicyMode::Enforce] {
+            let o = ExportOptions {
+                hook,
+                mode,
+                ..opts()
+            };
+            let out = render(&view_cases(), ExportFormat::TracingPolicy, &o).expect("render");
+            let docs = yaml_docs(&out.text);
+            for d in &docs {
+                assert_valid(&v, d);
+            }
+            let got = values_by_name(&docs, hook);
+            let want: Vec<(String, Vec<String>)> = want
+                .iter()
+                .map(|(n, vs)| (n.to_string(), vs.clone()))
+                .collect();
+            assert_eq!(got, want, "{hook:?} {mode:?}");
+        }
+    }
+}
+
+/// Executables never seen through the shape's view are named on stderr (one
+/// summary, counts per shape), counted in an annotation and listed in the
+/// JSON; fileless names are warned about per workload.
+#[test]
+fn unverified_and_fileless_executables_are_reported_per_shape() {
+    let kprobe = render(&view_cases(), ExportFormat::TracingPolicy, &opts()).expect("render");
+    let lines = kprobe.stderr_lines(true);
+    assert_eq!(
+        lines,
+        [
+            "warning: 2 exported executables are unverified for --hook kprobe: never seen through its opened view (learned from a snapshot, backfill or an exit, or with observation off), so the allow-list holds the paths they were learned under, which this hook may never compare (a symlink, a script); such workloads need one restart under a monitor-mode policy so the observe policy sees their real paths, before enforcing (unverified per shape: kprobe/lsm: 2, tracepoint: 3)",
+            "  cases/Deployment/procfs/c /usr/bin/dash",
+            "  cases/Deployment/unverified/c /usr/local/bin/app",
+            "warning: 1 workload executes fileless binaries (memfd, /dev/fd, deleted files) that no allow-list can name: under enforcement its policy will deny them (1 name left out)",
+            "  cases/Deployment/fileless/c /memfd:payload (deleted)",
+            "warning: 1 host learner is exported as a cluster-scoped TracingPolicy without a pod scope: it applies to every host process (and every container process) of every node it is loaded on, not only the node it was learned on; load it only there",
+            "  /Host/node-1/ -> TracingPolicy tetragon-learner-host-node-1",
+        ]
+    );
+    let tracepoint = ExportOptions {
+        hook: PolicyHook::Tracepoint,
+        ..opts()
+    };
+    let out = render(&view_cases(), ExportFormat::TracingPolicy, &tracepoint).expect("render");
+    let lines = out.stderr_lines(true);
+    assert_eq!(
+        lines[..4],
+        [
+            "warning: 3 exported executables are unverified for --hook tracepoint: never seen through its loaded view (learned from a snapshot, backfill or an exit, or with observation off), so the allow-list holds the paths they were learned under, which this hook may never compare (a symlink, a script); such workloads need one restart under a monitor-mode policy so the observe policy sees their real paths, before enforcing (unverified per shape: kprobe/lsm: 2, tracepoint: 3)",
+            "  cases/Deployment/applets/c /bin/cat",
+            "  cases/Deployment/symlink/c /bin/sh",
+            "  cases/Deployment/unverified/c /usr/local/bin/app",
+        ]
+    );
+    // Annotations: a count where there is something to say.
+    let kdocs = yaml_docs(&kprobe.text);
+    let tdocs = yaml_docs(&out.text);
+    let note = |docs: &[Value], name: &str, key: &str| {
+        find(docs, name)["metadata"]["annotations"]
+            .get(format!("tetragon-learner.io/{key}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let procfs_k = note(&kdocs, "deployment-procfs", "unverified").expect("unverified");
+    assert!(
+        procfs_k.starts_with("1 executable never seen through the opened view (kprobe hook)"),
+        "{procfs_k}"
+    );
+    assert_eq!(note(&tdocs, "deployment-procfs", "unverified"), None);
+    let symlink_t = note(&tdocs, "deployment-symlink", "unverified").expect("unverified");
+    assert!(
+        symlink_t.starts_with("1 executable never seen through the loaded view (tracepoint hook)"),
+        "{symlink_t}"
+    );
+    assert_eq!(note(&kdocs, "deployment-symlink", "unverified"), None);
+    let fileless = note(&kdocs, "deployment-fileless", "fileless").expect("fileless");
+    assert!(
+        fileless.starts_with("1 fileless name executed"),
+        "{fileless}"
+    );
+    // The JSON: `unverified` per profile, derived; fileless names stay listed.
+    let json = render(&view_cases(), ExportFormat::Json, &opts()).expect("json");
+    let profiles: Vec<Value> = serde_json::from_str(&json.text).expect("json");
+    let unverified: Vec<(String, Value)> = profiles
+        .iter()
+        .map(|p| {
+            (
+                p["key"]["workload"].as_str().expect("workload").to_string(),
+                p.get("unverified").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unverified,
+        [
+            (
+                "symlink".to_string(),
+                serde_json::json!({"loaded": ["/bin/sh"]})
+            ),
+            (
+                "applets".to_string(),
+                serde_json::json!({"loaded": ["/bin/cat"]})
+            ),
+            ("script".to_string(), Value::Null),
+            (
+                "procfs".to_string(),
+                serde_json::json!({"opened": ["/usr/bin/dash"]})
+            ),
+            ("fileless".to_string(), Value::Null),
+            (
+                "unverified".to_string(),
+                serde_json::json!({"opened": ["/usr/local/bin/app"], "loaded": ["/usr/local/bin/app"]})
+            ),
+            ("hostile".to_string(), Value::Null),
+            ("node-1".to_string(), Value::Null),
+        ]
+    );
+    let fileless_exe = &profiles[4]["executables"][0];
+    assert_eq!(fileless_exe["path"], "/memfd:payload (deleted)");
+    assert_eq!(
+        fileless_exe["opened"],
+        serde_json::json!(["/memfd:payload (deleted)"])
+    );
+    // Hostile view paths round-trip through the JSON exactly.
+    let hostile = &profiles[6]["executables"][0];
+    assert_eq!(hostile["opened"], serde_json::json!([HOSTILE]));
+    assert_eq!(hostile["loaded"], serde_json::json!([long_path()]));
+}
+
+const REAL_RAW_KILL: &str = include_str!("fixtures/real/hook-events/policies/enf-raw-kill.yaml");
+
+/// What the live test does: a host learner exported with `--hook tracepoint
+/// --mode enforce` through the binary is the shape of the live-tested
+/// `enf-raw-kill.yaml`, and only uses spec keys real Tetragon knows.
+#[test]
+fn the_host_tracepoint_policy_has_the_live_tested_shape() {
+    let tmp = TempDir::new().expect("tempdir");
+    let input = tmp.path().join("host.json");
+    let host: Vec<Profile> = view_cases()
+        .into_iter()
+        .filter(|p| p.key.workload_kind == "Host")
+        .collect();
+    let json = render(&host, ExportFormat::Json, &opts()).expect("json");
+    std::fs::write(&input, json.text).expect("write");
+    let out = Command::new(BIN)
+        .args([
+            "export",
+            "--format",
+            "tracingpolicy",
+            "--hook",
+            "tracepoint",
+            "--mode",
+            "enforce",
+            "--input",
+        ])
+        .arg(&input)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let docs = yaml_docs(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(docs.len(), 1);
+    let ours = &docs[0];
+    assert_valid(&tracing_policy_validator(), ours);
+    assert_eq!(ours["kind"], "TracingPolicy");
+    assert_eq!(ours["metadata"]["name"], "tetragon-learner-host-node-1");
+    let spec = ours["spec"].as_object().expect("spec");
+    assert_eq!(
+        spec.keys().collect::<Vec<_>>(),
+        ["options", "tracepoints"],
+        "only keys real Tetragon (and load-confined) knows"
+    );
+    assert_eq!(
+        ours["spec"]["options"],
+        serde_json::json!([{"name": "policy-mode", "value": "enforce"}])
+    );
+    let real: serde_yaml::Value = serde_yaml::from_str(REAL_RAW_KILL).expect("real policy");
+    let real = serde_json::to_value(real).expect("as JSON");
+    let (theirs, mine) = (
+        &real["spec"]["tracepoints"][0],
+        &ours["spec"]["tracepoints"][0],
+    );
+    for k in ["subsystem", "event", "raw", "args"] {
+        assert_eq!(mine[k], theirs[k], "{k}");
+    }
+    let (theirs, mine) = (&theirs["selectors"][0], &mine["selectors"][0]);
+    assert_eq!(mine["matchActions"], theirs["matchActions"]);
+    for k in ["index", "operator"] {
+        assert_eq!(mine["matchArgs"][0][k], theirs["matchArgs"][0][k], "{k}");
+    }
+    assert_eq!(
+        strings(&mine["matchArgs"][0]["values"]),
+        ["/bin/sh", "/t/x.sh", "/usr/bin/dash"]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("every host process"), "{stderr}");
+}

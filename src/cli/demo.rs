@@ -46,6 +46,7 @@ pub fn demo_agent_config(address: TetragonAddress, db: std::path::PathBuf) -> Ag
             resnapshot_interval: None,
             snapshot_retry: Duration::from_secs(1),
             policy_names: HookViewChoice::All.policy_names(),
+            followed_policies: None,
         },
         snapshot: SnapshotOptions {
             policy: SourcePolicy::Auto,

@@ -139,6 +139,7 @@ impl RunArgs {
                     d => d.min(Duration::from_secs(30)),
                 },
                 policy_names: self.hook_view.policy_names(),
+                followed_policies: None,
             },
             snapshot: self.tetragon.snapshot_options(),
             ingest: IngestConfig {

@@ -111,10 +111,10 @@ pub fn shape_annotations(
         a.insert(
             key("unverified"),
             format!(
-                "{n} executable{} never seen through the {view} view ({} hook): listed under the path{} learned, which this hook may never compare (a symlink, a script); restart the workload once under a monitor-mode policy so the observe policy sees the real paths, before enforcing",
+                "{n} executable{} never seen through the {view} view ({} hook): listed under the path{} learned under, which this hook may never compare (a symlink, a script); restart the workload once under a monitor-mode policy so the observe policy sees the real paths, before enforcing",
                 plural(n),
                 hook.as_str(),
-                plural(n),
+                if n == 1 { " it was" } else { "s they were" },
             ),
         );
     }

@@ -71,6 +71,10 @@ pub enum SkipReason {
     /// An observe-policy event for an exec the agent did not learn (a host
     /// process, a filtered namespace, or its exec is not in yet).
     PolicyEventUntied,
+    /// An event of one of the agent's exported policies that changes no
+    /// profile (a would-deny in monitor mode, a kprobe/LSM denial): not kept
+    /// yet.
+    OwnPolicyEvent,
 }
 
 impl SkipReason {
@@ -88,6 +92,7 @@ impl SkipReason {
             Self::ForeignPolicy => "foreign_policy",
             Self::PolicyEventIncomplete => "policy_event_incomplete",
             Self::PolicyEventUntied => "policy_event_untied",
+            Self::OwnPolicyEvent => "own_policy_event",
         }
     }
 }

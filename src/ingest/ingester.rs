@@ -37,9 +37,10 @@ use super::facts::{
 };
 use super::hook_tie::{HookTie, Tie};
 use super::process_table::{ProcessTable, SnapshotEntry};
-use super::process_view::PolicyEventView;
+use super::process_view::{PolicyEventKind, PolicyEventView};
 use crate::learner::hook_view::HookView;
 use crate::telemetry::events::HookPathsSeen;
+use crate::tetragon::observe::enforcing::{enforces, EnforcingModes};
 use crate::tetragon::observe::policy::ObserveShape;
 
 mod backfill;
@@ -98,6 +99,10 @@ pub struct EventIngester {
     backfill: backfill::BackfillMemory,
     /// `opened` hook events waiting for their exec, and execs for their hook.
     hooks: HookTie<LearnerId>,
+    /// The agent's exported policies loaded on this node, and their modes.
+    enforcing: EnforcingModes,
+    /// Denials found while reading one policy event, to deliver with it.
+    pending_denials: Vec<(LearnerId, LearnerInput)>,
 }
 
 /// A learner of this run, by its place in `EventIngester::slots`: what the
@@ -142,11 +147,19 @@ impl EventIngester {
             stopping: false,
             backfill: backfill::BackfillMemory::default(),
             hooks: HookTie::default(),
+            enforcing: EnforcingModes::default(),
+            pending_denials: Vec::new(),
         };
         for p in resumed {
             me.spawn_learner(p);
         }
         me
+    }
+
+    /// Where the modes of the agent's own loaded policies are kept current.
+    pub fn with_enforcing(mut self, modes: EnforcingModes) -> Self {
+        self.enforcing = modes;
+        self
     }
 
     fn spawn_learner(&mut self, profile: Profile) -> LearnerId {
@@ -431,7 +444,47 @@ fn push_hook_seen(out: &mut Delivery, tie: Tie<LearnerId>, view: HookView) {
     );
 }
 
+/// `KprobeAction::KPROBE_ACTION_SIGKILL`.
+const ACTION_SIGKILL: i32 = 3;
+
 impl EventIngester {
+    /// An event of one of the agent's exported policies. A raw-tracepoint
+    /// `Sigkill` in enforce mode killed the exec its `process` names (Tetragon
+    /// still reported that exec): its learner is told, so the exec does not
+    /// stay learned. Other such events are violations (not kept yet).
+    fn own_policy_event(
+        &mut self,
+        p: &PolicyEventView<'_>,
+        now: UnixMillis,
+    ) -> Result<(), SkipReason> {
+        if !enforces(&self.enforcing, p.policy_name) {
+            return Err(SkipReason::ForeignPolicy);
+        }
+        let killed = p.kind == PolicyEventKind::Tracepoint && p.action == ACTION_SIGKILL;
+        let (true, Some(process)) = (killed, p.process.as_ref()) else {
+            return Err(SkipReason::OwnPolicyEvent);
+        };
+        let l = learn(process, FactSource::Event, now, &self.cfg)?;
+        let (Some(learner), Some(started)) = (self.learners.get(&l.key).copied(), l.started_at)
+        else {
+            return Err(SkipReason::PolicyEventUntied);
+        };
+        tracing::info!(
+            learner = %l.key,
+            path = %crate::log_quote::name(&l.observation.path),
+            policy = p.policy_name,
+            "exec killed by the agent's enforcing policy: not learned"
+        );
+        self.pending_denials.push((
+            learner,
+            LearnerInput::Denied {
+                path: l.observation.path,
+                exec_started_at: started,
+            },
+        ));
+        Ok(())
+    }
+
     /// What a policy event means: for one of the agent's observe policies,
     /// the hook path of an exec (now, or once its exec comes); any other
     /// policy's event is skipped.
@@ -440,7 +493,9 @@ impl EventIngester {
         p: &PolicyEventView<'_>,
         now: UnixMillis,
     ) -> Result<Option<(Tie<LearnerId>, HookView)>, SkipReason> {
-        let shape = ObserveShape::of_policy_name(p.policy_name).ok_or(SkipReason::ForeignPolicy)?;
+        let Some(shape) = ObserveShape::of_policy_name(p.policy_name) else {
+            return self.own_policy_event(p, now).map(|()| None);
+        };
         let (Some(hook_path), Some(process)) = (p.binprm_path, p.process.as_ref()) else {
             return Err(SkipReason::PolicyEventIncomplete);
         };

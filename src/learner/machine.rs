@@ -60,6 +60,16 @@ pub enum LearnerInput {
         view: HookView,
         hook_path: String,
     },
+    /// One of the agent's own enforcing policies killed an exec of `path`
+    /// that started at `exec_started_at` (a raw-tracepoint `Sigkill` still
+    /// lets Tetragon report the `process_exec` first). If that exec is what
+    /// put `path` in the profile (first seen at or after it started), it is
+    /// taken out again: a denied exec must never enter the allow-list. A path
+    /// learned before stays (the kill says the policy is stale, not the path).
+    Denied {
+        path: String,
+        exec_started_at: UnixMillis,
+    },
 }
 
 /// What changed, for the shell: anything but `Touched`/`Nothing` must be durable
@@ -98,6 +108,11 @@ pub enum Effect {
         view: HookView,
         hook_path: String,
     },
+    /// An executable learned from an exec the agent's policy killed was
+    /// taken out of the profile.
+    Unlearned {
+        path: String,
+    },
     /// Only counters / last-seen / flags changed: may be checkpointed lazily.
     Touched,
     /// The input changed nothing.
@@ -125,6 +140,7 @@ impl Effect {
             | Self::MarkedPartial { .. }
             | Self::Healed { .. }
             | Self::NewHookPath { .. }
+            | Self::Unlearned { .. }
             | Self::Reset { .. } => Durability::Flush,
         }
     }
@@ -182,7 +198,9 @@ pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) ->
         LearnerInput::Heal { .. } | LearnerInput::SnapshotSucceeded { .. } => LearnerEvent::Heal,
         // A fact about an executable already learned (or not at all): never
         // a new one, so never drift.
-        LearnerInput::HookSeen { .. } => LearnerEvent::KnownExecutable,
+        LearnerInput::HookSeen { .. } | LearnerInput::Denied { .. } => {
+            LearnerEvent::KnownExecutable
+        }
     }
 }
 
@@ -314,6 +332,19 @@ pub fn step(
                     view,
                     hook_path,
                 });
+            }
+        }
+        LearnerInput::Denied {
+            path,
+            exec_started_at,
+        } => {
+            let introduced_by_it = profile
+                .executables
+                .get(&path)
+                .is_some_and(|rec| rec.first_seen >= exec_started_at);
+            if introduced_by_it {
+                profile.executables.remove(&path);
+                effects.push(Effect::Unlearned { path });
             }
         }
         LearnerInput::Reset { now } => {

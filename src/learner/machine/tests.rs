@@ -547,3 +547,50 @@ fn too_many_executables_never_heals() {
     );
     assert!(p.partial_reasons.contains(&reason));
 }
+
+#[test]
+fn an_exec_the_agents_policy_killed_is_taken_out_only_if_it_brought_the_path() {
+    use crate::learner::observation::{FactSource, Observation};
+    let cfg = LearnerConfig::default();
+    let mut p = Profile::new(LearnerKey::new("ns", "Host", "n", "host"), 0);
+    let seen = |path: &str, at| {
+        LearnerInput::Observe(Observation {
+            path: path.into(),
+            at,
+            source: FactSource::Event,
+            exec_probe: false,
+            exec_session: false,
+        })
+    };
+    step(&mut p, seen("/usr/bin/true", 100), &cfg).unwrap();
+    // Killed at its exec (started 1_000, reported at 1_002): out again.
+    step(&mut p, seen("/tmp/other", 1_002), &cfg).unwrap();
+    let fx = step(
+        &mut p,
+        LearnerInput::Denied {
+            path: "/tmp/other".into(),
+            exec_started_at: 1_000,
+        },
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(
+        fx,
+        vec![Effect::Unlearned {
+            path: "/tmp/other".into()
+        }]
+    );
+    assert!(!p.knows("/tmp/other"));
+    // A path learned before the killed exec stays.
+    let fx = step(
+        &mut p,
+        LearnerInput::Denied {
+            path: "/usr/bin/true".into(),
+            exec_started_at: 1_000,
+        },
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(fx, vec![Effect::Nothing]);
+    assert!(p.knows("/usr/bin/true"));
+}

@@ -45,6 +45,9 @@ pub struct ConnectionConfig {
     /// Policies whose hook events the stream carries too (the agent's own
     /// observe policies); empty: exec, exit and rate-limit events only.
     pub policy_names: Vec<String>,
+    /// More policies to follow, as they come and go (the agent's exported
+    /// policies loaded on this node): a change re-subscribes the stream.
+    pub followed_policies: Option<watch::Receiver<Vec<String>>>,
 }
 
 /// What the rest of the agent may know about the connection (`/readyz`, the
@@ -378,11 +381,11 @@ impl Driver {
         };
         match connected {
             Ok(channel) => {
-                self.link.opening = Some(open_events(
-                    channel,
-                    self.cfg.address.to_string(),
-                    self.cfg.policy_names.clone(),
-                ));
+                let mut names = self.cfg.policy_names.clone();
+                if let Some(followed) = self.cfg.followed_policies.as_mut() {
+                    names.extend(followed.borrow_and_update().iter().cloned());
+                }
+                self.link.opening = Some(open_events(channel, self.cfg.address.to_string(), names));
                 self.update(|st| st.connects += 1);
                 Connected {
                     address: &self.cfg.address,
@@ -431,8 +434,13 @@ impl Driver {
     /// `None`: events were handed on and the machine has nothing to hear.
     async fn wait(&mut self, m: &Connection) -> Option<ConnEvent> {
         let link = &mut self.link;
+        let followed = &mut self.cfg.followed_policies;
         let event = tokio::select! {
             _ = self.stop.changed() => ConnEvent::Shutdown,
+            Ok(()) = async { followed.as_mut().expect("guarded by is_some").changed().await }, if followed.is_some() && link.stream.is_some() => {
+                tracing::info!("re-subscribing to Tetragon's events: the agent's policies on this node changed");
+                ConnEvent::StreamEnded
+            }
             timer = self.timers.fired() => timer.event(),
             res = async { link.opening.as_mut().expect("guarded by is_some").await }, if link.opening.is_some() => {
                 link.opening = None;

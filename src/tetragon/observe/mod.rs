@@ -8,6 +8,9 @@
 //! - `plan.rs`: given what Tetragon lists, what to add and what each view's
 //!   status is (pure).
 //! - `runner.rs`: the loop that lists, adds and reports.
+//! - `enforcing.rs`: which listed policies are the agent's exported ones, and
+//!   their modes (same list, same loop).
+pub mod enforcing;
 pub mod plan;
 pub mod policy;
 pub mod runner;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use super::enforcing::{is_agents_policy, EnforcingModes};
 use super::plan::{all_unavailable, plan, Listed, ListedState, ViewStatus};
 use super::policy::{HookViewChoice, ObserveShape};
 use crate::learner::hook_view::HookView;
@@ -20,7 +21,8 @@ use crate::telemetry::metrics::Metrics;
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
 use crate::tetragon::proto::{
-    AddTracingPolicyRequest, ListTracingPoliciesRequest, TracingPolicyState,
+    AddTracingPolicyRequest, ListTracingPoliciesRequest, TracingPolicyMode, TracingPolicyState,
+    TracingPolicyStatus,
 };
 
 /// Each view's status, shared with `/readyz` and the admin status.
@@ -35,10 +37,19 @@ pub struct ObserveConfig {
     pub interval: Duration,
 }
 
+/// What the loop tells the rest of the agent about the agent's own exported
+/// policies: their modes (for the ingester) and their names (the stream
+/// re-subscribes when they change).
+pub struct EnforcingWatch {
+    pub modes: EnforcingModes,
+    pub names: watch::Sender<Vec<String>>,
+}
+
 /// Runs until `stop` turns true.
 pub async fn run(
     cfg: ObserveConfig,
     status: HookViewStatus,
+    enforcing: EnforcingWatch,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -46,11 +57,10 @@ pub async fn run(
         tracing::warn!(
             "--hook-view off: no observe policy is loaded; every executable stays unverified, and exported allow-lists hold the paths Tetragon's events name (a symlinked or script exec is denied under enforcement)"
         );
-        return;
     }
     let mut failed_adds: BTreeMap<ObserveShape, String> = BTreeMap::new();
     loop {
-        let settled = round(&cfg, &status, &metrics, &mut failed_adds).await;
+        let settled = round(&cfg, &status, &enforcing, &metrics, &mut failed_adds).await;
         let wait = if settled {
             cfg.interval
         } else {
@@ -70,6 +80,7 @@ pub async fn run(
 async fn round(
     cfg: &ObserveConfig,
     status: &HookViewStatus,
+    enforcing: &EnforcingWatch,
     metrics: &Metrics,
     failed_adds: &mut BTreeMap<ObserveShape, String>,
 ) -> bool {
@@ -101,6 +112,7 @@ async fn round(
             return false;
         }
     };
+    publish_enforcing(enforcing, &listed);
     let listed: Vec<Listed> = listed
         .into_iter()
         .map(|p| {
@@ -118,6 +130,9 @@ async fn round(
             }
         })
         .collect();
+    if cfg.choice == HookViewChoice::Off {
+        return true;
+    }
     let planned = plan(cfg.choice, &listed, failed_adds);
     publish(status, metrics, planned.views.clone());
     for shape in &planned.add {
@@ -142,6 +157,30 @@ async fn round(
             .views
             .values()
             .all(|v| !matches!(v, ViewStatus::Pending { .. }))
+}
+
+/// The agent's exported policies in the list: modes now, names (a stream
+/// re-subscription) only when they changed.
+fn publish_enforcing(w: &EnforcingWatch, listed: &[TracingPolicyStatus]) {
+    let ours: BTreeMap<String, TracingPolicyMode> = listed
+        .iter()
+        .filter(|p| is_agents_policy(&p.name, &p.namespace))
+        .map(|p| {
+            let mode =
+                TracingPolicyMode::try_from(p.mode).unwrap_or(TracingPolicyMode::TpModeUnknown);
+            (p.name.clone(), mode)
+        })
+        .collect();
+    let names: Vec<String> = ours.keys().cloned().collect();
+    *w.modes.write() = ours;
+    w.names.send_if_modified(|cur| {
+        if *cur == names {
+            return false;
+        }
+        tracing::info!(policies = ?names, "the agent's exported policies loaded on this node changed; following their events");
+        *cur = names;
+        true
+    });
 }
 
 /// Stores the new statuses; a view whose status changed is told once.
