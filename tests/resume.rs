@@ -92,6 +92,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         drift_count: 2,
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
+        pod_labels: Default::default(),
     };
     let locked = Profile {
         key: locked_key(),
@@ -107,6 +108,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         drift_count: 1,
         partial_reasons: BTreeSet::from([PartialReason::StartedBeforeAgent]),
         tracking: Default::default(),
+        pod_labels: Default::default(),
     };
     // Learning, but both windows elapsed long ago: the first tick makes it Stable.
     let due = Profile {
@@ -120,6 +122,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         drift_count: 1,
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
+        pod_labels: Default::default(),
     };
     // Learning for a moment only: must stay Learning (windows in `cfg`).
     let young = Profile {
@@ -133,6 +136,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         drift_count: 0,
         partial_reasons: BTreeSet::new(),
         tracking: Default::default(),
+        pod_labels: Default::default(),
     };
     // Stable and never observed: must come back bit for bit.
     let quiet = Profile {
@@ -146,6 +150,7 @@ fn seed(now: UnixMillis) -> Vec<Profile> {
         drift_count: 4,
         partial_reasons: BTreeSet::from([PartialReason::EventsDropped]),
         tracking: Default::default(),
+        pod_labels: Default::default(),
     };
     vec![stable, locked, due, young, quiet]
 }

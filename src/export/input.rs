@@ -103,6 +103,7 @@ pub fn profile_from_view(name: &str, v: ProfileView) -> Result<Profile, InputErr
         };
         p.deviations.insert(path, rec);
     }
+    p.pod_labels = crate::learner::pod_labels::PodLabels::from_view(&v.pod_labels);
     Ok(p)
 }
 

@@ -70,6 +70,7 @@ pub fn merge_profile(mut a: Profile, b: &Profile) -> Profile {
     merge_records(&mut a.executables, &b.executables);
     merge_records(&mut a.deviations, &b.deviations);
     a.partial_reasons.extend(b.partial_reasons.iter().copied());
+    a.pod_labels.merge(&b.pod_labels);
     a
 }
 

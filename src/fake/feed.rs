@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::time::now_ms;
 
+use super::hook_events::run_exec;
 use super::replay::Replay;
 use super::scenario::{Scenario, StartMode};
 use super::state::FakeState;
@@ -69,30 +70,17 @@ pub async fn run_scenario(state: Arc<FakeState>, scenario: Scenario) {
         let (ci, ei) = plan[(step % plan.len() as u64) as usize];
         let spec = &scenario.containers[ci].execs[ei];
         let now = now_ms();
-        let (exec, exit) = {
+        let events = {
             let mut node = state.node.lock();
-            let exec = node.exec(ci, spec, now);
-            let exit = if scenario.activity.exit_after_exec {
-                exec_id_of(&exec).and_then(|id| node.exit(&id, now))
-            } else {
-                None
-            };
-            (exec, exit)
+            let mut policies = state.policies.lock();
+            let exit = scenario.activity.exit_after_exec;
+            run_exec(&mut node, &mut policies, ci, spec, now, exit).0
         };
-        state.publish(exec);
-        if let Some(exit) = exit {
-            state.publish(exit);
+        for ev in events {
+            state.publish(ev);
         }
         step += 1;
         state.counters.execs_done.store(step, Ordering::Relaxed);
-    }
-}
-
-fn exec_id_of(ev: &crate::tetragon::proto::GetEventsResponse) -> Option<String> {
-    use crate::tetragon::proto::get_events_response::Event;
-    match ev.event.as_ref()? {
-        Event::ProcessExec(e) => e.process.as_ref().map(|p| p.exec_id.clone()),
-        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tetragon's allow-list / deny-list semantics, for the subset of filter fields
-//! the fake understands (`event_set`, `namespace`, `pid`). A filter matches when
-//! every field it sets matches; other fields are not evaluated (documented).
+//! the fake understands (`event_set`, `namespace`, `pid`, `policy_names`). A
+//! filter matches when every field it sets matches; a request setting another
+//! field is refused (documented).
 use crate::tetragon::proto::{
     get_events_response::Event, EventType, Filter, GetEventsRequest, GetEventsResponse, Process,
 };
@@ -27,6 +28,15 @@ fn process_of(ev: &GetEventsResponse) -> Option<&Process> {
     }
 }
 
+fn policy_name(ev: &GetEventsResponse) -> &str {
+    match ev.event.as_ref() {
+        Some(Event::ProcessKprobe(e)) => &e.policy_name,
+        Some(Event::ProcessTracepoint(e)) => &e.policy_name,
+        Some(Event::ProcessLsm(e)) => &e.policy_name,
+        _ => "",
+    }
+}
+
 fn filter_matches(f: &Filter, ev: &GetEventsResponse) -> bool {
     let Some(kind) = event_type(ev) else {
         return false;
@@ -41,6 +51,15 @@ fn filter_matches(f: &Filter, ev: &GetEventsResponse) -> bool {
             .map(|p| p.namespace.as_str())
             .unwrap_or("");
         if !f.namespace.iter().any(|n| n == ns) {
+            return false;
+        }
+    }
+    // Tetragon (`pkg/filters/policies.go`): the event's policy name, which
+    // only kprobe, tracepoint, uprobe and LSM events have, must be listed; an
+    // event without one (exec, exit) never matches.
+    if !f.policy_names.is_empty() {
+        let name = policy_name(ev);
+        if name.is_empty() || !f.policy_names.iter().any(|n| n == name) {
             return false;
         }
     }
@@ -148,6 +167,55 @@ mod tests {
         };
         assert_eq!(unsupported_fields(&f), vec!["pod_regex"]);
         assert!(unsupported_fields(&Filter::default()).is_empty());
+    }
+
+    #[test]
+    fn policy_names_match_only_policy_events_of_those_policies() {
+        use crate::tetragon::proto::{ProcessKprobe, ProcessLsm, ProcessTracepoint};
+        let req = GetEventsRequest {
+            allow_list: vec![Filter {
+                policy_names: vec!["a".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let kprobe = |name: &str| {
+            ev(Event::ProcessKprobe(ProcessKprobe {
+                policy_name: name.into(),
+                ..Default::default()
+            }))
+        };
+        assert!(passes(&req, &kprobe("a")));
+        assert!(!passes(&req, &kprobe("b")));
+        assert!(passes(
+            &req,
+            &ev(Event::ProcessLsm(ProcessLsm {
+                policy_name: "a".into(),
+                ..Default::default()
+            }))
+        ));
+        assert!(passes(
+            &req,
+            &ev(Event::ProcessTracepoint(ProcessTracepoint {
+                policy_name: "a".into(),
+                ..Default::default()
+            }))
+        ));
+        assert!(!passes(
+            &req,
+            &ev(Event::ProcessExec(ProcessExec::default()))
+        ));
+        // As a deny filter it keeps execs and other policies' events.
+        let deny = GetEventsRequest {
+            deny_list: req.allow_list.clone(),
+            ..Default::default()
+        };
+        assert!(passes(
+            &deny,
+            &ev(Event::ProcessExec(ProcessExec::default()))
+        ));
+        assert!(!passes(&deny, &kprobe("a")));
+        assert!(passes(&deny, &kprobe("b")));
     }
 
     #[test]

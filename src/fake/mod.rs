@@ -5,10 +5,15 @@
 //! clients, and a process cache that holds kernel threads and host processes.
 pub mod export_writer;
 pub mod feed;
+pub mod files;
 pub mod filter;
+pub mod hook_events;
 pub mod node;
+pub mod policies;
+pub mod policy_spec;
 pub mod replay;
 pub mod scenario;
+pub mod selectors;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -12,7 +12,14 @@ use crate::tetragon::proto::{
 };
 use crate::time::UnixMillis;
 
+use super::files::{self, ExecFiles, FileTable};
 use super::scenario::{ContainerSpec, ExecSpec, Scenario};
+use super::selectors::PodView;
+
+/// How long before its exec the caller was forked, in ns: its hook events
+/// (kprobe/LSM at `bprm_creds_for_exec`) fall in between, so they precede the
+/// new exec's `start_time` as in the real captures.
+pub const CALLER_FORKED_NS: u64 = 100_000;
 
 /// A process of the fake node, with what Tetragon's cache keeps about it.
 #[derive(Debug, Clone)]
@@ -36,6 +43,25 @@ pub struct FakeNode {
     container_started: Vec<UnixMillis>,
     next_pid: u32,
     boot_ms: UnixMillis,
+    /// Per container (scenario index), then the host's: files, keys cleaned.
+    container_files: Vec<FileTable>,
+    host_files: FileTable,
+}
+
+/// An exec under way: the process that called execve (a fork of the
+/// container's first process, still running the parent's image) and what the
+/// exec will show.
+#[derive(Debug, Clone)]
+pub struct PreparedExec {
+    pub ci: usize,
+    pub pid: u32,
+    pub files: ExecFiles,
+    /// The path as passed to execve.
+    pub path: String,
+    pub cwd: String,
+    pub caller: Process,
+    pub parent: Option<Process>,
+    parent_id: String,
 }
 
 /// Tetragon's exec_id: base64 of `<node>:<ktime ns>:<pid>`.
@@ -70,6 +96,19 @@ fn ts(ms: UnixMillis) -> Timestamp {
     }
 }
 
+/// A timestamp from ns since the epoch.
+pub fn ts_ns(ns: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
+}
+
+fn table(t: &FileTable) -> FileTable {
+    // Scenario validation checked the keys; keep the table as given otherwise.
+    files::normalized(t).unwrap_or_else(|_| t.clone())
+}
+
 impl FakeNode {
     pub fn new(s: &Scenario, boot_ms: UnixMillis) -> Self {
         let mut node = Self {
@@ -80,6 +119,8 @@ impl FakeNode {
             container_started: vec![boot_ms; s.containers.len()],
             next_pid: 100,
             boot_ms,
+            container_files: s.containers.iter().map(|c| table(&c.files)).collect(),
+            host_files: table(&s.host_files),
         };
         let kernel_id = exec_id(&node.node_name, 1, 0);
         node.insert_plain(0, "<kernel>", "", "procFS", &kernel_id, &kernel_id, None);
@@ -109,7 +150,9 @@ impl FakeNode {
             None,
         );
         for binary in &s.host_processes {
-            node.spawn(binary, "", "procFS", &init, None);
+            // Tetragon's /proc scan names a process by `/proc/PID/exe`.
+            let f = files::exec_files_or_plain(&node.host_files, "/", binary);
+            node.spawn(&f.loaded, &f.arguments(""), "procFS", &init, None);
         }
         for i in 0..s.faults.extra_host_processes {
             node.spawn(
@@ -123,7 +166,17 @@ impl FakeNode {
         for (ci, c) in s.containers.iter().enumerate() {
             let mut parent = init.clone();
             for (ri, e) in c.running.iter().enumerate() {
-                let id = node.spawn(&e.binary, &e.arguments, "procFS", &parent, Some((ci, e)));
+                let f = files::exec_files_or_plain(&node.container_files[ci], e.cwd(), &e.binary);
+                let id = node.spawn(
+                    &f.loaded,
+                    &f.arguments(&e.arguments),
+                    "procFS",
+                    &parent,
+                    Some((ci, e)),
+                );
+                if let Some(p) = node.cache.get_mut(&id) {
+                    p.process.cwd = e.cwd().to_string();
+                }
                 if ri == 0 {
                     node.container_parent[ci] = Some(id.clone());
                     parent = id;
@@ -143,6 +196,8 @@ impl FakeNode {
             container_started: Vec::new(),
             next_pid: 100,
             boot_ms,
+            container_files: Vec::new(),
+            host_files: FileTable::new(),
         }
     }
 
@@ -279,28 +334,103 @@ impl FakeNode {
     /// A new process in container `ci` runs `e`: it enters the cache, and the
     /// `process_exec` event Tetragon would send is returned.
     pub fn exec(&mut self, ci: usize, e: &ExecSpec, now: UnixMillis) -> GetEventsResponse {
-        let parent = self.container_parent[ci]
-            .clone()
+        // No hook sees the caller here: skip building it (the hot path of
+        // the benchmarks).
+        let prepared = self.prepare(ci, e, now, false);
+        self.commit_exec(&prepared, e, now)
+    }
+
+    /// Container `ci` forks a process that is about to exec `e` at `now`:
+    /// its pid, the caller as Tetragon knows it (the parent's image, its own
+    /// exec_id, forked [`CALLER_FORKED_NS`] before) and the exec's paths.
+    /// Nothing enters the cache yet.
+    pub fn prepare_exec(&mut self, ci: usize, e: &ExecSpec, now: UnixMillis) -> PreparedExec {
+        self.prepare(ci, e, now, true)
+    }
+
+    fn prepare(
+        &mut self,
+        ci: usize,
+        e: &ExecSpec,
+        now: UnixMillis,
+        with_caller: bool,
+    ) -> PreparedExec {
+        let parent_id = self
+            .container_parent
+            .get(ci)
+            .cloned()
+            .flatten()
             .unwrap_or_else(|| exec_id(&self.node_name, 250_000_000, 1));
         let pid = self.next_pid;
         self.next_pid += 1;
+        let cwd = e.cwd().to_string();
+        let files = self
+            .container_files
+            .get(ci)
+            .map(|t| files::exec_files_or_plain(t, &cwd, &e.binary))
+            .unwrap_or_else(|| files::exec_files_or_plain(&FileTable::new(), &cwd, &e.binary));
+        let parent = if with_caller {
+            self.cache.get(&parent_id).map(|p| p.process.clone())
+        } else {
+            None
+        };
+        let forked = now
+            .saturating_mul(1_000_000)
+            .saturating_sub(CALLER_FORKED_NS);
+        let caller = if !with_caller {
+            Process::default()
+        } else {
+            Process {
+                exec_id: exec_id(&self.node_name, forked + u64::from(pid), pid),
+                pid: Some(UInt32Value { value: pid }),
+                tid: Some(UInt32Value { value: pid }),
+                flags: "execve".to_string(),
+                start_time: Some(ts_ns(forked)),
+                parent_exec_id: parent_id.clone(),
+                refcnt: 1,
+                pod: Some(self.pod_for(ci, e)),
+                ..parent.clone().unwrap_or_default()
+            }
+        };
+        PreparedExec {
+            ci,
+            pid,
+            files,
+            path: e.binary.clone(),
+            cwd,
+            caller,
+            parent,
+            parent_id,
+        }
+    }
+
+    /// The exec succeeds: the new image enters the cache and its
+    /// `process_exec` is returned.
+    pub fn commit_exec(
+        &mut self,
+        prep: &PreparedExec,
+        e: &ExecSpec,
+        now: UnixMillis,
+    ) -> GetEventsResponse {
+        let pid = prep.pid;
         let id = exec_id(
             &self.node_name,
             now.saturating_mul(1_000_000) + u64::from(pid),
             pid,
         );
-        let pod = self.pod_for(ci, e);
+        let pod = self.pod_for(prep.ci, e);
         self.insert_plain(
             pid,
-            &e.binary,
-            &e.arguments,
+            &prep.files.binary,
+            &prep.files.arguments(&e.arguments),
             "execve clone",
             &id,
-            &parent,
+            &prep.parent_id,
             Some(pod),
         );
         if let Some(p) = self.cache.get_mut(&id) {
             p.process.start_time = Some(ts(now));
+            p.process.cwd = prep.cwd.clone();
             // As real Tetragon: an exec probe is outside the init tree too.
             p.process.in_init_tree = Some(BoolValue {
                 value: !(e.session || e.probe),
@@ -311,7 +441,7 @@ impl FakeNode {
             .get(&id)
             .map(|p| p.process.clone())
             .unwrap_or_default();
-        let parent_proc = self.cache.get(&parent).map(|p| p.process.clone());
+        let parent_proc = self.cache.get(&prep.parent_id).map(|p| p.process.clone());
         self.event(
             Event::ProcessExec(ProcessExec {
                 process: Some(process),
@@ -320,6 +450,58 @@ impl FakeNode {
             }),
             now,
         )
+    }
+
+    /// The exec failed (EPERM from an Override) or the caller was killed:
+    /// no new image. With `exits`, the caller ends at `at_ns` (status 126 as
+    /// a shell child does on EPERM, or the signal) and its `process_exit` is
+    /// returned; otherwise it stays in the cache with its parent's image.
+    pub fn exec_failed(
+        &mut self,
+        prep: &PreparedExec,
+        at_ns: u64,
+        signal: Option<&str>,
+        exits: bool,
+    ) -> Option<GetEventsResponse> {
+        if !exits && signal.is_none() {
+            let mut caller = prep.caller.clone();
+            caller.refcnt = 0;
+            self.cache.insert(
+                caller.exec_id.clone(),
+                CachedProcess {
+                    process: caller,
+                    parent_exec_id: prep.parent_id.clone(),
+                },
+            );
+            return None;
+        }
+        let mut process = prep.caller.clone();
+        process.refcnt = 0;
+        Some(self.event_at(
+            Event::ProcessExit(ProcessExit {
+                process: Some(process),
+                parent: prep.parent.clone(),
+                signal: signal.unwrap_or_default().to_string(),
+                status: if signal.is_some() { 0 } else { 126 },
+                time: Some(ts_ns(at_ns)),
+                ancestors: vec![],
+            }),
+            at_ns,
+        ))
+    }
+
+    /// The process of container `ci` as a policy filter sees it.
+    pub fn pod_view(&self, ci: usize) -> Option<PodView<'_>> {
+        self.containers.get(ci).map(|c| PodView {
+            namespace: &c.namespace,
+            labels: &c.labels,
+            container: &c.container,
+        })
+    }
+
+    /// A cached process, as Tetragon's cache holds it.
+    pub fn process(&self, id: &str) -> Option<&Process> {
+        self.cache.get(id).map(|p| &p.process)
     }
 
     /// A new container instance starts at `now` (a rollout's new pod, a
@@ -334,6 +516,7 @@ impl FakeNode {
     ) -> (usize, Vec<GetEventsResponse>) {
         let ci = self.containers.len();
         let running = spec.running.clone();
+        self.container_files.push(table(&spec.files));
         self.containers.push(spec);
         self.container_parent.push(None);
         self.container_started.push(now);
@@ -384,28 +567,38 @@ impl FakeNode {
 
     /// The process leaves the cache; its `process_exit` event is returned.
     pub fn exit(&mut self, id: &str, now: UnixMillis) -> Option<GetEventsResponse> {
+        self.exit_at(id, now.saturating_mul(1_000_000), "")
+    }
+
+    /// As [`Self::exit`], at `at_ns`, by `signal` (`""`: a normal exit).
+    pub fn exit_at(&mut self, id: &str, at_ns: u64, signal: &str) -> Option<GetEventsResponse> {
         let gone = self.cache.remove(id)?;
         let parent = self
             .cache
             .get(&gone.parent_exec_id)
             .map(|p| p.process.clone());
-        Some(self.event(
+        Some(self.event_at(
             Event::ProcessExit(ProcessExit {
                 process: Some(gone.process),
                 parent,
-                signal: String::new(),
+                signal: signal.to_string(),
                 status: 0,
-                time: Some(ts(now)),
+                time: Some(ts_ns(at_ns)),
                 ancestors: vec![],
             }),
-            now,
+            at_ns,
         ))
     }
 
     fn event(&self, event: Event, now: UnixMillis) -> GetEventsResponse {
+        self.event_at(event, now.saturating_mul(1_000_000))
+    }
+
+    /// An event of this node at `at_ns`.
+    pub fn event_at(&self, event: Event, at_ns: u64) -> GetEventsResponse {
         GetEventsResponse {
             node_name: self.node_name.clone(),
-            time: Some(ts(now)),
+            time: Some(ts_ns(at_ns)),
             event: Some(event),
             ..Default::default()
         }

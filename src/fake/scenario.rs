@@ -6,6 +6,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::files::{self, FileTable};
+use super::policy_spec::Kernel;
+
 /// The scenario `demo` runs when no file is given.
 pub const DEMO_SCENARIO: &str = include_str!("demo-scenario.yaml");
 
@@ -27,7 +30,7 @@ pub enum ScenarioError {
     Invalid { origin: String, reason: String },
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     #[serde(default = "default_node")]
@@ -50,6 +53,21 @@ pub struct Scenario {
     /// all); `["", "cilium", "kube-system"]` = the Helm chart's default.
     #[serde(default)]
     pub export_deny_namespaces: Vec<String>,
+    /// The host's files (symlinks, scripts) for `host_processes`.
+    #[serde(default)]
+    pub host_files: FileTable,
+    /// What the fake's kernel can load (default: everything).
+    #[serde(default)]
+    pub kernel: Kernel,
+    /// Tetragon runs with Kubernetes (pod info, policy filters). Outside it a
+    /// policy with podSelector/containerSelector is refused.
+    #[serde(default = "default_true")]
+    pub kubernetes: bool,
+    /// Tracing policies loaded at start (domain `static`, as from
+    /// `--tracing-policy-dir`): YAML objects or strings. One the kernel cannot
+    /// load is listed in load_error.
+    #[serde(default)]
+    pub tracing_policies: Vec<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +96,9 @@ pub struct ContainerSpec {
     /// Executed while the fake runs, round robin across all containers.
     #[serde(default)]
     pub execs: Vec<ExecSpec>,
+    /// The container's files (symlinks, scripts); other paths are plain files.
+    #[serde(default)]
+    pub files: FileTable,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -92,6 +113,15 @@ pub struct ExecSpec {
     /// Outside the container's init tree, like a `kubectl exec` session.
     #[serde(default)]
     pub session: bool,
+    /// The working directory (default `/`); `binary` may be relative to it.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+impl ExecSpec {
+    pub fn cwd(&self) -> &str {
+        self.cwd.as_deref().unwrap_or("/")
+    }
 }
 
 /// A learner key as the scenario's author wrote it: the fake's own plain type,
@@ -206,6 +236,38 @@ pub struct Faults {
     /// Extra host processes in the cache (`/usr/bin/sleep`), to make huge dumps.
     #[serde(default)]
     pub extra_host_processes: u32,
+    /// `unimplemented`: Add/Delete/ListTracingPolicies answer Unimplemented,
+    /// as an old Tetragon.
+    #[serde(default)]
+    pub tracing_policies: PolicyFault,
+}
+
+/// What the tracing-policy RPCs do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyFault {
+    #[default]
+    Ok,
+    Unimplemented,
+}
+
+impl Default for Scenario {
+    /// As an empty scenario file: the serde defaults.
+    fn default() -> Self {
+        Self {
+            node_name: default_node(),
+            kernel_threads: default_kernel_threads(),
+            host_processes: Vec::new(),
+            containers: Vec::new(),
+            activity: Activity::default(),
+            faults: Faults::default(),
+            export_deny_namespaces: Vec::new(),
+            host_files: FileTable::new(),
+            kernel: Kernel::default(),
+            kubernetes: true,
+            tracing_policies: Vec::new(),
+        }
+    }
 }
 
 fn default_node() -> String {
@@ -255,6 +317,26 @@ impl Scenario {
                     "container {:?} of pod {:?} needs namespace, pod and container",
                     c.container, c.pod
                 )));
+            }
+        }
+        let host =
+            files::normalized(&self.host_files).map_err(|e| invalid(format!("host_files: {e}")))?;
+        for p in &self.host_processes {
+            files::exec_files(&host, "/", p).map_err(|e| invalid(format!("host process: {e}")))?;
+        }
+        for c in &self.containers {
+            let table = files::normalized(&c.files)
+                .map_err(|e| invalid(format!("files of pod {:?}: {e}", c.pod)))?;
+            for e in c.running.iter().chain(&c.execs) {
+                files::exec_files(&table, e.cwd(), &e.binary)
+                    .map_err(|err| invalid(format!("exec in pod {:?}: {err}", c.pod)))?;
+            }
+        }
+        for p in &self.tracing_policies {
+            if !(p.is_mapping() || p.is_string()) {
+                return Err(invalid(
+                    "tracing_policies holds YAML objects or strings".into(),
+                ));
             }
         }
         if self.activity.total_execs > 0 && self.exec_plan_len() == 0 {
@@ -309,21 +391,29 @@ impl Scenario {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut out: BTreeMap<ExpectedKey, BTreeSet<String>> = BTreeMap::new();
-        for (c, key) in self.containers.iter().zip(&keys) {
+        // As Tetragon names them: a running process by `/proc/PID/exe` (the
+        // loaded file), an exec by its path made absolute.
+        let tables: Vec<FileTable> = self
+            .containers
+            .iter()
+            .map(|c| files::normalized(&c.files).unwrap_or_else(|_| c.files.clone()))
+            .collect();
+        for ((c, key), table) in self.containers.iter().zip(&keys).zip(&tables) {
             out.entry(key.clone()).or_default().extend(
                 c.running
                     .iter()
-                    .map(|e| e.binary.clone())
-                    .filter(|b| !b.is_empty()),
+                    .filter(|e| !e.binary.is_empty())
+                    .map(|e| files::exec_files_or_plain(table, e.cwd(), &e.binary).loaded),
             );
         }
         let plan = self.exec_plan();
         if !plan.is_empty() {
             for step in 0..execs_done {
                 let (ci, ei) = plan[(step % plan.len() as u64) as usize];
+                let e = &self.containers[ci].execs[ei];
                 out.entry(keys[ci].clone())
                     .or_default()
-                    .insert(self.containers[ci].execs[ei].binary.clone());
+                    .insert(files::exec_binary(e.cwd(), &e.binary));
             }
         }
         Ok(out)
@@ -369,6 +459,30 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = Scenario::from_yaml("node_name: x\nbogus: 1\n", "test").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn the_oracle_names_processes_as_tetragon_does() {
+        let s = Scenario::from_yaml(
+            "containers:\n- namespace: a\n  pod: p\n  container: c\n  expect_key: a/Pod/p/c\n  files: {/bin/sh: {link: busybox}, /x.sh: {script: /bin/sh}}\n  running: [{binary: /x.sh}]\n  execs: [{binary: ./run, cwd: /app}, {binary: /bin/sh}]\n",
+            "t",
+        )
+        .unwrap();
+        let all: Vec<String> = s
+            .expected_profiles(2)
+            .unwrap()
+            .into_values()
+            .flatten()
+            .collect();
+        assert_eq!(all, vec!["/app/run", "/bin/busybox", "/bin/sh"]);
+    }
+
+    #[test]
+    fn a_symlink_loop_or_relative_file_key_is_refused() {
+        let looped = "containers:\n- {namespace: a, pod: p, container: c, files: {/a: {link: /b}, /b: {link: /a}}, execs: [{binary: /a}]}\n";
+        assert!(Scenario::from_yaml(looped, "t").is_err());
+        let rel = "host_files: {bin/x: binary}\n";
+        assert!(Scenario::from_yaml(rel, "t").is_err());
     }
 
     #[test]

@@ -16,9 +16,11 @@ use crate::time::now_ms;
 
 use super::export_writer::{ExportWriteError, ExportWriter};
 use super::feed;
+use super::hook_events::{run_exec, Outcome};
 use super::node::FakeNode;
+use super::policies::{PolicyError, PolicyTable, STATIC_DOMAIN};
 use super::replay::Replay;
-use super::scenario::{ContainerSpec, Faults, Scenario};
+use super::scenario::{ContainerSpec, ExecSpec, Faults, Scenario};
 use super::service::FakeService;
 use super::state::FakeState;
 
@@ -92,7 +94,11 @@ impl FakeTetragon {
             }
             w.flush()?;
         }
-        let state = Arc::new(FakeState::new(node, faults, export));
+        let policies = match &source {
+            FakeSource::Scenario(s) => preload(s),
+            FakeSource::Replay { .. } => PolicyTable::new(Default::default(), true),
+        };
+        let state = Arc::new(FakeState::new(node, faults, export).with_policies(policies));
         let (tx, rx) = oneshot::channel::<()>();
         let (address, server) = serve(listen, state.clone(), rx).await?;
         let feed = match source {
@@ -146,29 +152,48 @@ impl FakeTetragon {
 
     /// Container `ci` execs `binary` now and the process exits right after;
     /// with `lose_exec`, its exec event is lost on the way (as Tetragon drops
-    /// events for a slow client) and only the exit is published.
+    /// events for a slow client) and only the rest is published.
     pub fn exec_in(&self, ci: usize, binary: &str, lose_exec: bool) {
-        let now = crate::time::now_ms();
-        let spec = super::scenario::ExecSpec {
+        let spec = ExecSpec {
             binary: binary.to_string(),
             ..Default::default()
         };
-        let events = {
+        self.exec_spec_in(ci, &spec, lose_exec);
+    }
+
+    /// Container `ci` execs `spec` now (with its cwd and arguments), under
+    /// the loaded policies; the process exits right after unless a policy
+    /// denied or killed it first. Returns what happened.
+    pub fn exec_spec_in(&self, ci: usize, spec: &ExecSpec, lose_exec: bool) -> Outcome {
+        let now = crate::time::now_ms();
+        let (events, outcome) = {
             let mut node = self.state.node.lock();
-            let exec = node.exec(ci, &spec, now);
-            let id = match exec.event.as_ref() {
-                Some(crate::tetragon::proto::get_events_response::Event::ProcessExec(x)) => {
-                    x.process.as_ref().map(|p| p.exec_id.clone())
-                }
-                _ => None,
-            };
-            let mut events = if lose_exec { vec![] } else { vec![exec] };
-            events.extend(id.and_then(|id| node.exit(&id, now)));
-            events
+            let mut policies = self.state.policies.lock();
+            run_exec(&mut node, &mut policies, ci, spec, now, true)
         };
         for ev in events {
-            self.state.publish(ev);
+            let is_exec = matches!(
+                ev.event,
+                Some(crate::tetragon::proto::get_events_response::Event::ProcessExec(_))
+            );
+            if !(lose_exec && is_exec) {
+                self.state.publish(ev);
+            }
         }
+        outcome
+    }
+
+    /// `tetra tp set-mode NAME enforce|monitor`: the next exec sees it.
+    pub fn set_policy_mode(
+        &self,
+        name: &str,
+        namespace: &str,
+        enforce: bool,
+    ) -> Result<(), PolicyError> {
+        self.state
+            .policies
+            .lock()
+            .set_mode(name, namespace, enforce)
     }
 
     /// Waits until the scenario's activity is over (never, for endless ones).
@@ -195,6 +220,25 @@ impl FakeTetragon {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The scenario's kernel, with its policies loaded as Tetragon loads a
+/// `--tracing-policy-dir` (domain `static`); a refused one stays listed.
+fn preload(s: &Scenario) -> PolicyTable {
+    let mut table = PolicyTable::new(s.kernel, s.kubernetes);
+    for p in &s.tracing_policies {
+        let yaml = match p.as_str() {
+            Some(text) => Ok(text.to_string()),
+            None => serde_yaml::to_string(p),
+        };
+        let result = yaml
+            .map_err(|e| e.to_string())
+            .and_then(|y| table.add(&y, STATIC_DOMAIN).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            tracing::warn!(%error, "fake tetragon: scenario tracing policy not loaded");
+        }
+    }
+    table
 }
 
 async fn serve(

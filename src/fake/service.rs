@@ -21,7 +21,7 @@ use crate::tetragon::proto::{
 };
 
 use super::filter::{passes, unsupported_fields};
-use super::scenario::DebugFault;
+use super::scenario::{DebugFault, PolicyFault};
 use super::state::FakeState;
 
 /// What the fake reports as its Tetragon version.
@@ -96,7 +96,7 @@ impl FineGuidanceSensors for FakeService {
             .collect();
         if !unsupported.is_empty() {
             return Err(Status::invalid_argument(format!(
-                "fake tetragon does not evaluate filter fields {unsupported:?}; use event_set, namespace or pid"
+                "fake tetragon does not evaluate filter fields {unsupported:?}; use event_set, namespace, pid or policy_names"
             )));
         }
         // Subscribe before anything can be published for this client.
@@ -194,28 +194,54 @@ impl FineGuidanceSensors for FakeService {
 
     async fn add_tracing_policy(
         &self,
-        _: Request<AddTracingPolicyRequest>,
+        request: Request<AddTracingPolicyRequest>,
     ) -> Result<Response<AddTracingPolicyResponse>, Status> {
-        Err(Status::unimplemented(
-            "fake tetragon: tracing policies not served",
-        ))
+        self.policies_served("AddTracingPolicy")?;
+        let req = request.into_inner();
+        // Tetragon returns plain Go errors: gRPC code Unknown, the text as is.
+        self.state
+            .policies
+            .lock()
+            .add(&req.yaml, &req.domain)
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        Ok(Response::new(AddTracingPolicyResponse {}))
     }
 
     async fn delete_tracing_policy(
         &self,
-        _: Request<DeleteTracingPolicyRequest>,
+        request: Request<DeleteTracingPolicyRequest>,
     ) -> Result<Response<DeleteTracingPolicyResponse>, Status> {
-        Err(Status::unimplemented(
-            "fake tetragon: tracing policies not served",
-        ))
+        self.policies_served("DeleteTracingPolicy")?;
+        let req = request.into_inner();
+        self.state
+            .policies
+            .lock()
+            .delete(&req.name, &req.namespace, &req.domain)
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        Ok(Response::new(DeleteTracingPolicyResponse {}))
     }
 
     async fn list_tracing_policies(
         &self,
-        _: Request<ListTracingPoliciesRequest>,
+        request: Request<ListTracingPoliciesRequest>,
     ) -> Result<Response<ListTracingPoliciesResponse>, Status> {
-        Err(Status::unimplemented(
-            "fake tetragon: tracing policies not served",
-        ))
+        self.policies_served("ListTracingPolicies")?;
+        let domain = request.into_inner().domain;
+        Ok(Response::new(ListTracingPoliciesResponse {
+            policies: self.state.policies.lock().list(&domain),
+        }))
+    }
+}
+
+impl FakeService {
+    /// The `tracing_policies: unimplemented` fault: an old Tetragon.
+    /// (grpc-go's answer for a method the server does not have.)
+    fn policies_served(&self, method: &str) -> Result<(), Status> {
+        match self.state.faults.tracing_policies {
+            PolicyFault::Ok => Ok(()),
+            PolicyFault::Unimplemented => Err(Status::unimplemented(format!(
+                "unknown method {method} for service tetragon.FineGuidanceSensors"
+            ))),
+        }
     }
 }

@@ -8,6 +8,8 @@ use crate::tetragon::proto::GetEventsResponse;
 
 use super::export_writer::ExportWriter;
 use super::node::FakeNode;
+use super::policies::PolicyTable;
+use super::policy_spec::Kernel;
 use super::scenario::Faults;
 
 /// Tetragon's default per-listener queue: when it is full, new events are
@@ -15,7 +17,10 @@ use super::scenario::Faults;
 pub const LISTENER_QUEUE: usize = 10_000;
 
 pub struct FakeState {
+    /// Lock order: `node`, then `policies`.
     pub node: Mutex<FakeNode>,
+    /// The loaded tracing policies.
+    pub policies: Mutex<PolicyTable>,
     pub faults: Faults,
     /// The live feed: one bounded queue per listener, as in Tetragon. A client
     /// only sees what happens while it is subscribed.
@@ -40,6 +45,7 @@ impl FakeState {
     pub fn new(node: FakeNode, faults: Faults, export: Option<ExportWriter>) -> Self {
         Self {
             node: Mutex::new(node),
+            policies: Mutex::new(PolicyTable::new(Kernel::default(), true)),
             faults,
             listeners: Mutex::new(Vec::new()),
             first_client: Notify::new(),
@@ -47,6 +53,12 @@ impl FakeState {
             export: export.map(Mutex::new),
             counters: Counters::default(),
         }
+    }
+
+    /// Serves these policies (the scenario's kernel and preloaded policies).
+    pub fn with_policies(mut self, policies: PolicyTable) -> Self {
+        self.policies = Mutex::new(policies);
+        self
     }
 
     /// Sends an event to whoever listens now and to the export log.

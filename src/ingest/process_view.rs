@@ -54,6 +54,37 @@ pub struct PodView<'a> {
     pub workload_kind: &'a str,
     /// The `pod-template-hash` label, if the pod has one.
     pub pod_template_hash: Option<&'a str>,
+    /// Every label of the pod, as decoded (read only when a new container
+    /// instance is seen).
+    pub labels: LabelsRef<'a>,
+}
+
+/// A pod's labels in whichever form they were decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelsRef<'a> {
+    Sorted(&'a std::collections::BTreeMap<String, String>),
+    Hashed(&'a std::collections::HashMap<String, String>),
+    /// The lean stream's entries (the last one of a key wins, as in a map).
+    Entries(&'a [lean::LabelEntry]),
+}
+
+impl LabelsRef<'_> {
+    /// The labels a learner keeps (`learner::pod_labels::learnable_labels`);
+    /// `None` when they are not a Kubernetes label set or not UTF-8.
+    pub fn learnable(&self) -> Option<crate::learner::pod_labels::LabelSet> {
+        use crate::learner::pod_labels::learnable_labels;
+        match self {
+            Self::Sorted(m) => learnable_labels(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Self::Hashed(m) => learnable_labels(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Self::Entries(entries) => {
+                let mut map = std::collections::BTreeMap::new();
+                for e in *entries {
+                    map.insert(text(&e.key).ok()?, text(&e.value).ok()?);
+                }
+                learnable_labels(map)
+            }
+        }
+    }
 }
 
 /// An event as the rules read it.
@@ -125,6 +156,7 @@ impl<'a> ProcessView<'a> {
                 workload: &pod.workload,
                 workload_kind: &pod.workload_kind,
                 pod_template_hash: pod.labels.get(POD_TEMPLATE_HASH).map(String::as_str),
+                labels: LabelsRef::Sorted(&pod.labels),
             }),
         }
     }
@@ -155,6 +187,7 @@ impl<'a> ProcessView<'a> {
                 workload: &pod.workload,
                 workload_kind: &pod.workload_kind,
                 pod_template_hash: pod.pod_labels.get(POD_TEMPLATE_HASH).map(String::as_str),
+                labels: LabelsRef::Hashed(&pod.pod_labels),
             }),
         }
     }
@@ -188,6 +221,7 @@ impl<'a> ProcessView<'a> {
                     workload: text(&pod.workload)?,
                     workload_kind: text(&pod.workload_kind)?,
                     pod_template_hash: lean_label(&pod.pod_labels, POD_TEMPLATE_HASH)?,
+                    labels: LabelsRef::Entries(&pod.pod_labels),
                 }),
                 None => None,
             },

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod machine;
 pub mod observation;
 pub mod persist;
+pub mod pod_labels;
 pub mod profile;
 pub mod state;
 pub mod view;

@@ -10,6 +10,7 @@ use super::config::LearnerConfig;
 use super::hook_view::HookPaths;
 use super::key::LearnerKey;
 use super::observation::{FactSource, Observation};
+use super::pod_labels::PodLabels;
 use super::state::LearnerState;
 use crate::time::UnixMillis;
 
@@ -168,6 +169,10 @@ pub struct Profile {
     /// the healing rules (`completeness.rs`) decide with.
     #[serde(default)]
     pub tracking: Tracking,
+    /// The label sets of the pods this container ran in (instance-specific
+    /// labels dropped): what a policy can select the workload's pods by.
+    #[serde(default)]
+    pub pod_labels: PodLabels,
 }
 
 impl Profile {
@@ -183,6 +188,7 @@ impl Profile {
             drift_count: 0,
             partial_reasons: BTreeSet::new(),
             tracking: Tracking::default(),
+            pod_labels: PodLabels::default(),
         }
     }
 

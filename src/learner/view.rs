@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::hook_view::{is_fileless, HookPaths, HookView};
 use super::key::LearnerKey;
 use super::observation::FactSource;
+use super::pod_labels::PodLabelSetView;
 use super::profile::{Completeness, ExecutableRecord, PartialReason, Profile};
 use super::state::LearnerState;
 use crate::time::rfc3339_ms;
@@ -42,6 +43,10 @@ pub struct ProfileView {
     /// are empty; `export --input` recomputes it (what a file says is not read).
     #[serde(default, skip_serializing_if = "HookPaths::is_empty")]
     pub unverified: HookPaths,
+    /// The label sets of the pods this container ran in, each with the pods
+    /// that carried it (instance-specific labels dropped); left out while none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_labels: Vec<PodLabelSetView>,
 }
 
 /// Whether `rec` was never seen through `view`'s hook: an allow-list of that
@@ -122,6 +127,7 @@ impl From<&Profile> for ProfileView {
                 .map(|(r, at)| (*r, rfc3339_ms(*at)))
                 .collect(),
             unverified: unverified(p.executables.values()),
+            pod_labels: p.pod_labels.to_view(),
         }
     }
 }

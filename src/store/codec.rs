@@ -1,6 +1,15 @@
 //! Versioned encoding of stored values: one version byte, then the body.
 //!
-//! - **v4** (written): the v3 body, then the hook views of every record
+//! - **v5** (written): the v4 body, then the learner's pod label sets
+//!   (`learner/pod_labels.rs`):
+//!
+//!   ```text
+//!   v4 body
+//!   label sets   varint count (at most MAX_LABEL_SETS), then sets
+//!   set = labels: varint count, then (key string, value string);
+//!         pods: varint count (at most MAX_PODS_PER_SET), then strings
+//!   ```
+//! - **v4** (read only): the v3 body, then the hook views of every record
 //!   (`learner/hook_view.rs`), in the order of v3's records:
 //!
 //!   ```text
@@ -92,6 +101,7 @@ pub const PROFILE_VALUE_V1: u8 = 1;
 pub const PROFILE_VALUE_V2: u8 = 2;
 pub const PROFILE_VALUE_V3: u8 = 3;
 pub const PROFILE_VALUE_V4: u8 = 4;
+pub const PROFILE_VALUE_V5: u8 = 5;
 
 /// The on-disk v2 body. Only primitive fields: its serde shape is the format.
 /// Do not reorder, retype or remove fields; a new format is a new version byte.
@@ -263,6 +273,7 @@ fn from_v2(s: StoredProfileV2<'_>) -> Result<Profile, String> {
         .ok_or_else(|| format!("unknown state code {}", s.state))?;
     let partial_reasons = reasons_from_bits(s.partial_reasons, V2_REASONS)?;
     Ok(Profile {
+        pod_labels: Default::default(),
         key: LearnerKey {
             namespace: s.namespace.into_owned(),
             workload_kind: s.workload_kind.into_owned(),
@@ -301,25 +312,35 @@ fn reason_bits(reasons: &BTreeSet<PartialReason>) -> u8 {
         .fold(0u8, |bits, r| bits | 1 << reason_code(*r))
 }
 
-/// The value the store writes: v4.
+/// The value the store writes: v5.
 pub fn encode_profile(p: &Profile) -> Vec<u8> {
     // Only integers, strings and sequences of known length, into a Vec: postcard
     // cannot fail here. Should it ever, v1 (JSON of the whole profile) still decodes.
-    match postcard::to_extend(&v4::to_v4(p), vec![PROFILE_VALUE_V4]) {
+    match postcard::to_extend(&v5::to_v5(p), vec![PROFILE_VALUE_V5]) {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(error = %e, "v4 profile encoding failed; writing v1");
+            tracing::error!(error = %e, "v5 profile encoding failed; writing v1");
             encode_profile_v1(p)
         }
     }
 }
 
-/// Whether `p` holds hook views, which v3 and older cannot hold.
+/// The v4 value of `p`, for tests that build databases of the previous
+/// version; an error when `p` holds pod labels.
+pub fn encode_profile_v4(p: &Profile) -> Result<Vec<u8>, String> {
+    if !p.pod_labels.is_empty() {
+        return Err("pod labels, which v4 cannot hold".into());
+    }
+    postcard::to_extend(&v4::to_v4(p), vec![PROFILE_VALUE_V4]).map_err(|e| e.to_string())
+}
+
+/// Whether `p` holds hook views or pod labels, which v3 and older cannot hold.
 fn has_views(p: &Profile) -> bool {
-    p.executables
-        .values()
-        .chain(p.deviations.values())
-        .any(|r| !r.views.is_empty())
+    !p.pod_labels.is_empty()
+        || p.executables
+            .values()
+            .chain(p.deviations.values())
+            .any(|r| !r.views.is_empty())
 }
 
 /// The v3 value of `p`, for tests that build databases of the previous
@@ -430,6 +451,11 @@ pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
                 take_whole(version, body)?;
             v4::from_v4(stored).map_err(|what| DecodeError::Content { version, what })
         }
+        Some((&PROFILE_VALUE_V5, body)) => {
+            let version = PROFILE_VALUE_V5;
+            let stored: v5::StoredV5<'_> = take_whole(version, body)?;
+            v5::from_v5(stored).map_err(|what| DecodeError::Content { version, what })
+        }
         Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
         None => Err(DecodeError::Empty),
     }
@@ -437,6 +463,7 @@ pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
 
 mod v3;
 mod v4;
+mod v5;
 
 #[cfg(test)]
 mod tests {
@@ -479,7 +506,8 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_unknown_versions() {
         let p = Profile::new(LearnerKey::new("ns", "Deployment", "web", "app"), 5);
-        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V4);
+        assert_eq!(encode_profile(&p)[0], PROFILE_VALUE_V5);
+        assert_eq!(decode_profile(&encode_profile_v4(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v3(&p).unwrap()).unwrap(), p);
         assert_eq!(decode_profile(&encode_profile_v2(&p).unwrap()).unwrap(), p);
@@ -591,11 +619,16 @@ mod tests {
         assert_eq!(encode_profile_v3(&p).unwrap(), golden);
         assert_eq!(decode_profile(golden).unwrap(), p);
         assert!(encode_profile_v2(&p).is_err(), "v2 cannot hold it");
-        // v4 is the v3 body, then one (empty) views entry per record.
+        // v4 is the v3 body, then one (empty) views entry per record; v5
+        // adds the (empty) label sets.
         let mut v4 = golden.to_vec();
         v4[0] = PROFILE_VALUE_V4;
         v4.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
-        assert_eq!(encode_profile(&p), v4);
+        assert_eq!(encode_profile_v4(&p).unwrap(), v4);
+        let mut v5 = v4.clone();
+        v5[0] = PROFILE_VALUE_V5;
+        v5.push(0);
+        assert_eq!(encode_profile(&p), v5);
     }
 
     /// Pins the v4 views, as `v3_golden_bytes` pins v3.
@@ -609,7 +642,7 @@ mod tests {
         let x = p.deviations.get_mut("/x").unwrap();
         x.views.add(HookView::Loaded, "/a");
         x.views.add(HookView::Loaded, "/b");
-        let bytes = encode_profile(&p);
+        let bytes = encode_profile_v4(&p).unwrap();
         let v3_len = encode_profile_v3(&small_v3()).unwrap().len();
         #[rustfmt::skip]
         let views: &[u8] = &[
@@ -795,6 +828,15 @@ mod tests {
             })
     }
 
+    fn pod_labels() -> impl Strategy<Value = crate::learner::pod_labels::PodLabels> {
+        prop::collection::btree_map(
+            prop::collection::btree_map(hostile_path(), hostile_path(), 0..4),
+            prop::collection::btree_set(hostile_path(), 0..4),
+            0..3,
+        )
+        .prop_map(|sets| crate::learner::pod_labels::PodLabels { sets })
+    }
+
     fn record(path: String) -> impl Strategy<Value = ExecutableRecord> {
         (
             any::<u64>(),
@@ -858,6 +900,7 @@ mod tests {
             records(),
             prop::collection::btree_set(prop::sample::select(REASON_CODES.to_vec()), 0..=3),
             prop_oneof![1 => Just(Tracking::default()), 2 => tracking()],
+            pod_labels(),
         )
             .prop_map(
                 |(
@@ -868,6 +911,7 @@ mod tests {
                     deviations,
                     partial_reasons,
                     tracking,
+                    pod_labels,
                 )| Profile {
                     key: LearnerKey::new(&ns, &kind, &workload, &container),
                     state,
@@ -879,6 +923,7 @@ mod tests {
                     drift_count,
                     partial_reasons,
                     tracking,
+                    pod_labels,
                 },
             )
     }
@@ -887,10 +932,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn v4_v3_v2_and_v1_round_trip_exactly(p in profile()) {
-            let v4 = encode_profile(&p);
-            prop_assert_eq!(v4[0], PROFILE_VALUE_V4);
-            prop_assert_eq!(&decode_profile(&v4).unwrap(), &p);
+        fn every_version_round_trips_exactly_or_refuses(p in profile()) {
+            let v5 = encode_profile(&p);
+            prop_assert_eq!(v5[0], PROFILE_VALUE_V5);
+            prop_assert_eq!(&decode_profile(&v5).unwrap(), &p);
+            if let Ok(v4) = encode_profile_v4(&p) {
+                prop_assert_eq!(&decode_profile(&v4).unwrap(), &p);
+            }
             // v3 holds it exactly or refuses it.
             if let Ok(v3) = encode_profile_v3(&p) {
                 prop_assert_eq!(&decode_profile(&v3).unwrap(), &p);

@@ -202,6 +202,7 @@ pub(super) fn from_v3(s: StoredProfileV3<'_>) -> Result<Profile, String> {
         }
     }
     Ok(Profile {
+        pod_labels: Default::default(),
         key: LearnerKey {
             namespace: s.namespace.into_owned(),
             workload_kind: s.workload_kind.into_owned(),
