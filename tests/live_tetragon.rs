@@ -40,9 +40,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Says why the test does nothing, on the test's output and straight on the
+/// process's stderr (not captured by the test harness: visible in CI logs).
 fn skip(reason: &str) {
+    use std::io::Write;
     println!("live test skipped: {reason}");
-    eprintln!("live test skipped: {reason}");
+    let _ = writeln!(std::io::stderr().lock(), "live test skipped: {reason}");
 }
 
 /// The harness directory named by `var`, or why the test skips.
