@@ -371,7 +371,7 @@ fn bad_records_are_found_by_scan_and_refused_by_load_all() {
 }
 
 #[test]
-fn v1_records_load_and_are_rewritten_as_v4_when_written() {
+fn v1_records_load_and_are_rewritten_as_v5_when_written() {
     let tmp = TempDir::new().expect("tempdir");
     let dir = written_db(&tmp);
     let want = sample();
@@ -407,7 +407,7 @@ fn v1_records_load_and_are_rewritten_as_v4_when_written() {
     assert_eq!(loaded, sorted);
     assert_eq!(store.schema_version(), 1, "value versions are per record");
 
-    // Only the learner that changed is rewritten, and as v4 (the current encoding).
+    // Only the learner that changed is rewritten, and as v5 (the current encoding).
     let mut changed = want[0].clone();
     changed.drift_count += 1;
     store
@@ -415,7 +415,7 @@ fn v1_records_load_and_are_rewritten_as_v4_when_written() {
         .expect("write");
     drop(store);
     let versions = version_bytes(&dir);
-    assert_eq!(versions[&want[0].key.to_string()], 4);
+    assert_eq!(versions[&want[0].key.to_string()], 5);
     assert_eq!(versions[&want[1].key.to_string()], 1);
 
     let store = reopen(&dir).expect("a mixed database opens");

@@ -37,7 +37,7 @@ use super::facts::{
 };
 use super::hook_tie::{HookTie, Tie};
 use super::process_table::{ProcessTable, SnapshotEntry};
-use super::process_view::{PolicyEventKind, PolicyEventView};
+use super::process_view::{LabelsRef, PolicyEventKind, PolicyEventView};
 use crate::learner::hook_view::HookView;
 use crate::telemetry::events::HookPathsSeen;
 use crate::tetragon::observe::enforcing::{enforces, EnforcingModes};
@@ -101,8 +101,6 @@ pub struct EventIngester {
     hooks: HookTie<LearnerId>,
     /// The agent's exported policies loaded on this node, and their modes.
     enforcing: EnforcingModes,
-    /// Denials found while reading one policy event, to deliver with it.
-    pending_denials: Vec<(LearnerId, LearnerInput)>,
 }
 
 /// A learner of this run, by its place in `EventIngester::slots`: what the
@@ -148,7 +146,6 @@ impl EventIngester {
             backfill: backfill::BackfillMemory::default(),
             hooks: HookTie::default(),
             enforcing: EnforcingModes::default(),
-            pending_denials: Vec::new(),
         };
         for p in resumed {
             me.spawn_learner(p);
@@ -345,9 +342,14 @@ impl Handler<EventBatch> for EventIngester {
                             id,
                             LearnerInput::InstanceSeen(self.sighting(inst, now)),
                         );
+                        // A new container instance: its pod's labels, read
+                        // from the event only now (most execs skip this).
+                        if let Some(input) = pod_labels_of(ev) {
+                            push(&mut out, id, input);
+                        }
                     }
                 }
-                Fact::Policy(p) => match self.policy_event(&p, now) {
+                Fact::Policy(p) => match self.policy_event(&p, now, &mut out) {
                     Ok(Some((tie, view))) => {
                         match view {
                             HookView::Opened => hook_paths.opened += 1,
@@ -431,6 +433,21 @@ impl Handler<EventBatch> for EventIngester {
     }
 }
 
+/// The pod labels an exec event carries, as a learner input (`None`
+/// outside pods, or for labels no Kubernetes pod could have).
+fn pod_labels_of(ev: &GetEventsResponse) -> Option<LearnerInput> {
+    let crate::ingest::process_view::EventView::Exec(Some(p)) =
+        crate::ingest::process_view::EventView::of_lean(ev).ok()?
+    else {
+        return None;
+    };
+    let pod = p.pod?;
+    Some(LearnerInput::PodLabelsSeen {
+        labels: pod.labels.learnable()?,
+        pod: pod.name.to_owned(),
+    })
+}
+
 /// Queues what a hook compared for an exec, for that exec's learner.
 fn push_hook_seen(out: &mut Delivery, tie: Tie<LearnerId>, view: HookView) {
     push(
@@ -456,6 +473,7 @@ impl EventIngester {
         &mut self,
         p: &PolicyEventView<'_>,
         now: UnixMillis,
+        out: &mut Delivery,
     ) -> Result<(), SkipReason> {
         if !enforces(&self.enforcing, p.policy_name) {
             return Err(SkipReason::ForeignPolicy);
@@ -475,13 +493,14 @@ impl EventIngester {
             policy = p.policy_name,
             "exec killed by the agent's enforcing policy: not learned"
         );
-        self.pending_denials.push((
+        push(
+            out,
             learner,
             LearnerInput::Denied {
                 path: l.observation.path,
                 exec_started_at: started,
             },
-        ));
+        );
         Ok(())
     }
 
@@ -492,9 +511,10 @@ impl EventIngester {
         &mut self,
         p: &PolicyEventView<'_>,
         now: UnixMillis,
+        out: &mut Delivery,
     ) -> Result<Option<(Tie<LearnerId>, HookView)>, SkipReason> {
         let Some(shape) = ObserveShape::of_policy_name(p.policy_name) else {
-            return self.own_policy_event(p, now).map(|()| None);
+            return self.own_policy_event(p, now, out).map(|()| None);
         };
         let (Some(hook_path), Some(process)) = (p.binprm_path, p.process.as_ref()) else {
             return Err(SkipReason::PolicyEventIncomplete);
@@ -557,13 +577,29 @@ impl Handler<SnapshotTaken> for EventIngester {
             std::collections::BTreeSet<String>,
         > = std::collections::BTreeMap::new();
         let snapshot_source = msg.0.source;
+        // The pods' labels, once per pod, delivered with the observations.
+        let mut out_labels = Delivery::default();
         let processes = msg.0.processes.len();
         let taken_at = crate::time::parse_rfc3339_ms(&msg.0.taken_at).unwrap_or(now);
         // Taken by value: each entry is dropped once its facts are drawn, so
         // the snapshot and its facts are not all held at once.
+        let mut labelled: std::collections::HashSet<String> = std::collections::HashSet::new();
         for p in msg.0.processes {
             match learnable(&p, source, now, &self.cfg) {
                 Ok(l) => {
+                    if let Some(pod) = p
+                        .pod
+                        .as_ref()
+                        .filter(|pod| labelled.insert(pod.name.clone()))
+                    {
+                        if let Some(labels) = LabelsRef::Sorted(&pod.labels).learnable() {
+                            let input = LearnerInput::PodLabelsSeen {
+                                labels,
+                                pod: pod.name.clone(),
+                            };
+                            self.push(&mut out_labels, &l.key, input, source);
+                        }
+                    }
                     if let Some(c) = &p.container {
                         containers
                             .entry(l.key.clone())
@@ -676,6 +712,9 @@ impl Handler<SnapshotTaken> for EventIngester {
                 let seen = LearnerInput::InstanceSeen(self.sighting(&inst, taken_at));
                 push(&mut out, *learner, seen);
             }
+        }
+        for (learner, inputs) in out_labels {
+            out.entry(learner).or_default().extend(inputs);
         }
         self.push_all(&mut out, || LearnerInput::SnapshotSucceeded {
             at: taken_at,

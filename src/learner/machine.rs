@@ -60,6 +60,12 @@ pub enum LearnerInput {
         view: HookView,
         hook_path: String,
     },
+    /// A container instance of this key ran in pod `pod`, labelled `labels`
+    /// (instance-specific labels already dropped).
+    PodLabelsSeen {
+        labels: crate::learner::pod_labels::LabelSet,
+        pod: String,
+    },
     /// One of the agent's own enforcing policies killed an exec of `path`
     /// that started at `exec_started_at` (a raw-tracepoint `Sigkill` still
     /// lets Tetragon report the `process_exec` first). If that exec is what
@@ -194,7 +200,8 @@ pub fn classify(profile: &Profile, input: &LearnerInput, cfg: &LearnerConfig) ->
         LearnerInput::Reset { .. } => LearnerEvent::Reset,
         LearnerInput::InstanceSeen(_)
         | LearnerInput::InstanceGone { .. }
-        | LearnerInput::InstancesLive { .. } => LearnerEvent::Instance,
+        | LearnerInput::InstancesLive { .. }
+        | LearnerInput::PodLabelsSeen { .. } => LearnerEvent::Instance,
         LearnerInput::Heal { .. } | LearnerInput::SnapshotSucceeded { .. } => LearnerEvent::Heal,
         // A fact about an executable already learned (or not at all): never
         // a new one, so never drift.
@@ -332,6 +339,11 @@ pub fn step(
                     view,
                     hook_path,
                 });
+            }
+        }
+        LearnerInput::PodLabelsSeen { labels, pod } => {
+            if profile.pod_labels.observe(labels, &pod) {
+                effects.push(Effect::Touched);
             }
         }
         LearnerInput::Denied {
