@@ -27,7 +27,10 @@
 //! (default 1,000,000), `PIPELINE_BENCH_CONTAINERS` (1,000),
 //! `PIPELINE_BENCH_LIVE` (processes alive before exits start, default 5,000;
 //! `700000` is the lagging-exits variant), `PIPELINE_BENCH_ONLY=pipeline|raw`
-//! (one consumer only, e.g. under a profiler).
+//! (one consumer only, e.g. under a profiler), `PIPELINE_BENCH_HOOK_EVENTS=1`
+//! (every exec also brings the agent's two observe-policy events, kprobe before
+//! and tracepoint after: the ingest cost of the hook views; the pipeline must
+//! then also tie them, the raw client decodes them).
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +81,7 @@ fn main() -> BenchResult<()> {
         events: env_or("PIPELINE_BENCH_EVENTS", 1_000_000u64).max(1),
         containers: env_or("PIPELINE_BENCH_CONTAINERS", 1_000usize).max(1),
         live: env_or("PIPELINE_BENCH_LIVE", 5_000usize),
+        hook_events: env_or("PIPELINE_BENCH_HOOK_EVENTS", 0u8) == 1,
     };
     let only = std::env::var("PIPELINE_BENCH_ONLY").unwrap_or_default();
     println!(
@@ -90,7 +94,7 @@ fn main() -> BenchResult<()> {
         "feed: {} containers, GetDebug dump of {} processes ({} KiB), {} events ({} execs, {} exits, \
          {} alive at the end, at most {} alive before exits start), {:.0} bytes/event on average \
          ({}-{}), {} executables to learn; {} MiB stored, built and encoded once in {:.1} s; \
-         RSS now {} MiB",
+         RSS now {} MiB; observe-policy events: {}",
         params.containers,
         feed.snapshot_processes,
         feed.debug.len() / 1024,
@@ -105,7 +109,8 @@ fn main() -> BenchResult<()> {
         feed.expected_executables,
         feed.stored.len() >> 20,
         t0.elapsed().as_secs_f64(),
-        vm_rss_kib() / 1024
+        vm_rss_kib() / 1024,
+        if params.hook_events { "2 per exec" } else { "none" }
     );
     tetragon_learner::cli::actor_system().block_on(async move {
         let dir = tempfile::Builder::new()

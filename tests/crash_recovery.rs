@@ -6,7 +6,10 @@
 //!   (the agent logs it only once the change is durable);
 //! - the database always opens and every record decodes;
 //! - nothing that was on disk after one kill is gone after the next;
-//! - a last, cleanly stopped run ends with exactly the scenario's oracle.
+//! - a last, cleanly stopped run ends with exactly the scenario's oracle;
+//! - every violation the agent logged (`policy violation`, logged once it is
+//!   durable) is on disk after the kill: container 0's workload has one of the
+//!   agent's policies loaded (monitor mode, flagging 20 of its executables).
 //!
 //! `CRASH_KILLS` (default 8) sets the number of kills, `CRASH_SEED` replays a
 //! run (the seed is printed), `CRASH_RATE` the fake's exec rate (default 300/s).
@@ -46,11 +49,25 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// (capped: every new executable rewrites its whole profile).
 fn scenario_yaml(execs_per_container: usize, rate: u64) -> String {
     let mut y = String::from("node_name: crash-node\nkernel_threads: 2\n");
+    // The agent's exported policy for ns0/app0 (its name and namespace are the
+    // export's), in monitor mode: its first 20 executables are would-deny
+    // violations. `Equal` keeps them under the per-learner bound.
+    let flagged: Vec<String> = (0..20).map(|e| format!("/usr/bin/tool-0-{e}")).collect();
+    y.push_str(&format!(
+        "tracing_policies:\n  - {{apiVersion: cilium.io/v1alpha1, kind: TracingPolicyNamespaced, \
+         metadata: {{name: deployment-app0, namespace: ns0}}, \
+         spec: {{podSelector: {{matchLabels: {{tetragon-learner.io/workload: app0}}}}, \
+         options: [{{name: policy-mode, value: monitor}}], \
+         tracepoints: [{{subsystem: sched, event: sched_process_exec, raw: true, \
+         args: [{{index: 2, type: linux_binprm}}], selectors: [{{matchArgs: [{{index: 2, \
+         operator: Equal, values: {flagged:?}}}], matchActions: [{{action: Sigkill}}]}}]}}]}}}}\n"
+    ));
     y.push_str("host_processes: [/usr/bin/containerd, /usr/bin/kubelet]\ncontainers:\n");
     for c in 0..CONTAINERS {
         y.push_str(&format!(
             "  - namespace: ns{c}\n    pod: app{c}-5d8f7c6b9d-abc{c}x\n    workload: app{c}\n    \
              workload_kind: Deployment\n    container: main\n    \
+             labels: {{tetragon-learner.io/workload: app{c}}}\n    \
              expect_key: ns{c}/Deployment/app{c}/main\n    \
              running: [{{binary: /app/server-{c}}}]\n    execs:\n"
         ));
@@ -137,6 +154,8 @@ fn start_fake(scenario: &Path, socket: &Path) -> (Proc, String) {
 #[derive(Default)]
 struct AgentLog {
     learned: Vec<(LearnerKey, String)>,
+    /// Violations logged (durable by then): learner and id.
+    violations: Vec<(LearnerKey, String)>,
     /// Lines that are not JSON log records (a panic message, say).
     other: Vec<String>,
     errors: Vec<String>,
@@ -162,6 +181,8 @@ fn start_agent(addr: &str, db: &Path) -> Agent {
             "200ms",
             "--checkpoint-interval",
             "200ms",
+            "--policy-refresh",
+            "200ms",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -185,6 +206,17 @@ fn start_agent(addr: &str, db: &Path) -> Agent {
             }
             if v["message"] == "agent started" {
                 log.started = true;
+            }
+            if v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("policy violation"))
+            {
+                let key = v["learner"]
+                    .as_str()
+                    .expect("a violation names its learner");
+                let id = v["id"].as_str().expect("a violation has an id");
+                let key = LearnerKey::parse(key).expect("logged key parses");
+                log.violations.push((key, id.to_string()));
             }
             if v["message"] == "learned executable" {
                 let key = v["key"].as_str().expect("learned executable has a key");
@@ -229,6 +261,19 @@ fn read_db(db: &Path, context: &str) -> Learned {
         .collect()
 }
 
+/// Every violation id on disk, per learner.
+fn read_violations(db: &Path, context: &str) -> Learned {
+    let store = common::store_when_unlocked(db)
+        .unwrap_or_else(|e| panic!("{context}: database does not open: {e}"));
+    let profiles = store
+        .load_all()
+        .unwrap_or_else(|e| panic!("{context}: database does not load: {e}"));
+    profiles
+        .into_iter()
+        .map(|p| (p.key.clone(), p.violations.by_id.keys().cloned().collect()))
+        .collect()
+}
+
 fn missing_from(learned: &Learned, want: &Learned) -> Vec<(LearnerKey, String)> {
     want.iter()
         .flat_map(|(k, paths)| paths.iter().map(move |p| (k, p)))
@@ -265,7 +310,8 @@ fn learned_executables_survive_sigkill() {
             .unwrap()
             .as_nanos() as u64,
     );
-    // About 0.5 s of learning per run: enough distinct executables that new ones
+    // About 1.3 s of learning per run (long enough for the agent to follow
+    // its policy and record violations): enough distinct executables that new ones
     // keep appearing throughout the kill loop.
     let per_container = env_u64(
         "CRASH_EXECS_PER_CONTAINER",
@@ -296,10 +342,11 @@ fn learned_executables_survive_sigkill() {
 
     let mut on_disk = Learned::new();
     let mut reported_total = 0usize;
+    let mut violations_total = 0usize;
     for round in 1..=kills {
         let run = format!("kill {round}/{kills} (CRASH_SEED={seed})");
         let mut agent = start_agent(&addr, &db);
-        let delay = Duration::from_millis(rng.random_range(100..=900));
+        let delay = Duration::from_millis(rng.random_range(100..=2_500));
         std::thread::sleep(delay);
         if let Some(status) = agent.proc.child.try_wait().unwrap() {
             let (_, log) = agent.finish(Duration::from_secs(1));
@@ -329,6 +376,17 @@ fn learned_executables_survive_sigkill() {
             lost.len(),
             log.learned.len()
         );
+        let mut logged = Learned::new();
+        for (k, id) in &log.violations {
+            logged.entry(k.clone()).or_default().insert(id.clone());
+        }
+        let violations_now = read_violations(&db, &run);
+        let lost = missing_from(&violations_now, &logged);
+        assert!(
+            lost.is_empty(),
+            "{run}: violations reported before the kill are not in the database: {lost:?}"
+        );
+        violations_total += log.violations.len();
         let vanished = missing_from(&now, &on_disk);
         assert!(
             vanished.is_empty(),
@@ -387,9 +445,19 @@ fn learned_executables_survive_sigkill() {
     fake.signal(libc::SIGTERM);
     let status = fake.wait_timeout(Duration::from_secs(10));
     assert!(status.success(), "fake-tetragon: SIGTERM gave {status}");
+    let final_violations = read_violations(&db, "final run");
+    let flagged = final_violations
+        .get(&LearnerKey::new("ns0", "Deployment", "app0", "main"))
+        .map(BTreeSet::len)
+        .unwrap_or(0);
+    assert!(
+        flagged > 0,
+        "final run: no violation of ns0/app0 recorded by its monitor-mode policy"
+    );
     println!(
-        "crash_recovery: {kills} kills, {reported_total} executables reported before kills, none lost; \
-         final {} executables in {} profiles; {:.1?} in all",
+        "crash_recovery: {kills} kills, {reported_total} executables and {violations_total} violations \
+         reported before kills, none lost; final {} executables in {} profiles, {flagged} violations \
+         of ns0/app0; {:.1?} in all",
         count(&last),
         last.len(),
         started.elapsed()

@@ -40,6 +40,11 @@ pub struct FeedParams {
     pub containers: usize,
     pub events: u64,
     pub live: usize,
+    /// Every exec also comes with the agent's observe-policy events, as on a
+    /// node where its hook views are active: a kprobe
+    /// `security_bprm_creds_for_exec` event before it (the caller) and a raw
+    /// `sched_process_exec` tracepoint event after it.
+    pub hook_events: bool,
 }
 
 /// The stored feed: `stored` holds every message length-delimited (each preceded
@@ -295,6 +300,70 @@ impl Gen {
     }
 }
 
+/// An observe-policy event of exec `p` (the shapes of the real captures in
+/// tests/fixtures/real/hook-events): the kprobe's caller (same pid, its own
+/// exec_id, 1 ms before the exec's start) or the tracepoint's new exec.
+fn hook_event(p: &Process, parent: &Process, before: bool) -> GetEventsResponse {
+    use tetragon_learner::tetragon::observe::policy::ObserveShape;
+    use tetragon_learner::tetragon::proto::{
+        kprobe_argument::Arg, KprobeArgument, KprobeLinuxBinprm, ProcessKprobe, ProcessTracepoint,
+    };
+    let args = vec![KprobeArgument {
+        arg: Some(Arg::LinuxBinprmArg(KprobeLinuxBinprm {
+            path: p.binary.clone(),
+            flags: String::new(),
+            permission: "-rwxr-xr-x".into(),
+        })),
+        label: String::new(),
+    }];
+    let start = p.start_time.unwrap_or_default();
+    let (event, time) = if before {
+        let mut caller = parent.clone();
+        caller.pid = p.pid;
+        caller.tid = p.tid;
+        caller.exec_id = format!("{}-caller", p.exec_id);
+        let (secs, nanos) = if start.nanos >= 1_000_000 {
+            (start.seconds, start.nanos - 1_000_000)
+        } else {
+            (start.seconds - 1, start.nanos + 999_000_000)
+        };
+        (
+            get_events_response::Event::ProcessKprobe(ProcessKprobe {
+                process: Some(caller),
+                parent: None,
+                function_name: "security_bprm_creds_for_exec".into(),
+                args,
+                action: 1,
+                policy_name: ObserveShape::Kprobe.policy_name().into(),
+                message: String::new(),
+            }),
+            ts(secs, nanos),
+        )
+    } else {
+        (
+            get_events_response::Event::ProcessTracepoint(ProcessTracepoint {
+                process: Some(p.clone()),
+                parent: Some(parent.clone()),
+                subsys: "sched".into(),
+                event: "sched_process_exec".into(),
+                args,
+                policy_name: ObserveShape::Tracepoint.policy_name().into(),
+                action: 1,
+                message: String::new(),
+            }),
+            Some(start),
+        )
+    };
+    GetEventsResponse {
+        event: Some(event),
+        node_name: NODE.to_string(),
+        time,
+        aggregation_info: None,
+        cluster_name: String::new(),
+        node_labels: HashMap::new(),
+    }
+}
+
 /// Appends `msg` length-delimited; returns the body's range in `out`.
 fn store<M: Message>(msg: &M, out: &mut Vec<u8>) -> std::ops::Range<usize> {
     let len = msg.encoded_len();
@@ -406,12 +475,21 @@ pub fn build(params: FeedParams) -> Feed {
                     p.binary.clone(),
                 ));
             }
+            if params.hook_events {
+                ranges.push(store(&hook_event(&p, &gen.parents[c], true), &mut stored));
+            }
+            let after = params
+                .hook_events
+                .then(|| hook_event(&p, &gen.parents[c], false));
             let ev = get_events_response::Event::ProcessExec(ProcessExec {
                 process: Some(p),
                 parent: Some(gen.parents[c].clone()),
                 ancestors: Vec::new(),
             });
             ranges.push(store(&gen.response(ev, step), &mut stored));
+            if let Some(after) = after {
+                ranges.push(store(&after, &mut stored));
+            }
             live.push_back(i);
             execs += 1;
         }
