@@ -144,7 +144,7 @@ mod tests {
         ]);
         let w = selector_fallbacks(&choices, "tetragon-learner.io/workload").expect("warning");
         assert!(
-            w.summary.starts_with("3 of 4 workloads have no learned pod selector and fall back to the workload label tetragon-learner.io/workload (1 no pod labels learned, 2 shares all its labels with another workload)"),
+            w.summary.starts_with("3 of 4 workloads have no learned pod selector and fall back to the workload label tetragon-learner.io/workload (2 sharing all their labels with another workload, 1 without pod labels learned)"),
             "{}",
             w.summary
         );

@@ -80,11 +80,11 @@ impl Fallback {
     /// A short, stable name for counts.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::NoLabels => "no pod labels learned",
-            Self::NoCommonLabels => "no label shared by all its pods",
-            Self::SharesLabels(_) => "shares all its labels with another workload",
-            Self::NeedsMoreLabels => "needs more labels than the search tries",
-            Self::UnknownNeighbours(_) => "a workload of its namespace has no labels learned",
+            Self::NoLabels => "without pod labels learned",
+            Self::NoCommonLabels => "without a label all their pods share",
+            Self::SharesLabels(_) => "sharing all their labels with another workload",
+            Self::NeedsMoreLabels => "told apart only by more labels than the search tries",
+            Self::UnknownNeighbours(_) => "beside a workload without labels learned",
         }
     }
 
