@@ -557,3 +557,100 @@ fn hostile_label_values_are_carried_exactly() {
     );
     assert_eq!(evaluate(&refs, &pod(&other), "/bin/a"), Verdict::Allowed);
 }
+
+/// Every exported name, per workload or per namespace, is one the agent
+/// recognises as its own (it follows its policies' events).
+#[test]
+fn the_agent_recognises_every_exported_name() {
+    use tetragon_learner::tetragon::observe::enforcing::is_agents_policy;
+    let c = cluster(4, 20);
+    let ps = profiles(&c);
+    for group in [GroupBy::Workload, GroupBy::Namespace] {
+        let o = opts(SelectorMode::Learned, group, PolicyHook::Kprobe);
+        let out = render(&ps, ExportFormat::TracingPolicy, &o).expect("render");
+        for p in parse(&out.text) {
+            let ns = p.namespace.clone().unwrap_or_default();
+            assert!(
+                is_agents_policy(&p.name, &ns),
+                "{group:?}: {} in {ns}",
+                p.name
+            );
+        }
+    }
+}
+
+/// The flags: `--group namespace` is for tracing policies only, a malformed
+/// budget is a usage error, and the count line reflects `--node-cpus`.
+#[test]
+fn binary_flags_for_selectors_groups_and_limits() {
+    const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
+    let tmp = tempfile::TempDir::new().expect("tempdir");
+    let input = tmp.path().join("cluster.json");
+    let json = render(
+        &profiles(&cluster(4, 20)),
+        ExportFormat::Json,
+        &ExportOptions::default(),
+    )
+    .expect("json");
+    std::fs::write(&input, json.text).expect("write");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["export", "--input"])
+            .arg(&input)
+            .args(extra)
+            .output()
+            .expect("runs")
+    };
+    let out = run(&["--format", "proposal", "--group", "namespace"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--group namespace applies to --format tracingpolicy only"));
+    let out = run(&[
+        "--format",
+        "tracingpolicy",
+        "--kernel-memory-budget",
+        "lots",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a size"));
+    let out = run(&[
+        "--format",
+        "tracingpolicy",
+        "--group",
+        "namespace",
+        "--node-cpus",
+        "96",
+        "--hook",
+        "tracepoint",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let info: Vec<&str> = stderr.lines().filter(|l| l.starts_with("info: ")).collect();
+    assert_eq!(
+        info,
+        ["info: 4 tracing policies (4 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 12.2 MiB at 96 CPUs for --hook tracepoint (about 3.1 MiB each; budget 256.0 MiB); every node loads every policy"]
+    );
+    assert_eq!(
+        policy_eval::parse(&String::from_utf8_lossy(&out.stdout)).len(),
+        4
+    );
+    let out = run(&[
+        "--format",
+        "tracingpolicy",
+        "--max-policies",
+        "10",
+        "--kernel-memory-budget",
+        "1MiB",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "warning: 20 policies with a pod or namespace filter exceed the limit of 10 per node"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exceeds the budget of 1.0 MiB (--kernel-memory-budget)"),
+        "{stderr}"
+    );
+}

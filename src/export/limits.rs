@@ -229,6 +229,22 @@ mod tests {
         assert!(per_policy_bytes(PolicyHook::Kprobe, u32::MAX) > 0);
     }
 
+    /// The README's table.
+    #[test]
+    fn the_documented_table() {
+        let row = |hook| {
+            [2, 16, 96]
+                .map(|cpus| human_bytes(per_policy_bytes(hook, cpus)))
+                .to_vec()
+        };
+        assert_eq!(row(PolicyHook::Kprobe), ["913 KiB", "2.0 MiB", "8.4 MiB"]);
+        assert_eq!(row(PolicyHook::Lsm), ["1.1 MiB", "2.4 MiB", "10.0 MiB"]);
+        assert_eq!(
+            row(PolicyHook::Tracepoint),
+            ["332 KiB", "749 KiB", "3.1 MiB"]
+        );
+    }
+
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("256MiB"), Ok(256 * MIB));
