@@ -654,3 +654,40 @@ fn binary_flags_for_selectors_groups_and_limits() {
         "{stderr}"
     );
 }
+
+/// `--workload` selects what is written, not what a selector is told apart
+/// from: every workload of the namespace still counts.
+#[test]
+fn a_selection_is_told_apart_from_the_whole_namespace() {
+    use tetragon_learner::cli::export_cmd::render_in;
+    let mk = |name: &str, tier: &str| {
+        let mut p = with(
+            Profile::new(LearnerKey::new("ns", "Deployment", name, "c"), 0),
+            vec![record("/bin/x").view(HookView::Opened, "/bin/x").build()],
+        );
+        p.pod_labels.observe(
+            labels(&[("team", "x"), ("role", "api"), ("tier", tier)]),
+            &format!("{name}-1"),
+        );
+        p
+    };
+    let all = vec![mk("a", "1"), mk("b", "2")];
+    let only_a = vec![all[0].clone()];
+    let o = opts(SelectorMode::Learned, GroupBy::Workload, PolicyHook::Kprobe);
+    for format in [ExportFormat::TracingPolicy, ExportFormat::Proposal] {
+        let out = render_in(&all, &only_a, format, &o).expect("render");
+        let docs = policy_eval::documents(&out.text);
+        assert_eq!(docs.len(), 1);
+        let sel = docs[0]["spec"]
+            .get("podSelector")
+            .unwrap_or(&docs[0]["spec"]["selector"]);
+        assert_eq!(
+            sel,
+            &serde_json::json!({"matchLabels": {"tier": "1"}}),
+            "{format:?}"
+        );
+        // Alone, `role: api` would have been chosen, and it selects b's pods.
+        let alone = render(&only_a, format, &o).expect("render");
+        assert!(alone.text.contains("role: api"), "{}", alone.text);
+    }
+}

@@ -238,6 +238,18 @@ pub fn render(
     format: ExportFormat,
     opts: &ExportOptions,
 ) -> Result<Rendered, ExportError> {
+    render_in(profiles, profiles, format, opts)
+}
+
+/// [`render`] of `profiles`, a selection (`--workload`) of `context` (the
+/// namespace's profiles): learned selectors are told apart from every
+/// workload of `context`.
+pub fn render_in(
+    context: &[Profile],
+    profiles: &[Profile],
+    format: ExportFormat,
+    opts: &ExportOptions,
+) -> Result<Rendered, ExportError> {
     let mut warnings = Vec::new();
     if profiles.is_empty() {
         warnings.push(Warning::line("no learner profiles to export"));
@@ -272,9 +284,10 @@ pub fn render(
     let mut notes = Vec::new();
     let (text, objects) = match format {
         ExportFormat::Proposal => {
-            let objs = proposal::proposals(profiles, opts)?;
-            let (workloads, _) = group_by_workload(profiles);
-            let choices = export::k8s::selector_choices(&workloads, opts);
+            let objs = proposal::proposals_in(context, profiles, opts)?;
+            let (all, _) = group_by_workload(context);
+            let mut choices = export::k8s::selector_choices(&all, opts);
+            choices.retain(|id, _| workloads.iter().any(|w| w.id == *id));
             warnings.extend(selection_warnings::selector_fallbacks(
                 &choices,
                 &opts.workload_label,
@@ -282,7 +295,7 @@ pub fn render(
             (export::to_yaml_documents(&objs)?, objs.len())
         }
         _ => {
-            let out = tracing_policy::policies(profiles, opts)?;
+            let out = tracing_policy::policies_in(context, profiles, opts)?;
             warnings.extend(view_warnings::unverified_executables(&exported, opts));
             warnings.extend(view_warnings::fileless(&exported, opts));
             warnings.extend(view_warnings::host_policies(&hosts));
@@ -373,6 +386,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    if args.group == GroupBy::Namespace && !args.workload.is_empty() {
+        return Err(UsageError(
+            "--group namespace writes one policy for every workload of a namespace: use --namespace without --workload"
+                .into(),
+        )
+        .into());
+    }
     let opts = ExportOptions {
         exclude_exec_probes: args.exclude_exec_probes,
         include_exec_sessions: args.include_exec_sessions,
@@ -393,8 +413,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             "warning: {bad} records cannot be decoded and are not exported; run `debug check`"
         );
     }
-    let profiles = export::in_namespace(profiles, args.namespace.as_deref());
-    let (profiles, unmatched) = in_workloads(profiles, &args.workload);
+    let context = export::in_namespace(profiles, args.namespace.as_deref());
+    let (profiles, unmatched) = in_workloads(context.clone(), &args.workload);
     for f in unmatched {
         eprintln!(
             "warning: no learner of {} in namespace {}; see `debug list` for the learned workloads",
@@ -402,7 +422,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             escape_for_terminal(args.namespace.as_deref().unwrap_or_default())
         );
     }
-    let rendered = render(&profiles, args.format, &opts).map_err(ExportCmdError::from)?;
+    let rendered =
+        render_in(&context, &profiles, args.format, &opts).map_err(ExportCmdError::from)?;
     for line in rendered.stderr_lines(args.verbose) {
         eprintln!("{}", escape_for_terminal(&line));
     }

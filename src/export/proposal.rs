@@ -86,8 +86,19 @@ pub fn proposals(
     profiles: &[Profile],
     opts: &ExportOptions,
 ) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
+    proposals_in(profiles, profiles, opts)
+}
+
+/// [`proposals`] of `profiles`, a selection (`--workload`) of `context`:
+/// learned selectors are told apart from every workload of `context`.
+pub fn proposals_in(
+    context: &[Profile],
+    profiles: &[Profile],
+    opts: &ExportOptions,
+) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
     let (workloads, _skipped) = group_by_workload(profiles);
-    let choices = selector_choices(&workloads, opts);
+    let (all, _) = group_by_workload(context);
+    let choices = selector_choices(&all, opts);
     workloads
         .iter()
         .map(|w| proposal(w, opts, &choices))

@@ -17,10 +17,13 @@
 //!
 //! When nothing qualifies, or another workload of N has no labels learned
 //! (its pods could carry anything), W falls back to the workload-label
-//! selector, with the reason ([`Fallback`]).
+//! selector, with the reason ([`Fallback`]). A learner keeps at most
+//! `MAX_LABEL_SETS` label sets: one that reached the bound may have missed
+//! some, so its workload's labels count as not fully learned (for itself and
+//! for its neighbours).
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::learner::pod_labels::{LabelSet, INSTANCE_LABELS};
+use crate::learner::pod_labels::{LabelSet, INSTANCE_LABELS, MAX_LABEL_SETS};
 
 use super::grouping::{Workload, WorkloadId};
 
@@ -71,9 +74,13 @@ pub enum Fallback {
     /// Told apart only by more than `MAX_SELECTOR_LABELS` labels, or not by
     /// the `MAX_CANDIDATE_LABELS` best ones.
     NeedsMoreLabels,
-    /// These workloads of the namespace have no labels learned: any selector
-    /// might select their pods too.
+    /// These workloads of the namespace have no labels learned (or not all:
+    /// a learner at the label-set bound): any selector might select their
+    /// pods too.
     UnknownNeighbours(Vec<WorkloadId>),
+    /// One of its learners reached the bound of label sets: pods with sets
+    /// not kept might lack any chosen label.
+    TooManyLabelSets,
 }
 
 impl Fallback {
@@ -85,6 +92,7 @@ impl Fallback {
             Self::SharesLabels(_) => "sharing all their labels with another workload",
             Self::NeedsMoreLabels => "told apart only by more labels than the search tries",
             Self::UnknownNeighbours(_) => "beside a workload without labels learned",
+            Self::TooManyLabelSets => "with more label sets than a learner keeps",
         }
     }
 
@@ -108,8 +116,11 @@ impl Fallback {
             Self::NeedsMoreLabels => format!(
                 "no set of at most {MAX_SELECTOR_LABELS} of its {MAX_CANDIDATE_LABELS} best labels tells its pods apart"
             ),
+            Self::TooManyLabelSets => format!(
+                "a learner of it reached the bound of {MAX_LABEL_SETS} label sets: pods with sets not kept might lack any chosen label"
+            ),
             Self::UnknownNeighbours(ws) => format!(
-                "{} in its namespace {} no labels learned, so any selector could select {} pods too",
+                "{} in its namespace {} no labels (or not all) learned, so any selector could select {} pods too",
                 ids(ws),
                 if ws.len() == 1 { "has" } else { "have" },
                 if ws.len() == 1 { "its" } else { "their" },
@@ -131,6 +142,13 @@ pub fn label_sets<'a>(w: &'a Workload<'_>) -> BTreeSet<&'a LabelSet> {
         .iter()
         .flat_map(|p| p.pod_labels.sets.keys())
         .collect()
+}
+
+/// Whether a learner of `w` reached the label-set bound (sets may be missing).
+pub fn saturated(w: &Workload<'_>) -> bool {
+    w.profiles
+        .iter()
+        .any(|p| p.pod_labels.sets.len() >= MAX_LABEL_SETS)
 }
 
 /// Distinct pods of a workload's learners.
@@ -254,12 +272,15 @@ fn choose_one(i: usize, ws: &[&Workload<'_>], sets: &[BTreeSet<&LabelSet>]) -> C
     if sets[i].is_empty() {
         return Choice::Fallback(Fallback::NoLabels);
     }
+    if saturated(w) {
+        return Choice::Fallback(Fallback::TooManyLabelSets);
+    }
     let common = selectable(w);
     if common.is_empty() {
         return Choice::Fallback(Fallback::NoCommonLabels);
     }
     let unknown: Vec<WorkloadId> = (0..ws.len())
-        .filter(|j| *j != i && sets[*j].is_empty())
+        .filter(|j| *j != i && (sets[*j].is_empty() || saturated(ws[*j])))
         .map(|j| ws[j].id.clone())
         .collect();
     if !unknown.is_empty() {
@@ -501,6 +522,36 @@ mod tests {
             chosen(&ps)["w"],
             Choice::Fallback(Fallback::NeedsMoreLabels)
         );
+        // A learner at the label-set bound: itself and its neighbours fall back.
+        let sets: Vec<Vec<(String, String)>> = (0..MAX_LABEL_SETS)
+            .map(|i| {
+                vec![
+                    ("app".to_string(), "big".to_string()),
+                    ("v".to_string(), i.to_string()),
+                ]
+            })
+            .collect();
+        let sets: Vec<Vec<(&str, &str)>> = sets
+            .iter()
+            .map(|s| s.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+            .collect();
+        let refs: Vec<(&[(&str, &str)], &str)> = sets.iter().map(|s| (s.as_slice(), "p")).collect();
+        let ps = vec![
+            profile("m", "Deployment", "big", "c", &refs),
+            profile(
+                "m",
+                "Deployment",
+                "small",
+                "c",
+                &[(&[("app", "small")], "s-1")],
+            ),
+        ];
+        let c = chosen(&ps);
+        assert_eq!(c["big"], Choice::Fallback(Fallback::TooManyLabelSets));
+        assert!(matches!(
+            &c["small"],
+            Choice::Fallback(Fallback::UnknownNeighbours(_))
+        ));
     }
 
     #[test]

@@ -120,6 +120,17 @@ pub fn policy(
 /// learner's cluster-scoped one. Namespace-less profiles are left out (see
 /// `group_by_workload`).
 pub fn policies(profiles: &[Profile], opts: &ExportOptions) -> Result<Policies, ExportError> {
+    policies_in(profiles, profiles, opts)
+}
+
+/// [`policies`] of `profiles`, a selection (`--workload`) of `context`:
+/// learned selectors are told apart from every workload of `context`, not
+/// only the selected ones.
+pub fn policies_in(
+    context: &[Profile],
+    profiles: &[Profile],
+    opts: &ExportOptions,
+) -> Result<Policies, ExportError> {
     let (workloads, skipped) = group_by_workload(profiles);
     let mut out = Policies {
         policies: Vec::new(),
@@ -130,7 +141,10 @@ pub fn policies(profiles: &[Profile], opts: &ExportOptions) -> Result<Policies, 
     };
     match opts.group {
         GroupBy::Workload => {
-            out.choices = selector_choices(&workloads, opts);
+            let (all, _) = group_by_workload(context);
+            out.choices = selector_choices(&all, opts);
+            out.choices
+                .retain(|id, _| workloads.iter().any(|w| w.id == *id));
             for w in &workloads {
                 match policy(w, opts, &out.choices)? {
                     Some(p) => out.policies.push(p),
