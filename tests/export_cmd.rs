@@ -1398,3 +1398,61 @@ fn the_host_tracepoint_policy_has_the_live_tested_shape() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("every host process"), "{stderr}");
 }
+
+/// `--group namespace`: one policy per namespace (and the host's), valid
+/// against Tetragon's schema, the union of the namespace's lists, selected
+/// by a label key every workload carries (`In` its values) or, with none,
+/// every pod of the namespace.
+#[test]
+fn namespace_policies_validate_and_hold_the_union() {
+    let v = tracing_policy_validator();
+    let packed = ExportOptions {
+        group: GroupBy::Namespace,
+        ..opts()
+    };
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &packed).expect("render");
+    let docs = yaml_docs(&out.text);
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "namespace-kube-system",
+            "namespace-shop",
+            "tetragon-learner-host-node-1"
+        ]
+    );
+    for d in &docs {
+        assert_valid(&v, d);
+    }
+    let shop = find(&docs, "namespace-shop");
+    // web carries app.kubernetes.io/name and tier, db app and tier: tier is
+    // the key both carry.
+    assert_eq!(
+        shop["spec"]["podSelector"],
+        serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["back", "front"]}]})
+    );
+    assert_eq!(
+        strings(&shop["spec"]["containerSelector"]["matchExpressions"][0]["values"]),
+        ["envoy", "nginx", "postgres"]
+    );
+    let values = strings(&shop["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]);
+    assert!(values.contains(&"/usr/bin/postgres") && values.contains(&"/usr/sbin/nginx"));
+    assert_eq!(
+        shop["metadata"]["annotations"]["tetragon-learner.io/workloads"],
+        "[\"Deployment/web\",\"StatefulSet/db\"]"
+    );
+    let lines = out.stderr_lines(true);
+    assert!(
+        lines.contains(
+            &"  StatefulSet shop/db: +5 (1 of its own, 6 in the namespace's list)".to_string()
+        ),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("info: 3 tracing policies (2 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 6.0 MiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy")
+    );
+}
