@@ -4,6 +4,7 @@
 //! the exact paths and the same number of objects.
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,7 @@ use tetragon_learner::cli::export_cmd::{
 };
 use tetragon_learner::export::{
     in_namespace, is_dns1123_subdomain, is_label_value, object_name, ExportError, ExportOptions,
-    PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
+    GroupBy, PolicyHook, PolicyMode, SelectorMode, DEFAULT_WORKLOAD_LABEL,
 };
 use tetragon_learner::learner::hook_view::HookView;
 use tetragon_learner::learner::key::LearnerKey;
@@ -64,11 +65,15 @@ fn profiles() -> Vec<Profile> {
     nginx
         .partial_reasons
         .insert(PartialReason::StartedBeforeAgent);
+    let web_pod = labels(&[("app.kubernetes.io/name", "web"), ("tier", "front")]);
+    nginx.pod_labels.observe(web_pod.clone(), "web-7d9f-a");
+    nginx.pod_labels.observe(web_pod.clone(), "web-7d9f-b");
     let mut sidecar = with(
         Profile::new(LearnerKey::new("shop", "Deployment", "web", "envoy"), 1_000),
         vec![record("/usr/local/bin/envoy").build()],
     );
     sidecar.state = LearnerState::Stable;
+    sidecar.pod_labels.observe(web_pod, "web-7d9f-a");
     let mut db = with(
         Profile::new(
             LearnerKey::new("shop", "StatefulSet", "db", "postgres"),
@@ -79,13 +84,18 @@ fn profiles() -> Vec<Profile> {
     let sh = record("/bin/sh").build();
     db.deviations.insert(sh.path.clone(), sh);
     db.state = LearnerState::Locked;
-    let agent = with(
+    db.pod_labels
+        .observe(labels(&[("app", "db"), ("tier", "back")]), "db-0");
+    let mut agent = with(
         Profile::new(
             LearnerKey::new("kube-system", "DaemonSet", "agent", "agent"),
             1_000,
         ),
         vec![record("/bin/probe").probe(true).build()],
     );
+    agent
+        .pod_labels
+        .observe(labels(&[("k8s-app", "agent")]), "agent-x1");
     let host = with(
         Profile::new(LearnerKey::host("node-1"), 1_000),
         vec![record("/usr/bin/kubelet").build()],
@@ -95,6 +105,21 @@ fn profiles() -> Vec<Profile> {
 
 fn opts() -> ExportOptions {
     ExportOptions::default()
+}
+
+/// Today's selector: `{tetragon-learner.io/workload: <workload>}`.
+fn by_label() -> ExportOptions {
+    ExportOptions {
+        selector: SelectorMode::WorkloadLabel,
+        ..ExportOptions::default()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Every YAML document of a multi-document stream, as JSON values. serde_yaml
@@ -231,7 +256,13 @@ fn proposals_validate_against_the_crd_one_per_workload() {
     let web = find(&docs, "deployment-web");
     assert_eq!(web["metadata"]["namespace"], "shop");
     assert_eq!(
-        web["spec"]["selector"]["matchLabels"][DEFAULT_WORKLOAD_LABEL],
+        web["spec"]["selector"],
+        serde_json::json!({"matchLabels": {"app.kubernetes.io/name": "web"}})
+    );
+    let old = render(&profiles(), ExportFormat::Proposal, &by_label()).expect("render");
+    assert_eq!(
+        find(&yaml_docs(&old.text), "deployment-web")["spec"]["selector"]["matchLabels"]
+            [DEFAULT_WORKLOAD_LABEL],
         "web"
     );
     let rules = &web["spec"]["rulesByContainer"];
@@ -376,10 +407,31 @@ fn tracing_policies_validate_against_tetragons_schema() {
     let web = find(&docs, "deployment-web");
     assert_eq!(web["metadata"]["namespace"], "shop");
     let spec = &web["spec"];
+    // Selected by the labels its pods carry (learned), no relabelling.
     assert_eq!(
-        spec["podSelector"]["matchLabels"][DEFAULT_WORKLOAD_LABEL],
-        "web"
+        spec["podSelector"],
+        serde_json::json!({"matchLabels": {"app.kubernetes.io/name": "web"}})
     );
+    assert_eq!(
+        web["metadata"]["annotations"]["tetragon-learner.io/selector"],
+        "learned: app.kubernetes.io/name (from 2 pods, 1 label set): carried by every pod of the workload and by no pod of another learned workload of the namespace"
+    );
+    assert_eq!(
+        find(&docs, "statefulset-db")["spec"]["podSelector"]["matchLabels"],
+        serde_json::json!({"app": "db"})
+    );
+    // With --selector workload-label: today's selector, pods relabelled.
+    let old = render(&profiles(), ExportFormat::TracingPolicy, &by_label()).expect("render");
+    let old_docs = yaml_docs(&old.text);
+    assert_eq!(
+        find(&old_docs, "deployment-web")["spec"]["podSelector"],
+        serde_json::json!({"matchLabels": {DEFAULT_WORKLOAD_LABEL: "web"}})
+    );
+    assert!(find(&old_docs, "deployment-web")["metadata"]["annotations"]
+        ["tetragon-learner.io/selector"]
+        .as_str()
+        .expect("selector")
+        .starts_with("workload-label (--selector workload-label)"));
     let containers = &spec["containerSelector"]["matchExpressions"][0];
     assert_eq!(containers["key"], "name");
     assert_eq!(containers["operator"], "In");
@@ -736,7 +788,10 @@ fn namespace_filter_keeps_one_namespace() {
     assert!(yaml_docs(&out.text).is_empty());
     assert_eq!(
         out.stderr_lines(true),
-        ["warning: no learner profiles to export"]
+        [
+            "warning: no learner profiles to export",
+            "info: 0 tracing policies (0 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 0 KiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy"
+        ]
     );
 }
 
@@ -744,14 +799,14 @@ fn namespace_filter_keeps_one_namespace() {
 fn a_bad_workload_label_key_is_a_clear_error() {
     let bad = ExportOptions {
         workload_label: "not a key!".into(),
-        ..opts()
+        ..by_label()
     };
     let err = render(&profiles(), ExportFormat::Proposal, &bad).expect_err("bad key");
     assert!(matches!(err, ExportError::BadLabelKey(_)));
     assert!(err.to_string().contains("--workload-label"), "{err}");
     let app = ExportOptions {
         workload_label: "app".into(),
-        ..opts()
+        ..by_label()
     };
     let out = render(&profiles(), ExportFormat::TracingPolicy, &app).expect("render");
     assert_eq!(
@@ -784,7 +839,12 @@ fn args(db: &Path, format: ExportFormat, output: Option<PathBuf>) -> ExportArgs 
         exclude_exec_probes: false,
         include_exec_probes: false,
         include_exec_sessions: false,
+        selector: SelectorMode::Learned,
         workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
+        group: GroupBy::Workload,
+        node_cpus: 16,
+        max_policies: 128,
+        kernel_memory_budget: 256 << 20,
         verbose: false,
     }
 }
@@ -938,8 +998,15 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
     std::fs::write(&input, json.text).expect("write");
     let export = |verbose: bool| {
         let mut cmd = Command::new(BIN);
-        cmd.args(["export", "--format", "tracingpolicy", "--input"])
-            .arg(&input);
+        cmd.args([
+            "export",
+            "--format",
+            "tracingpolicy",
+            "--selector",
+            "workload-label",
+            "--input",
+        ])
+        .arg(&input);
         if verbose {
             cmd.arg("--verbose");
         }
@@ -948,10 +1015,15 @@ fn binary_summarises_not_ready_learners_and_lists_them_with_verbose() {
         String::from_utf8(out.stderr).expect("utf-8")
     };
     let summary = "warning: 71 of 75 learners are not ready (62 partial, 9 still learning): their allow-lists may miss executables; review them before enforcing";
-    assert_eq!(export(false), format!("{summary}; --verbose lists them\n"));
+    let info = "info: 75 tracing policies (75 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 150.9 MiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy";
+    assert_eq!(
+        export(false),
+        format!("{summary}; --verbose lists them\n{info}\n")
+    );
     let verbose = export(true);
     let lines: Vec<&str> = verbose.lines().collect();
-    assert_eq!(lines.len(), 72, "{verbose}");
+    assert_eq!(lines.len(), 73, "{verbose}");
+    assert_eq!(lines[72], info);
     assert_eq!(lines[0], summary);
     assert_eq!(
         lines[1],
@@ -1154,7 +1226,7 @@ fn each_shape_lists_the_files_its_hook_compares() {
 /// JSON; fileless names are warned about per workload.
 #[test]
 fn unverified_and_fileless_executables_are_reported_per_shape() {
-    let kprobe = render(&view_cases(), ExportFormat::TracingPolicy, &opts()).expect("render");
+    let kprobe = render(&view_cases(), ExportFormat::TracingPolicy, &by_label()).expect("render");
     let lines = kprobe.stderr_lines(true);
     assert_eq!(
         lines,
@@ -1166,11 +1238,12 @@ fn unverified_and_fileless_executables_are_reported_per_shape() {
             "  cases/Deployment/fileless/c /memfd:payload (deleted)",
             "warning: 1 host learner is exported as a cluster-scoped TracingPolicy without a pod scope: it applies to every host process (and every container process) of every node it is loaded on, not only the node it was learned on; load it only there",
             "  /Host/node-1/ -> TracingPolicy tetragon-learner-host-node-1",
+            "info: 8 tracing policies (7 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 16.1 MiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy",
         ]
     );
     let tracepoint = ExportOptions {
         hook: PolicyHook::Tracepoint,
-        ..opts()
+        ..by_label()
     };
     let out = render(&view_cases(), ExportFormat::TracingPolicy, &tracepoint).expect("render");
     let lines = out.stderr_lines(true);
@@ -1324,4 +1397,62 @@ fn the_host_tracepoint_policy_has_the_live_tested_shape() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("every host process"), "{stderr}");
+}
+
+/// `--group namespace`: one policy per namespace (and the host's), valid
+/// against Tetragon's schema, the union of the namespace's lists, selected
+/// by a label key every workload carries (`In` its values) or, with none,
+/// every pod of the namespace.
+#[test]
+fn namespace_policies_validate_and_hold_the_union() {
+    let v = tracing_policy_validator();
+    let packed = ExportOptions {
+        group: GroupBy::Namespace,
+        ..opts()
+    };
+    let out = render(&profiles(), ExportFormat::TracingPolicy, &packed).expect("render");
+    let docs = yaml_docs(&out.text);
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "namespace-kube-system",
+            "namespace-shop",
+            "tetragon-learner-host-node-1"
+        ]
+    );
+    for d in &docs {
+        assert_valid(&v, d);
+    }
+    let shop = find(&docs, "namespace-shop");
+    // web carries app.kubernetes.io/name and tier, db app and tier: tier is
+    // the key both carry.
+    assert_eq!(
+        shop["spec"]["podSelector"],
+        serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["back", "front"]}]})
+    );
+    assert_eq!(
+        strings(&shop["spec"]["containerSelector"]["matchExpressions"][0]["values"]),
+        ["envoy", "nginx", "postgres"]
+    );
+    let values = strings(&shop["spec"]["kprobes"][0]["selectors"][0]["matchArgs"][0]["values"]);
+    assert!(values.contains(&"/usr/bin/postgres") && values.contains(&"/usr/sbin/nginx"));
+    assert_eq!(
+        shop["metadata"]["annotations"]["tetragon-learner.io/workloads"],
+        "[\"Deployment/web\",\"StatefulSet/db\"]"
+    );
+    let lines = out.stderr_lines(true);
+    assert!(
+        lines.contains(
+            &"  StatefulSet shop/db: +5 (1 of its own, 6 in the namespace's list)".to_string()
+        ),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("info: 3 tracing policies (2 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 6.0 MiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy")
+    );
 }

@@ -266,6 +266,11 @@ fn a_merged_tracing_policy_allows_what_any_node_ran() {
             "  shop/Deployment/web/nginx /bin/sh",
             "  shop/Deployment/web/nginx /usr/sbin/nginx",
             "  shop/StatefulSet/db/postgres /usr/bin/postgres",
+            // These inputs hold no pod labels (written before they were learned).
+            "warning: 2 of 2 workloads have no learned pod selector and fall back to the workload label tetragon-learner.io/workload (2 without pod labels learned): until their pod templates carry tetragon-learner.io/workload=<workload name>, their policies enforce nothing",
+            "  Deployment shop/web: no pod labels learned",
+            "  StatefulSet shop/db: no pod labels learned",
+            "info: 2 tracing policies (2 with a pod or namespace filter, Tetragon's limit 128 per node): estimated kernel memory per node 4.0 MiB at 16 CPUs for --hook kprobe (about 2.0 MiB each; budget 256.0 MiB); every node loads every policy",
         ]
     );
 }

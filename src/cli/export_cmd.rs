@@ -14,12 +14,13 @@ use thiserror::Error;
 
 use crate::export::filter::{in_workloads, WorkloadFilter};
 use crate::export::input::{input_name, parse_profiles, InputError};
+use crate::export::limits::{self, parse_size, DEFAULT_NODE_CPUS, TETRAGON_MAX_FILTERED_POLICIES};
 use crate::export::warnings::{self, Warning};
 use crate::export::{
     self, group_by_workload, json, merge, proposal, tracing_policy, ExecKind, ExportError,
-    ExportOptions, PolicyHook, PolicyMode, DEFAULT_WORKLOAD_LABEL,
+    ExportOptions, GroupBy, Limits, PolicyHook, PolicyMode, SelectorMode, DEFAULT_WORKLOAD_LABEL,
 };
-use crate::export::{view_warnings, Skip};
+use crate::export::{selection_warnings, view_warnings, Skip};
 use crate::learner::profile::Profile;
 use crate::store::inspect::escape_for_terminal;
 use crate::store::StoreError;
@@ -109,8 +110,21 @@ pub struct ExportArgs {
     /// interactive sessions running them are denied under enforcement.
     #[arg(long, env = "TETRAGON_LEARNER_EXPORT_INCLUDE_EXEC_SESSIONS")]
     pub include_exec_sessions: bool,
-    /// Pod label key the generated selectors match, with the workload name as
-    /// value; the workload's pod template must carry it.
+    /// How objects select a workload's pods. learned: the fewest labels its
+    /// pods carried and no other learned workload's pods of the namespace did
+    /// (no relabelling; workloads without such labels fall back to
+    /// --workload-label, and stderr says which); workload-label: always
+    /// {--workload-label: <workload>}, which pod templates must carry.
+    #[arg(
+        long,
+        value_enum,
+        env = "TETRAGON_LEARNER_EXPORT_SELECTOR",
+        default_value = "learned"
+    )]
+    pub selector: SelectorMode,
+    /// Pod label key of the workload-label selector (--selector
+    /// workload-label, and learned selectors' fallback), with the workload
+    /// name as value; the workload's pod template must carry it.
     #[arg(
         long,
         value_name = "KEY",
@@ -118,6 +132,44 @@ pub struct ExportArgs {
         default_value = DEFAULT_WORKLOAD_LABEL
     )]
     pub workload_label: String,
+    /// tracingpolicy: one policy per workload (its own list), or one per
+    /// namespace (the union of its workloads' lists: fewer policies, looser
+    /// lists; stderr says what each workload gains).
+    #[arg(
+        long,
+        value_enum,
+        env = "TETRAGON_LEARNER_EXPORT_GROUP",
+        default_value = "workload"
+    )]
+    pub group: GroupBy,
+    /// tracingpolicy: CPUs per node, for the kernel memory estimate.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TETRAGON_LEARNER_EXPORT_NODE_CPUS",
+        default_value_t = DEFAULT_NODE_CPUS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub node_cpus: u32,
+    /// tracingpolicy: warn above this many policies with pod selectors (every
+    /// node loads them all; Tetragon keeps at most 128).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TETRAGON_LEARNER_EXPORT_MAX_POLICIES",
+        default_value_t = TETRAGON_MAX_FILTERED_POLICIES
+    )]
+    pub max_policies: usize,
+    /// tracingpolicy: warn when the policies' estimated kernel memory per
+    /// node exceeds SIZE (e.g. 256MiB, 1GiB).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "TETRAGON_LEARNER_EXPORT_KERNEL_MEMORY_BUDGET",
+        default_value = "256MiB",
+        value_parser = parse_size
+    )]
+    pub kernel_memory_budget: u64,
     /// List the learners, executables and workloads behind each warning (one
     /// summary line each without it).
     #[arg(short, long, env = "TETRAGON_LEARNER_EXPORT_VERBOSE")]
@@ -160,6 +212,9 @@ pub struct Rendered {
     /// For stderr: a summary each, details under `--verbose` (not yet
     /// escaped for a terminal).
     pub warnings: Vec<Warning>,
+    /// For stderr, after the warnings, as `info: ` lines: what the export
+    /// costs (tracing policies).
+    pub notes: Vec<String>,
 }
 
 impl Rendered {
@@ -172,12 +227,25 @@ impl Rendered {
             out.extend(lines.next().map(|summary| format!("warning: {summary}")));
             out.extend(lines);
         }
+        out.extend(self.notes.iter().map(|n| format!("info: {n}")));
         out
     }
 }
 
 /// The export of `profiles` (already filtered by namespace) in `format`.
 pub fn render(
+    profiles: &[Profile],
+    format: ExportFormat,
+    opts: &ExportOptions,
+) -> Result<Rendered, ExportError> {
+    render_in(profiles, profiles, format, opts)
+}
+
+/// [`render`] of `profiles`, a selection (`--workload`) of `context` (the
+/// namespace's profiles): learned selectors are told apart from every
+/// workload of `context`.
+pub fn render_in(
+    context: &[Profile],
     profiles: &[Profile],
     format: ExportFormat,
     opts: &ExportOptions,
@@ -191,6 +259,7 @@ pub fn render(
             text: json::render(profiles)?,
             objects: profiles.len(),
             warnings,
+            notes: Vec::new(),
         });
     }
     let (workloads, mut skipped) = group_by_workload(profiles);
@@ -212,17 +281,34 @@ pub fn render(
     warnings.extend(warnings::left_out(profiles, opts, ExecKind::ProbeOnly));
     warnings.extend(warnings::left_out(profiles, opts, ExecKind::SessionOnly));
     warnings.extend(warnings::not_namespaced(&skipped));
+    let mut notes = Vec::new();
     let (text, objects) = match format {
         ExportFormat::Proposal => {
-            let objs = proposal::proposals(profiles, opts)?;
+            let objs = proposal::proposals_in(context, profiles, opts)?;
+            let (all, _) = group_by_workload(context);
+            let mut choices = export::k8s::selector_choices(&all, opts);
+            choices.retain(|id, _| workloads.iter().any(|w| w.id == *id));
+            warnings.extend(selection_warnings::selector_fallbacks(
+                &choices,
+                &opts.workload_label,
+            ));
             (export::to_yaml_documents(&objs)?, objs.len())
         }
         _ => {
-            let out = tracing_policy::policies(profiles, opts)?;
+            let out = tracing_policy::policies_in(context, profiles, opts)?;
             warnings.extend(view_warnings::unverified_executables(&exported, opts));
             warnings.extend(view_warnings::fileless(&exported, opts));
             warnings.extend(view_warnings::host_policies(&hosts));
             warnings.extend(warnings::no_policy(&out.empty));
+            warnings.extend(selection_warnings::selector_fallbacks(
+                &out.choices,
+                &opts.workload_label,
+            ));
+            warnings.extend(selection_warnings::gains(&out.gains));
+            warnings.extend(selection_warnings::whole_namespace(&out.whole_namespace));
+            let cost = limits::cost(&out.policies, opts.hook, &opts.limits);
+            warnings.extend(cost.warnings(&opts.limits));
+            notes.push(cost.line(opts.hook, &opts.limits));
             (
                 export::to_yaml_documents(&out.policies)?,
                 out.policies.len(),
@@ -233,6 +319,7 @@ pub fn render(
         text,
         objects,
         warnings,
+        notes,
     })
 }
 
@@ -292,12 +379,33 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if args.include_exec_probes {
         eprintln!("warning: --include-exec-probes is the default now and does nothing; use --exclude-exec-probes to leave exec probes out");
     }
+    if args.group == GroupBy::Namespace && args.format != ExportFormat::TracingPolicy {
+        return Err(UsageError(
+            "--group namespace applies to --format tracingpolicy only (proposals are per workload)"
+                .into(),
+        )
+        .into());
+    }
+    if args.group == GroupBy::Namespace && !args.workload.is_empty() {
+        return Err(UsageError(
+            "--group namespace writes one policy for every workload of a namespace: use --namespace without --workload"
+                .into(),
+        )
+        .into());
+    }
     let opts = ExportOptions {
         exclude_exec_probes: args.exclude_exec_probes,
         include_exec_sessions: args.include_exec_sessions,
         workload_label: args.workload_label.clone(),
         mode: args.mode,
         hook: args.hook,
+        selector: args.selector,
+        group: args.group,
+        limits: Limits {
+            node_cpus: args.node_cpus,
+            max_policies: args.max_policies,
+            kernel_memory_budget: args.kernel_memory_budget,
+        },
     };
     let (profiles, bad) = load(&args)?;
     if bad > 0 {
@@ -305,8 +413,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             "warning: {bad} records cannot be decoded and are not exported; run `debug check`"
         );
     }
-    let profiles = export::in_namespace(profiles, args.namespace.as_deref());
-    let (profiles, unmatched) = in_workloads(profiles, &args.workload);
+    let context = export::in_namespace(profiles, args.namespace.as_deref());
+    let (profiles, unmatched) = in_workloads(context.clone(), &args.workload);
     for f in unmatched {
         eprintln!(
             "warning: no learner of {} in namespace {}; see `debug list` for the learned workloads",
@@ -314,7 +422,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             escape_for_terminal(args.namespace.as_deref().unwrap_or_default())
         );
     }
-    let rendered = render(&profiles, args.format, &opts).map_err(ExportCmdError::from)?;
+    let rendered =
+        render_in(&context, &profiles, args.format, &opts).map_err(ExportCmdError::from)?;
     for line in rendered.stderr_lines(args.verbose) {
         eprintln!("{}", escape_for_terminal(&line));
     }

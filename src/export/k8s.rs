@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::annotations::ANNOTATION_PREFIX;
 use super::error::ExportError;
 use super::grouping::{Workload, WorkloadId};
 use super::names::{is_label_key, object_name, workload_label_value};
-use super::options::ExportOptions;
+use super::options::{ExportOptions, SelectorMode};
+use super::selector::{self, Choice};
 
 /// `app.kubernetes.io/managed-by` value on every generated object.
 pub const MANAGED_BY: &str = "tetragon-learner";
@@ -66,6 +68,18 @@ pub struct LabelSelectorRequirement {
     pub values: Vec<String>,
 }
 
+/// `{matchExpressions: [{key, operator: In, values}]}` (values sorted).
+pub fn is_in(key: &str, values: std::collections::BTreeSet<String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: BTreeMap::new(),
+        match_expressions: vec![LabelSelectorRequirement {
+            key: key.to_string(),
+            operator: "In".to_string(),
+            values: values.into_iter().collect(),
+        }],
+    }
+}
+
 /// The selector of a workload's pods: `{<label key>: <workload label value>}`.
 pub fn workload_pod_selector(
     w: &Workload<'_>,
@@ -81,6 +95,65 @@ pub fn workload_pod_selector(
         )]),
         match_expressions: Vec::new(),
     })
+}
+
+/// The selector choices of `workloads` under `opts`: learned ones (with
+/// their fallbacks) for `--selector learned`, none for `workload-label`.
+pub fn selector_choices(
+    workloads: &[Workload<'_>],
+    opts: &ExportOptions,
+) -> BTreeMap<WorkloadId, Choice> {
+    match opts.selector {
+        SelectorMode::Learned => selector::choose(workloads),
+        SelectorMode::WorkloadLabel => BTreeMap::new(),
+    }
+}
+
+/// The pod selector of workload `w` (its learned labels, else the workload
+/// label), and the `selector` annotation saying which and why.
+pub fn pod_selector(
+    w: &Workload<'_>,
+    opts: &ExportOptions,
+    choices: &BTreeMap<WorkloadId, Choice>,
+) -> Result<(LabelSelector, (String, String)), ExportError> {
+    let key = format!("{ANNOTATION_PREFIX}selector");
+    let fallback = |why: String| -> Result<_, ExportError> {
+        Ok((
+            workload_pod_selector(w, opts)?,
+            (
+                key.clone(),
+                format!(
+                    "workload-label ({why}): pods are selected by {}={}, which the workload's pod template must carry",
+                    opts.workload_label,
+                    workload_label_value(&w.id.workload)
+                ),
+            ),
+        ))
+    };
+    match choices.get(&w.id) {
+        Some(Choice::Learned(l)) => {
+            let keys: Vec<&str> = l.labels.keys().map(String::as_str).collect();
+            Ok((
+                LabelSelector {
+                    match_labels: l.labels.clone(),
+                    match_expressions: Vec::new(),
+                },
+                (
+                    key,
+                    format!(
+                        "learned: {} (from {} pod{}, {} label set{}): carried by every pod of the workload and by no pod of another learned workload of the namespace",
+                        keys.join(", "),
+                        l.pods,
+                        if l.pods == 1 { "" } else { "s" },
+                        l.sets,
+                        if l.sets == 1 { "" } else { "s" },
+                    ),
+                ),
+            ))
+        }
+        Some(Choice::Fallback(f)) => fallback(format!("fallback: {}", f.reason())),
+        None => fallback("--selector workload-label".to_string()),
+    }
 }
 
 /// Labels on every generated object.

@@ -11,7 +11,10 @@
 //!   policy enforces it; `enforcement`: policy mode and kernel hook.
 //! - `grouping`: profiles grouped per workload, host learners set apart.
 //! - `annotations`: what an object says about its learners.
-//! - `k8s`: `ObjectMeta`, `LabelSelector`, the workload's pod selector.
+//! - `k8s`: `ObjectMeta`, `LabelSelector`, the workload's pod selector;
+//!   `selector`: selectors learned from the pods' labels (`--selector`).
+//! - `packing`: one policy per namespace (`--group namespace`); `limits`:
+//!   Tetragon's per-node policy count and kernel memory, estimated.
 //! - `names`: DNS-1123 object names, label keys and values, the hash suffix.
 //! - `json`, `proposal`, `tracing_policy`: the three formats; `yaml`: the
 //!   multi-document writer.
@@ -27,11 +30,15 @@ pub mod host_policy;
 pub mod input;
 pub mod json;
 pub mod k8s;
+pub mod limits;
 pub mod merge;
 pub mod names;
 pub mod options;
+pub mod packing;
 pub mod policy_spec;
 pub mod proposal;
+pub mod selection_warnings;
+pub mod selector;
 pub mod shapes;
 pub mod tracing_policy;
 pub mod view_warnings;
@@ -41,6 +48,7 @@ pub mod yaml;
 pub use enforcement::{PolicyHook, PolicyMode};
 pub use error::ExportError;
 pub use grouping::{group_by_workload, in_namespace, Skip};
+pub use limits::Limits;
 pub use names::{is_dns1123_subdomain, is_label_value, object_name};
-pub use options::{ExecKind, ExportOptions, DEFAULT_WORKLOAD_LABEL};
+pub use options::{ExecKind, ExportOptions, GroupBy, SelectorMode, DEFAULT_WORKLOAD_LABEL};
 pub use yaml::to_yaml_documents;

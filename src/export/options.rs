@@ -1,8 +1,13 @@
 //! What goes into an exported allow-list (`ExportOptions`, `ExecKind`): the
-//! exec-probe / exec-session rules, and the tracing-policy mode and hook.
+//! exec-probe / exec-session rules, the tracing-policy mode and hook, how pods
+//! are selected (`SelectorMode`), how policies are packed (`GroupBy`) and the
+//! limits they are checked against (`Limits`).
+use clap::ValueEnum;
+
 use crate::learner::profile::{ExecutableRecord, Profile};
 
 use super::enforcement::{PolicyHook, PolicyMode};
+use super::limits::Limits;
 
 /// Pod label key a generated object selects its workload's pods by, unless the
 /// operator names another one (`--workload-label`).
@@ -25,6 +30,53 @@ pub struct ExportOptions {
     pub mode: PolicyMode,
     /// Tracing policies: kprobe or BPF-LSM hook.
     pub hook: PolicyHook,
+    /// How a workload's pods are selected.
+    pub selector: SelectorMode,
+    /// Tracing policies: one per workload or one per namespace.
+    pub group: GroupBy,
+    /// Tracing policies: Tetragon's limits the export is checked against.
+    pub limits: Limits,
+}
+
+/// How an exported object selects its workload's pods (`--selector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SelectorMode {
+    /// The fewest labels every pod of the workload carries and no pod of
+    /// another workload of its namespace does (learned from the pods); the
+    /// workload label where no such set exists.
+    #[default]
+    Learned,
+    /// `{<--workload-label>: <workload>}`: pods must be relabelled first.
+    WorkloadLabel,
+}
+
+impl SelectorMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Learned => "learned",
+            Self::WorkloadLabel => "workload-label",
+        }
+    }
+}
+
+/// How workloads are packed into tracing policies (`--group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum GroupBy {
+    /// One `TracingPolicyNamespaced` per workload: its own allow-list.
+    #[default]
+    Workload,
+    /// One per namespace: the union of its workloads' allow-lists (fewer
+    /// policies, looser lists).
+    Namespace,
+}
+
+impl GroupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workload => "workload",
+            Self::Namespace => "namespace",
+        }
+    }
 }
 
 impl Default for ExportOptions {
@@ -35,6 +87,9 @@ impl Default for ExportOptions {
             workload_label: DEFAULT_WORKLOAD_LABEL.to_string(),
             mode: PolicyMode::default(),
             hook: PolicyHook::default(),
+            selector: SelectorMode::default(),
+            group: GroupBy::default(),
+            limits: Limits::default(),
         }
     }
 }

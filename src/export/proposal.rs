@@ -10,9 +10,11 @@ use crate::learner::profile::Profile;
 
 use super::annotations::annotations;
 use super::error::ExportError;
+use super::grouping::WorkloadId;
 use super::grouping::{group_by_workload, Workload};
-use super::k8s::{workload_pod_selector, LabelSelector, ObjectMeta};
+use super::k8s::{pod_selector, selector_choices, LabelSelector, ObjectMeta};
 use super::options::ExportOptions;
+use super::selector::Choice;
 
 pub const API_VERSION: &str = "security.rancher.io/v1alpha1";
 pub const KIND: &str = "WorkloadPolicyProposal";
@@ -49,6 +51,7 @@ pub struct ExecutableRules {
 pub fn proposal(
     w: &Workload<'_>,
     opts: &ExportOptions,
+    choices: &BTreeMap<WorkloadId, Choice>,
 ) -> Result<WorkloadPolicyProposal, ExportError> {
     let rules_by_container = w
         .profiles
@@ -63,12 +66,15 @@ pub fn proposal(
             )
         })
         .collect();
+    let (selector, note) = pod_selector(w, opts, choices)?;
+    let mut annotations = annotations(w, opts)?;
+    annotations.insert(note.0, note.1);
     Ok(WorkloadPolicyProposal {
         api_version: API_VERSION.to_string(),
         kind: KIND.to_string(),
-        metadata: ObjectMeta::for_workload(&w.id, annotations(w, opts)?),
+        metadata: ObjectMeta::for_workload(&w.id, annotations),
         spec: ProposalSpec {
-            selector: workload_pod_selector(w, opts)?,
+            selector,
             rules_by_container,
         },
     })
@@ -80,6 +86,21 @@ pub fn proposals(
     profiles: &[Profile],
     opts: &ExportOptions,
 ) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
+    proposals_in(profiles, profiles, opts)
+}
+
+/// [`proposals`] of `profiles`, a selection (`--workload`) of `context`:
+/// learned selectors are told apart from every workload of `context`.
+pub fn proposals_in(
+    context: &[Profile],
+    profiles: &[Profile],
+    opts: &ExportOptions,
+) -> Result<Vec<WorkloadPolicyProposal>, ExportError> {
     let (workloads, _skipped) = group_by_workload(profiles);
-    workloads.iter().map(|w| proposal(w, opts)).collect()
+    let (all, _) = group_by_workload(context);
+    let choices = selector_choices(&all, opts);
+    workloads
+        .iter()
+        .map(|w| proposal(w, opts, &choices))
+        .collect()
 }

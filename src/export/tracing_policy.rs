@@ -15,13 +15,15 @@
 //! process, not the file being executed.
 //!
 //! Scope: `metadata.namespace` is the workload's namespace; `podSelector`
-//! matches `{<workload label key>: <workload>}` (pods must carry that label:
-//! profiles hold no pod labels, and no built-in Kubernetes label names a
-//! workload, so a policy never lands on pods nobody labelled); and
-//! `containerSelector` keeps it to the workload's container names. A
-//! namespaced policy has one container selector, so the allow-list is the union
-//! of the workload's containers (per-container lists are in the proposal).
-use std::collections::BTreeMap;
+//! matches the labels learned from the workload's pods (`selector`), or
+//! `{<workload label key>: <workload>}` where none tell its pods apart or
+//! with `--selector workload-label` (pods must carry that label, so a policy
+//! never lands on pods nobody labelled); and `containerSelector` keeps it to
+//! the workload's container names. A namespaced policy has one container
+//! selector, so the allow-list is the union of the workload's containers
+//! (per-container lists are in the proposal). `--group namespace` packs a
+//! namespace's workloads into one policy (`packing`).
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::learner::profile::Profile;
 
@@ -31,8 +33,10 @@ use super::error::ExportError;
 use super::grouping::{group_by_workload, Skip, Workload, WorkloadId};
 use super::hook_lists;
 use super::host_policy::host_policy;
-use super::k8s::{workload_pod_selector, LabelSelector, LabelSelectorRequirement, ObjectMeta};
-use super::options::ExportOptions;
+use super::k8s::{is_in, pod_selector, selector_choices, LabelSelector, ObjectMeta};
+use super::options::{ExportOptions, GroupBy};
+use super::packing::{namespace_policies, Gain};
+use super::selector::Choice;
 use super::shapes::{hooks, shape_annotations};
 
 pub use super::policy_spec::*;
@@ -43,6 +47,13 @@ pub use super::policy_spec::*;
 pub struct Policies {
     pub policies: Vec<TracingPolicy>,
     pub empty: Vec<WorkloadId>,
+    /// How each workload's pods are selected (`--selector learned`; empty
+    /// with `workload-label`).
+    pub choices: BTreeMap<WorkloadId, Choice>,
+    /// `--group namespace`: what each workload gains from the union.
+    pub gains: Vec<Gain>,
+    /// `--group namespace`: namespaces whose policy selects every pod.
+    pub whole_namespace: Vec<String>,
 }
 
 /// The union of a workload's exported allow-lists for the hook of `opts`,
@@ -81,52 +92,72 @@ pub fn spec(
 pub fn policy(
     w: &Workload<'_>,
     opts: &ExportOptions,
+    choices: &BTreeMap<WorkloadId, Choice>,
 ) -> Result<Option<TracingPolicy>, ExportError> {
     let allowed = allow_list(w, opts);
     if allowed.is_empty() {
         return Ok(None);
     }
-    let containers: Vec<String> = w.profiles.iter().map(|p| p.key.container.clone()).collect();
+    let containers: BTreeSet<String> = w.profiles.iter().map(|p| p.key.container.clone()).collect();
+    let (pods, note) = pod_selector(w, opts, choices)?;
     let mut annotations = annotations(w, opts)?;
+    annotations.insert(note.0, note.1);
     annotations.extend(shape_annotations(
         &w.profiles,
         opts,
         "union of the containers' allow-lists",
     ));
-    let containers = LabelSelector {
-        match_labels: BTreeMap::new(),
-        match_expressions: vec![LabelSelectorRequirement {
-            key: "name".to_string(),
-            operator: "In".to_string(),
-            values: containers,
-        }],
-    };
     Ok(Some(TracingPolicy {
         api_version: API_VERSION.to_string(),
         kind: KIND_NAMESPACED.to_string(),
         metadata: ObjectMeta::for_workload(&w.id, annotations),
-        spec: spec(
-            allowed,
-            opts,
-            Some(workload_pod_selector(w, opts)?),
-            Some(containers),
-        ),
+        spec: spec(allowed, opts, Some(pods), Some(is_in("name", containers))),
     }))
 }
 
-/// Every workload's policy, in (namespace, kind, workload) order, then every
-/// host learner's cluster-scoped one. Namespace-less profiles are left out
-/// (see `group_by_workload`).
+/// Every workload's policy (or, with `--group namespace`, every
+/// namespace's), in (namespace, kind, workload) order, then every host
+/// learner's cluster-scoped one. Namespace-less profiles are left out (see
+/// `group_by_workload`).
 pub fn policies(profiles: &[Profile], opts: &ExportOptions) -> Result<Policies, ExportError> {
+    policies_in(profiles, profiles, opts)
+}
+
+/// [`policies`] of `profiles`, a selection (`--workload`) of `context`:
+/// learned selectors are told apart from every workload of `context`, not
+/// only the selected ones.
+pub fn policies_in(
+    context: &[Profile],
+    profiles: &[Profile],
+    opts: &ExportOptions,
+) -> Result<Policies, ExportError> {
     let (workloads, skipped) = group_by_workload(profiles);
     let mut out = Policies {
         policies: Vec::new(),
         empty: Vec::new(),
+        choices: BTreeMap::new(),
+        gains: Vec::new(),
+        whole_namespace: Vec::new(),
     };
-    for w in &workloads {
-        match policy(w, opts)? {
-            Some(p) => out.policies.push(p),
-            None => out.empty.push(w.id.clone()),
+    match opts.group {
+        GroupBy::Workload => {
+            let (all, _) = group_by_workload(context);
+            out.choices = selector_choices(&all, opts);
+            out.choices
+                .retain(|id, _| workloads.iter().any(|w| w.id == *id));
+            for w in &workloads {
+                match policy(w, opts, &out.choices)? {
+                    Some(p) => out.policies.push(p),
+                    None => out.empty.push(w.id.clone()),
+                }
+            }
+        }
+        GroupBy::Namespace => {
+            let packed = namespace_policies(&workloads, opts)?;
+            out.policies = packed.policies;
+            out.empty = packed.empty;
+            out.gains = packed.gains;
+            out.whole_namespace = packed.whole_namespace;
         }
     }
     for (p, _) in skipped.iter().filter(|(_, s)| *s == Skip::Host) {
