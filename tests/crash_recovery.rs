@@ -29,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use tetragon_learner::cli::demo::learner_key;
 use tetragon_learner::fake::scenario::Scenario;
 use tetragon_learner::learner::key::LearnerKey;
+use tetragon_learner::learner::profile::Profile;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tetragon-learner");
 const CONTAINERS: usize = 6;
@@ -249,13 +250,17 @@ impl Agent {
 
 /// Opens the database (retrying while a dying agent still holds the lock) and
 /// reads every profile; any decode or open error fails the test.
-fn read_db(db: &Path, context: &str) -> Learned {
+fn read_profiles(db: &Path, context: &str) -> Vec<Profile> {
     let store = common::store_when_unlocked(db)
         .unwrap_or_else(|e| panic!("{context}: database does not open: {e}"));
-    let profiles = store
+    store
         .load_all()
-        .unwrap_or_else(|e| panic!("{context}: database does not load: {e}"));
-    profiles
+        .unwrap_or_else(|e| panic!("{context}: database does not load: {e}"))
+}
+
+/// Every executable on disk, per learner.
+fn read_db(db: &Path, context: &str) -> Learned {
+    read_profiles(db, context)
         .into_iter()
         .map(|p| (p.key.clone(), p.executables.keys().cloned().collect()))
         .collect()
@@ -263,12 +268,7 @@ fn read_db(db: &Path, context: &str) -> Learned {
 
 /// Every violation id on disk, per learner.
 fn read_violations(db: &Path, context: &str) -> Learned {
-    let store = common::store_when_unlocked(db)
-        .unwrap_or_else(|e| panic!("{context}: database does not open: {e}"));
-    let profiles = store
-        .load_all()
-        .unwrap_or_else(|e| panic!("{context}: database does not load: {e}"));
-    profiles
+    read_profiles(db, context)
         .into_iter()
         .map(|p| (p.key.clone(), p.violations.by_id.keys().cloned().collect()))
         .collect()

@@ -175,6 +175,39 @@ async fn hook_views_are_learned_exported_and_enforced() {
         .into_iter()
         .collect()
     );
+    // The kprobe and LSM shapes compare the opened file: the script itself,
+    // the applets' binary; the procFS entry was never seen by that hook, so it
+    // keeps its own path (unverified).
+    let opened_want: BTreeSet<&str> = [
+        "/bin/sh",
+        "/opt/app/run.sh",
+        "/opt/tools/busybox",
+        "/opt/tools/cat",
+        "/opt/tools/ls",
+        "/usr/bin/dash",
+        "/usr/bin/true",
+    ]
+    .into_iter()
+    .collect();
+    for hook in [PolicyHook::Kprobe, PolicyHook::Lsm] {
+        let o = ExportOptions {
+            mode: PolicyMode::Enforce,
+            hook,
+            ..Default::default()
+        };
+        let exported = policies(std::slice::from_ref(&p), &o).expect("export");
+        let spec = &exported.policies[0].spec;
+        let selectors = match hook {
+            PolicyHook::Kprobe => &spec.kprobes[0].selectors,
+            _ => &spec.lsmhooks[0].selectors,
+        };
+        let got: BTreeSet<&str> = selectors[0].match_args[0]
+            .values
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, opened_want, "{hook:?}");
+    }
     let channel = connect(&fake.address, Duration::from_secs(5))
         .await
         .expect("connect");

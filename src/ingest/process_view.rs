@@ -243,26 +243,17 @@ impl<'a> EventView<'a> {
             Some(Event::ProcessKprobe(e)) => Self::Policy(PolicyEventView::of_full(
                 ev,
                 PolicyEventKind::Kprobe,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )),
             Some(Event::ProcessTracepoint(e)) => Self::Policy(PolicyEventView::of_full(
                 ev,
                 PolicyEventKind::Tracepoint,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )),
             Some(Event::ProcessLsm(e)) => Self::Policy(PolicyEventView::of_full(
                 ev,
                 PolicyEventKind::Lsm,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )),
             None => Self::Other,
         }
@@ -282,40 +273,44 @@ impl<'a> EventView<'a> {
             Some(Lean::ProcessKprobe(e)) => Self::Policy(PolicyEventView::of_lean(
                 ev,
                 PolicyEventKind::Kprobe,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )?),
             Some(Lean::ProcessTracepoint(e)) => Self::Policy(PolicyEventView::of_lean(
                 ev,
                 PolicyEventKind::Tracepoint,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )?),
             Some(Lean::ProcessLsm(e)) => Self::Policy(PolicyEventView::of_lean(
                 ev,
                 PolicyEventKind::Lsm,
-                &e.policy_name,
-                &e.args,
-                e.action,
-                e.process.as_ref(),
+                (&e.policy_name, &e.args, e.action, e.process.as_ref()),
             )?),
             None => Self::Other,
         })
     }
 }
 
+/// The fields every policy event kind shares, as decoded.
+type FullParts<'a> = (
+    &'a String,
+    &'a Vec<proto::KprobeArgument>,
+    i32,
+    Option<&'a proto::Process>,
+);
+type LeanParts<'a> = (
+    &'a Bytes,
+    &'a Vec<lean::KprobeArgument>,
+    i32,
+    Option<&'a lean::Process>,
+);
+
 impl<'a> PolicyEventView<'a> {
+    /// `(policy_name, args, action, process)`: the fields every policy event
+    /// kind shares.
     fn of_full(
         ev: &'a GetEventsResponse,
         kind: PolicyEventKind,
-        policy_name: &'a str,
-        args: &'a [proto::KprobeArgument],
-        action: i32,
-        process: Option<&'a proto::Process>,
+        (policy_name, args, action, process): FullParts<'a>,
     ) -> Self {
         use proto::kprobe_argument::Arg;
         Self {
@@ -334,10 +329,7 @@ impl<'a> PolicyEventView<'a> {
     fn of_lean(
         ev: &'a lean::GetEventsResponse,
         kind: PolicyEventKind,
-        policy_name: &'a Bytes,
-        args: &'a [lean::KprobeArgument],
-        action: i32,
-        process: Option<&'a lean::Process>,
+        (policy_name, args, action, process): LeanParts<'a>,
     ) -> Result<Self, NotUtf8> {
         let binprm_path = args
             .iter()
