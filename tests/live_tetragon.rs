@@ -2,7 +2,11 @@
 //! learned", item 8): the agent binary learns a small workload, its export is
 //! loaded into Tetragon in enforce mode, and the same workload must still run
 //! while a binary never run before is killed (raw tracepoint, host kernel) or
-//! refused with EPERM (kprobe and LSM, in a VM).
+//! refused with EPERM (kprobe and LSM, in a VM). The agent follows its loaded
+//! policy (issue "What the policies did"): every denial, and every exec a
+//! monitor-mode policy would deny, is a violation of the learner (`debug
+//! violations`), the policy's mode is in `debug policies`, and the operator's
+//! `admin allow` / `admin ack` close the loop (host test).
 //!
 //! Both tests skip (one line `live test skipped: <reason>`, test passes) unless
 //! the environment points at the harnesses: `TETRAGON_LEARNER_LIVE_TETRAGON`
@@ -840,8 +844,8 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     );
     timer.lap("export + load-confined (enforce)");
     // The agent follows its own loaded policies' events (and so recognises
-    // their kills) once its periodic look at Tetragon's list (every 60 s once
-    // the hook views are settled) found this one; it logs the change. A kill
+    // their kills) once its periodic look at Tetragon's list (every
+    // --policy-refresh, 5 s) found this one; it logs the change. A kill
     // before that is learned like any exec: the gap is reported, not hidden.
     let agent_log = work.join("agent.log");
     let followed = poll(Duration::from_secs(75), || {
@@ -1313,7 +1317,8 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
     let notes = fs::read_to_string(out_dir.join("out/notes.txt")).unwrap_or_default();
     let keep = format!(
         "(kept: {}: out/results.txt, out/notes.txt, out/agent.log, out/policy-*.yaml, \
-         out/tplist-*.json, out/learned-*.json, console.log)",
+         out/tplist-*.json, out/learned-*.json, out/violations-*.json, out/policies-*.json, \
+         console.log)",
         work.display()
     );
     assert!(
@@ -1362,6 +1367,7 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
         }
         // Override with -EPERM: the shell reports 126.
         expect(&format!("enforce-{hook}"), "never-run /t/new/true", 126);
+        expect(&format!("follow-{hook}"), "logged", 0);
         expect(&format!("unload-{hook}"), "tp delete", 0);
     }
     // The paths kprobe/LSM bprm_creds_for_exec compare for the guest's execs:
@@ -1418,6 +1424,66 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
             problems.push(format!(
                 "{hook}: the agent learned /t/new/true, which its own enforced policy denied \
                  (TODO: the killed-exec rule of issue \"Enforce exactly what was learned\")"
+            ));
+        }
+    }
+    // The denials are violations of the Host learner: `denied`, the path the
+    // hook checked, the loaded policy's name (the same for both hooks: one
+    // export name per learner), so one violation counted once per hook.
+    let mut denied_count = 0;
+    for hook in ["kprobe", "lsm"] {
+        let exported =
+            fs::read_to_string(out_dir.join(format!("out/policy-{hook}.yaml"))).unwrap_or_default();
+        let Some(name) = host_policies(&exported).ok().and_then(|ps| {
+            ps.first()
+                .and_then(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        }) else {
+            continue; // no export: reported above
+        };
+        if rc(&format!("load-{hook}"), "tp add") != Some(0) {
+            continue; // not loaded: reported above
+        }
+        let text = fs::read_to_string(out_dir.join(format!("out/violations-{hook}.json")))
+            .unwrap_or_default();
+        let seen: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        let denied = host_violations(&seen, "/t/new/true", "denied");
+        denied_count += 1;
+        let counted: u64 = denied.iter().filter_map(|v| v["count"].as_u64()).sum();
+        if denied.is_empty() || !denied.iter().all(|v| v["policy"] == name.as_str()) {
+            problems.push(format!(
+                "AGENT: {hook}: after /t/new/true was refused (EPERM, 126) by {name}, `debug \
+                 violations --format json` (out/violations-{hook}.json) must show a `denied` \
+                 violation of the Host learner with path /t/new/true and policy {name}; it \
+                 shows: {text}"
+            ));
+        } else if counted != denied_count {
+            problems.push(format!(
+                "AGENT: {hook}: /t/new/true was refused once under each loaded policy so far \
+                 ({denied_count}); its `denied` violations count {counted}: {text}"
+            ));
+        }
+        let others: Vec<&Json> = seen
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["violations"].as_array().into_iter().flatten())
+            .filter(|v| !(v["path"] == "/t/new/true" && v["mode"] == "denied"))
+            .collect();
+        if !others.is_empty() {
+            problems.push(format!(
+                "AGENT: {hook}: only /t/new/true was refused, and every other exec ran under \
+                 the policy; yet `debug violations` lists {others:?}"
+            ));
+        }
+        let policies = fs::read_to_string(out_dir.join(format!("out/policies-{hook}.json")))
+            .unwrap_or_default();
+        let view: Json = serde_json::from_str(&policies).unwrap_or(Json::Null);
+        if !agent_policy(&view, &name)
+            .is_some_and(|p| p["state"] == "enabled" && p["mode"] == "enforce")
+        {
+            problems.push(format!(
+                "AGENT: {hook}: `debug policies --format json` must show {name} enabled in \
+                 mode enforce: {policies}"
             ));
         }
     }
