@@ -2,7 +2,11 @@
 //! learned", item 8): the agent binary learns a small workload, its export is
 //! loaded into Tetragon in enforce mode, and the same workload must still run
 //! while a binary never run before is killed (raw tracepoint, host kernel) or
-//! refused with EPERM (kprobe and LSM, in a VM).
+//! refused with EPERM (kprobe and LSM, in a VM). The agent follows its loaded
+//! policy (issue "What the policies did"): every denial, and every exec a
+//! monitor-mode policy would deny, is a violation of the learner (`debug
+//! violations`), the policy's mode is in `debug policies`, and the operator's
+//! `admin allow` / `admin ack` close the loop (host test).
 //!
 //! Both tests skip (one line `live test skipped: <reason>`, test passes) unless
 //! the environment points at the harnesses: `TETRAGON_LEARNER_LIVE_TETRAGON`
@@ -281,6 +285,27 @@ impl Live {
         serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.show()))
     }
 
+    /// `debug ARGS... --admin-socket S --format json`, parsed.
+    fn debug_json(&self, args: &[&str]) -> Result<Json, String> {
+        let sock = self.admin_socket();
+        let mut argv = vec!["debug"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--admin-socket", &sock, "--format", "json"]);
+        let out = self.agent_cmd(&argv);
+        if out.code != 0 {
+            return Err(out.show());
+        }
+        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.show()))
+    }
+
+    /// `admin ARGS... --admin-socket S`.
+    fn admin(&self, args: &[&str]) -> Out {
+        let sock = self.admin_socket();
+        let mut argv = vec!["admin", "--admin-socket", &sock];
+        argv.extend_from_slice(args);
+        self.agent_cmd(&argv)
+    }
+
     fn tp_list(&self) -> Json {
         let out = self.tetra(&["tp", "list", "-o", "json"]);
         assert_eq!(out.code, 0, "tetra tp list failed: {}", out.show());
@@ -394,6 +419,57 @@ fn policy_state<'a>(list: &'a Json, name: &str) -> Option<&'a Json> {
         .as_array()?
         .iter()
         .find(|p| p["name"] == name)
+}
+
+/// The Host learner's key (`NAMESPACE/KIND/WORKLOAD/CONTAINER`, the `id`) in
+/// `debug list --format json` output.
+fn host_key(list: &Json) -> Option<String> {
+    list.as_array()?
+        .iter()
+        .find(|l| l["key"]["workload_kind"] == "Host")?["id"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The violations in `debug violations [KEY] --format json` output (one
+/// `{key, active, evicted, violations}` per learner) of the Host learner
+/// whose `path` and `mode` are these.
+fn host_violations<'a>(v: &'a Json, path: &str, mode: &str) -> Vec<&'a Json> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["key"]["workload_kind"] == "Host")
+        .flat_map(|l| l["violations"].as_array().into_iter().flatten())
+        .filter(|x| x["path"] == path && x["mode"] == mode)
+        .collect()
+}
+
+/// The agent's view of one of its policies in `debug policies --format json`.
+fn agent_policy<'a>(v: &'a Json, name: &str) -> Option<&'a Json> {
+    v["policies"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+/// The agent's log lines about policies and violations (and warnings), the
+/// last 40, for a failure report.
+fn agent_log_excerpt(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            [
+                "violation",
+                "polic",
+                "warn",
+                "error",
+                "reconnect",
+                "subscri",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// A 127.0.0.1 port free a moment ago (for the agent's `--metrics-address`).
@@ -514,6 +590,7 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     // Never run until the policy is enforced.
     copy_exec("/usr/bin/true", &wl.join("new/never-run"));
     copy_exec("/usr/bin/true", &wl.join("new/never-run-2"));
+    copy_exec("/usr/bin/true", &wl.join("new/never-run-3"));
     let pre = Command::new("nsenter")
         .args(["-t", live.sandbox_pid.as_deref().unwrap(), "-m", "--"])
         .args([&w("pre-sleep"), "600"])
@@ -767,8 +844,8 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
     );
     timer.lap("export + load-confined (enforce)");
     // The agent follows its own loaded policies' events (and so recognises
-    // their kills) once its periodic look at Tetragon's list (every 60 s once
-    // the hook views are settled) found this one; it logs the change. A kill
+    // their kills) once its periodic look at Tetragon's list (every
+    // --policy-refresh, 5 s) found this one; it logs the change. A kill
     // before that is learned like any exec: the gap is reported, not hidden.
     let agent_log = work.join("agent.log");
     let followed = poll(Duration::from_secs(75), || {
@@ -808,7 +885,73 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
             killed.code
         ));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    // The Host learner's key, as `debug list` shows it (admin allow/ack take it).
+    let list_out = live.debug_json(&["list"]);
+    let hostkey = list_out
+        .as_ref()
+        .ok()
+        .and_then(host_key)
+        .unwrap_or_else(|| {
+            panic!("`debug list --format json` shows no Host learner: {list_out:?}")
+        });
+    println!("live: host learner key: {hostkey}");
+    // The kill is a violation of the Host learner: `denied` (the exit says
+    // SIGKILL), the path the raw tracepoint checked, the loaded policy's name.
+    let agent_log = work.join("agent.log");
+    let mut last_violations = Json::Null;
+    let mut wait_violation = |live: &Live, path: &str, mode: &str, within: Duration| {
+        let start = Instant::now();
+        let found = poll(within, || {
+            last_violations = live.debug_json(&["violations", &hostkey]).ok()?;
+            host_violations(&last_violations, path, mode)
+                .first()
+                .map(|v| (*v).clone())
+        });
+        if let Some(v) = &found {
+            println!(
+                "live: violation {mode} {path} after {:.1}s: {v}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        (found, last_violations.clone())
+    };
+    let violation_problem =
+        |what: &str, path: &str, mode: &str, seen: &Json, live: &Live| -> String {
+            format!(
+                "AGENT: {what}: `debug violations {hostkey} --format json` shows no `{mode}` \
+                 violation with path {path} (policy {name}); last answer: {seen}\n  tp list: {}\n  \
+                 debug policies: {:?}\n  agent log (policies, violations):\n{}",
+                live.tp_list(),
+                live.debug_json(&["policies"]),
+                agent_log_excerpt(&agent_log)
+            )
+        };
+    let check_violation = |v: &Json, what: &str, problems: &mut Vec<String>| {
+        if v["policy"] != name.as_str() {
+            problems.push(format!(
+                "AGENT: {what}: the violation's policy must be {name}: {v}"
+            ));
+        }
+        if v["acknowledged"] != false || v["count"].as_u64().unwrap_or(0) < 1 {
+            problems.push(format!(
+                "AGENT: {what}: a new violation is not acknowledged and counted at least once: {v}"
+            ));
+        }
+    };
+    match wait_violation(&live, &never, "denied", Duration::from_secs(8)) {
+        (Some(v), _) => check_violation(&v, "enforce kill", &mut problems),
+        (None, seen) => problems.push(violation_problem(
+            &format!("enforce: {never} killed (exit {})", killed.code),
+            &never,
+            "denied",
+            &seen,
+            &live,
+        )),
+    }
+    if let Some(left) = Duration::from_secs(3).checked_sub(killed_at.elapsed()) {
+        std::thread::sleep(left);
+    }
     match live.profiles() {
         Ok(p) => {
             let paths = host_profile(&p).map(executable_paths).unwrap_or_default();
@@ -828,6 +971,7 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
 
     // 7. Monitor mode: the never-run binary runs.
     let set = live.tetra(&["tp", "set-mode", &name, "monitor"]);
+    let set_at = Instant::now();
     assert_eq!(set.code, 0, "tp set-mode monitor: {}", set.show());
     let list = live.tp_list();
     fs::write(work.join("tp-list-monitor.json"), list.to_string()).expect("save tp list");
@@ -871,7 +1015,241 @@ fn host_raw_tracepoint_enforces_exactly_what_was_learned() {
              learn it within 5 s of the run (its view of the policy's mode may still say enforce)"
         ));
     }
+    // Both ran under the monitor-mode policy: `would-deny` violations, told
+    // by what followed the event (a clean exit), not by the policy list.
+    let mut would_deny_id = None;
+    for path in [&never, &never2] {
+        match wait_violation(&live, path, "would-deny", Duration::from_secs(8)) {
+            (Some(v), _) => {
+                check_violation(&v, "monitor run", &mut problems);
+                if path == &never2 {
+                    would_deny_id = v["id"].as_str().map(str::to_string);
+                }
+            }
+            (None, seen) => problems.push(violation_problem(
+                &format!("monitor: {path} ran (exit 0)"),
+                path,
+                "would-deny",
+                &seen,
+                &live,
+            )),
+        }
+    }
+    // The agent's view of the mode follows within one --policy-refresh (5 s).
+    let agent_mode = |live: &Live, want: &str, since: Instant, problems: &mut Vec<String>| {
+        let mut seen = Json::Null;
+        let found = poll(
+            Duration::from_secs(7).saturating_sub(since.elapsed()),
+            || {
+                seen = live.debug_json(&["policies"]).ok()?;
+                let p = agent_policy(&seen, &name)?;
+                (p["mode"] == want && p["state"] == "enabled").then_some(())
+            },
+        );
+        match found {
+            Some(()) => println!(
+                "live: debug policies: {name} {want} {:.1}s after tp set-mode",
+                since.elapsed().as_secs_f64()
+            ),
+            None => problems.push(format!(
+                "AGENT: `debug policies --format json` must show {name} enabled in mode {want} \
+                 within 7 s of `tp set-mode {name} {want}` (one --policy-refresh, 5 s); last \
+                 answer: {seen}\n  tp list: {}",
+                live.tp_list()
+            )),
+        }
+    };
+    agent_mode(&live, "monitor", set_at, &mut problems);
     timer.lap("monitor mode");
+
+    // 8. Enforce again: a third binary never run is killed, recorded `denied`,
+    // not learned.
+    let set = live.tetra(&["tp", "set-mode", &name, "enforce"]);
+    let set_at = Instant::now();
+    assert_eq!(set.code, 0, "tp set-mode enforce: {}", set.show());
+    fs::write(
+        work.join("tp-list-enforce-2.json"),
+        live.tp_list().to_string(),
+    )
+    .expect("save tp list");
+    agent_mode(&live, "enforce", set_at, &mut problems);
+    let never3 = w("new/never-run-3");
+    let killed = live.in_sandbox(&[&never3]);
+    println!(
+        "live: enforce again: never-run binary {never3}: exit {}",
+        killed.code
+    );
+    if killed.code != 137 {
+        problems.push(format!(
+            "enforce again: {never3} must be killed (137), got {}",
+            killed.code
+        ));
+    }
+    let killed_at = Instant::now();
+    match wait_violation(&live, &never3, "denied", Duration::from_secs(8)) {
+        (Some(v), _) => check_violation(&v, "enforce again", &mut problems),
+        (None, seen) => problems.push(violation_problem(
+            &format!("enforce again: {never3} killed (exit {})", killed.code),
+            &never3,
+            "denied",
+            &seen,
+            &live,
+        )),
+    }
+    if let Some(left) = Duration::from_secs(3).checked_sub(killed_at.elapsed()) {
+        std::thread::sleep(left);
+    }
+    match live.profiles() {
+        Ok(p) => {
+            let paths = host_profile(&p).map(executable_paths).unwrap_or_default();
+            if paths.contains(&never3) {
+                problems.push(format!(
+                    "AGENT: {never3} is in the Host profile's executables 3 s after its own \
+                     enforced policy killed it: {paths:?}"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("export --format json after the second kill: {e}")),
+    }
+    timer.lap("enforce again: killed and recorded denied");
+
+    // 9. The operator allows it (the violation's path), re-exports, replaces
+    // the loaded policy: it runs; the monitor-mode violation is acknowledged.
+    let allow = live.admin(&["allow", &hostkey, &never3]);
+    if allow.code != 0 {
+        problems.push(format!("AGENT: admin allow failed: {}", allow.show()));
+    }
+    match live.debug_json(&["violations", &hostkey]) {
+        Ok(v) => {
+            let left: Vec<&Json> = ["denied", "would-deny"]
+                .iter()
+                .flat_map(|m| host_violations(&v, &never3, m))
+                .collect();
+            if !left.is_empty() {
+                problems.push(format!(
+                    "AGENT: `admin allow {hostkey} {never3}` must clear its violations; still \
+                     listed: {left:?}"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("debug violations after allow: {e}")),
+    }
+    match live.profiles() {
+        Ok(p) => {
+            let exe = host_profile(&p).and_then(|h| {
+                h["executables"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["path"] == never3.as_str())
+                    .cloned()
+            });
+            if !exe.as_ref().is_some_and(|e| e["source"] == "operator") {
+                problems.push(format!(
+                    "AGENT: after `admin allow`, the Host profile must hold {never3} with source \
+                     operator; found {exe:?}"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("export --format json after allow: {e}")),
+    }
+    let out = live.agent_cmd(&[
+        "export",
+        "--admin-socket",
+        &live.admin_socket(),
+        "--format",
+        "tracingpolicy",
+        "--hook",
+        "tracepoint",
+        "--mode",
+        "enforce",
+    ]);
+    fs::write(work.join("export-2.yaml"), &out.stdout).expect("save export");
+    let policies = host_policies(&out.stdout).unwrap_or_default();
+    assert!(
+        out.code == 0 && policies.len() == 1,
+        "the re-export after `admin allow` must print exactly one host TracingPolicy; found {}: {}",
+        policies.len(),
+        out.show()
+    );
+    let mut strings = Vec::new();
+    yaml_strings(&policies[0], &mut strings);
+    if !strings.contains(&never3) {
+        problems.push(format!(
+            "AGENT: the re-export after `admin allow {hostkey} {never3}` does not allow {never3}"
+        ));
+    }
+    let policy_file_2 = work.join("host-policy-2.yaml");
+    fs::write(
+        &policy_file_2,
+        serde_yaml::to_string(&policies[0]).expect("policy YAML"),
+    )
+    .expect("write policy");
+    let unloaded = run(
+        &work,
+        live.tool("unload").arg(&name),
+        Duration::from_secs(30),
+    );
+    assert_eq!(unloaded.code, 0, "unload {name}: {}", unloaded.show());
+    live.policies.retain(|p| p != &name);
+    let loaded = run(
+        &work,
+        live.tool("load-confined").arg(&policy_file_2).arg(&inode),
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        loaded.code,
+        0,
+        "load-confined refused the re-exported policy (saved in {}): {}",
+        policy_file_2.display(),
+        loaded.show()
+    );
+    let name2 = loaded.stdout.trim().to_string();
+    live.policies.push(name2.clone());
+    let list = live.tp_list();
+    fs::write(work.join("tp-list-reloaded.json"), list.to_string()).expect("save tp list");
+    assert!(
+        policy_state(&list, &name2)
+            .is_some_and(|p| p["state"] == "TP_STATE_ENABLED" && p["mode"] == "TP_MODE_ENFORCE"),
+        "tp list must show {name2} TP_STATE_ENABLED in TP_MODE_ENFORCE: {list}"
+    );
+    let ran = live.in_sandbox(&[&never3]);
+    println!(
+        "live: re-exported policy: allowed {never3}: exit {}",
+        ran.code
+    );
+    if ran.code != 0 {
+        problems.push(format!(
+            "AGENT: after `admin allow` and the re-exported policy ({}), {never3} must run \
+             (exit 0), got {}",
+            policy_file_2.display(),
+            ran.code
+        ));
+    }
+    match would_deny_id {
+        None => problems.push(format!(
+            "no would-deny violation of {never2} to acknowledge (reported above)"
+        )),
+        Some(id) => {
+            let ack = live.admin(&["ack", &hostkey, &id]);
+            if ack.code != 0 {
+                problems.push(format!("AGENT: admin ack failed: {}", ack.show()));
+            }
+            let v = live.debug_json(&["violations", &hostkey]);
+            let acked = v.as_ref().ok().and_then(|v| {
+                host_violations(v, &never2, "would-deny")
+                    .into_iter()
+                    .find(|x| x["id"] == id.as_str())
+                    .cloned()
+            });
+            if !acked.as_ref().is_some_and(|x| x["acknowledged"] == true) {
+                problems.push(format!(
+                    "AGENT: after `admin ack {hostkey} {id}`, `debug violations` must show that \
+                     violation with acknowledged: true; found {acked:?} in {v:?}"
+                ));
+            }
+        }
+    }
+    timer.lap("allow, re-export, reload; ack");
 
     assert!(
         problems.is_empty(),
@@ -939,7 +1317,8 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
     let notes = fs::read_to_string(out_dir.join("out/notes.txt")).unwrap_or_default();
     let keep = format!(
         "(kept: {}: out/results.txt, out/notes.txt, out/agent.log, out/policy-*.yaml, \
-         out/tplist-*.json, out/learned-*.json, console.log)",
+         out/tplist-*.json, out/learned-*.json, out/violations-*.json, out/policies-*.json, \
+         console.log)",
         work.display()
     );
     assert!(
@@ -988,6 +1367,7 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
         }
         // Override with -EPERM: the shell reports 126.
         expect(&format!("enforce-{hook}"), "never-run /t/new/true", 126);
+        expect(&format!("follow-{hook}"), "logged", 0);
         expect(&format!("unload-{hook}"), "tp delete", 0);
     }
     // The paths kprobe/LSM bprm_creds_for_exec compare for the guest's execs:
@@ -1044,6 +1424,66 @@ fn vm_kprobe_and_lsm_enforce_exactly_what_was_learned() {
             problems.push(format!(
                 "{hook}: the agent learned /t/new/true, which its own enforced policy denied \
                  (TODO: the killed-exec rule of issue \"Enforce exactly what was learned\")"
+            ));
+        }
+    }
+    // The denials are violations of the Host learner: `denied`, the path the
+    // hook checked, the loaded policy's name (the same for both hooks: one
+    // export name per learner), so one violation counted once per hook.
+    let mut denied_count = 0;
+    for hook in ["kprobe", "lsm"] {
+        let exported =
+            fs::read_to_string(out_dir.join(format!("out/policy-{hook}.yaml"))).unwrap_or_default();
+        let Some(name) = host_policies(&exported).ok().and_then(|ps| {
+            ps.first()
+                .and_then(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        }) else {
+            continue; // no export: reported above
+        };
+        if rc(&format!("load-{hook}"), "tp add") != Some(0) {
+            continue; // not loaded: reported above
+        }
+        let text = fs::read_to_string(out_dir.join(format!("out/violations-{hook}.json")))
+            .unwrap_or_default();
+        let seen: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        let denied = host_violations(&seen, "/t/new/true", "denied");
+        denied_count += 1;
+        let counted: u64 = denied.iter().filter_map(|v| v["count"].as_u64()).sum();
+        if denied.is_empty() || !denied.iter().all(|v| v["policy"] == name.as_str()) {
+            problems.push(format!(
+                "AGENT: {hook}: after /t/new/true was refused (EPERM, 126) by {name}, `debug \
+                 violations --format json` (out/violations-{hook}.json) must show a `denied` \
+                 violation of the Host learner with path /t/new/true and policy {name}; it \
+                 shows: {text}"
+            ));
+        } else if counted != denied_count {
+            problems.push(format!(
+                "AGENT: {hook}: /t/new/true was refused once under each loaded policy so far \
+                 ({denied_count}); its `denied` violations count {counted}: {text}"
+            ));
+        }
+        let others: Vec<&Json> = seen
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["violations"].as_array().into_iter().flatten())
+            .filter(|v| !(v["path"] == "/t/new/true" && v["mode"] == "denied"))
+            .collect();
+        if !others.is_empty() {
+            problems.push(format!(
+                "AGENT: {hook}: only /t/new/true was refused, and every other exec ran under \
+                 the policy; yet `debug violations` lists {others:?}"
+            ));
+        }
+        let policies = fs::read_to_string(out_dir.join(format!("out/policies-{hook}.json")))
+            .unwrap_or_default();
+        let view: Json = serde_json::from_str(&policies).unwrap_or(Json::Null);
+        if !agent_policy(&view, &name)
+            .is_some_and(|p| p["state"] == "enabled" && p["mode"] == "enforce")
+        {
+            problems.push(format!(
+                "AGENT: {hook}: `debug policies --format json` must show {name} enabled in \
+                 mode enforce: {policies}"
             ));
         }
     }

@@ -5,8 +5,12 @@
 # a time, reruns the workload and one never-run binary, deletes it.
 # Writes /out/results.txt: one "PHASE LABEL RC" line per step (the test holds
 # the expected codes), /out/notes.txt (outputs), the exports and tp lists.
-# After a policy is loaded only shell builtins, the agent and tetra run: they
-# were all run while learning, so they stay allowed.
+# After a policy is loaded only shell builtins, busybox applets, the agent and
+# tetra run: they were all run while learning, so they stay allowed.
+# Under each policy the agent must record the denial of /t/new/true as a
+# violation: the guest waits for the agent to follow the loaded policy (its
+# log line, then the re-subscription's snapshot), runs it, and writes
+# `debug violations` and `debug policies` (JSON) to /out for the test to check.
 B=/payload/tetragon-learner
 S=/work/admin.sock
 R=/out/results.txt
@@ -16,7 +20,15 @@ T="$TETRA --server-address $TETRAGON_ADDRESS"
 : > $N
 res() { echo "$*" >> $R; echo "vm-guest: $*"; }
 note() { echo "== $*" >> $N; cat /tmp/run.out >> $N 2>/dev/null; }
+info() { echo "vm-guest: $*"; echo "== $*" >> $N; }
 run() { "$@" > /tmp/run.out 2>&1; rc=$?; }
+FOLLOW='following their events'
+follows() { grep "$FOLLOW" /out/agent.log | grep -c "\"$1\""; } # NAME: its follow lines
+last_follows() { grep "$FOLLOW" /out/agent.log | tail -n 1 | grep -q "\"$1\""; }
+taken() { # snapshots taken so far (one per stream re-subscription)
+	$B admin --admin-socket $S status 2>/dev/null |
+		sed -n 's/.*"taken": *\([0-9][0-9]*\).*/\1/p' | head -n 1
+}
 workload() { # PHASE
 	run /t/echo hi; res "$1 symlink /t/echo -> /bin/busybox $rc"
 	run /t/farm/echo hi; res "$1 farm /t/farm/echo -> ../bb $rc"
@@ -87,20 +99,64 @@ for hook in kprobe lsm; do
 	[ -f $F ] && while read -r k v; do
 		case $k in name:) NAME=${v#\"}; NAME=${NAME%\"}; break ;; esac
 	done < $F
+	n0=$(follows "$NAME")
+	t0=$(taken)
 	run $T tracingpolicy add $F
 	res "load-$hook tp add $rc"
 	note "tp add $F (name '$NAME'): rc $rc"
 	[ $rc = 0 ] || { [ -n "$NAME" ] && $T tracingpolicy delete "$NAME" > /dev/null 2>&1; continue; }
+	# The agent reads the policy list every 5 s, then re-subscribes its stream.
+	ok=1
+	i=0
+	while [ $i -lt 30 ]; do
+		[ "$(follows "$NAME")" -gt "$n0" ] && { ok=0; break; }
+		sleep 1; i=$((i + 1))
+	done
+	res "follow-$hook logged $ok"
+	j=0
+	while [ $j -lt 20 ]; do
+		t=$(taken)
+		[ -n "$t" ] && [ -n "$t0" ] && [ "$t" -gt "$t0" ] && break
+		sleep 1; j=$((j + 1))
+	done
+	sleep 1
+	info "$hook: follow line after ${i}s, snapshot $t0 -> $t after ${j}s more"
 	workload enforce-$hook
+	$B debug violations --admin-socket $S --format json > /tmp/v-before.json 2>&1
 	run /t/new/true
 	res "enforce-$hook never-run /t/new/true $rc"
 	note "never-run under $hook: rc $rc"
+	# A denial has no process_exec: the agent says "denied" once 2 s passed
+	# without an exec of that pid and another event came (any exec will do).
+	sleep 3
+	run /t/echo after
+	ok=1
+	i=0
+	while [ $i -lt 20 ]; do
+		$B debug violations --admin-socket $S --format json > /tmp/v.json 2>&1
+		if ! cmp -s /tmp/v.json /tmp/v-before.json && grep -q '"mode": "denied"' /tmp/v.json; then
+			ok=0; break
+		fi
+		sleep 1; i=$((i + 1))
+	done
+	res "violations-$hook changed $ok"
+	info "$hook: violations after ${i}s more: $(cat /tmp/v.json)"
+	cp /tmp/v.json /out/violations-$hook.json
+	run $B debug policies --admin-socket $S --format json
+	cp /tmp/run.out /out/policies-$hook.json
+	note "debug policies under $hook: rc $rc"
 	$T tp list -o json > /out/tplist-$hook.json 2>&1
 	run $B export --admin-socket $S --format json --output /out/learned-$hook.json
 	note "export json after $hook: rc $rc"
 	run $T tracingpolicy delete "$NAME"
 	res "unload-$hook tp delete $rc"
 	note "tp delete $NAME: rc $rc"
+	# The next hook's policy has the same name: wait until the agent no longer
+	# follows this one, so that loading the next is a change it logs (lsm is last).
+	[ $hook = lsm ] && continue
+	i=0
+	while [ $i -lt 15 ] && last_follows "$NAME"; do sleep 1; i=$((i + 1)); done
+	info "$hook: unfollowed after ${i}s"
 done
 kill $AGENT
 wait $AGENT
