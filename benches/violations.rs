@@ -1,26 +1,29 @@
-//! A flood of violations from one workload: memory and database size stay
-//! bounded. The fake Tetragon (in process, real socket) holds one of the
-//! agent's exported policies for the workload, in monitor mode, flagging every
-//! exec outside its list; the workload then execs `VIOLATIONS_BENCH_EVENTS`
-//! (default 100,000) distinct unlisted paths, each a would-deny violation. The
-//! bench waits until the agent has recorded every one (kept + evicted), then
-//! prints the agent's RSS growth, the profile's violation count and the
-//! database size, next to the same agent after 1,000 (the per-learner bounds:
-//! 100 violations kept, `max_executables` executables).
+//! A flood of violations from one workload: the agent's memory and database
+//! stay bounded. The agent runs as `run` does (its own sled directory), and
+//! is fed, as the connection would feed it, `VIOLATIONS_BENCH_EVENTS` (default
+//! 100,000) execs of distinct unlisted paths by one workload, each followed by
+//! the raw-tracepoint `Sigkill` event of that workload's policy (one of the
+//! agent's, listed in monitor mode) and the process's normal exit: each one a
+//! `would-deny` violation, and (monitor mode: the exec ran) a new executable.
+//! Prints the agent's RSS growth, what the profile kept (violations: the newest
+//! 100, the rest counted; executables: `--max-executables-per-profile`) and the
+//! database size, after the first 1,000 and after all.
+//!
+//! No Tetragon, no fake: the events go straight to the ingester in batches of
+//! 256 (the connection's own batch size), each batch waited for (backpressure),
+//! so what is measured is the agent's own bound, not a transport.
 //!
 //! Run: `cargo bench --bench violations`.
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use prost::bytes::Bytes;
 use tetragon_learner::agent::Agent;
-use tetragon_learner::cli::demo::demo_agent_config;
-use tetragon_learner::export::tracing_policy::policies;
-use tetragon_learner::export::{ExportOptions, PolicyHook, PolicyMode};
-use tetragon_learner::fake::scenario::{ExecSpec, Scenario};
-use tetragon_learner::fake::{FakeSource, FakeTetragon};
+use tetragon_learner::cli::run_cmd::RunArgs;
 use tetragon_learner::learner::key::LearnerKey;
-use tetragon_learner::tetragon::address::TetragonAddress;
-use tetragon_learner::tetragon::client::{client, connect};
-use tetragon_learner::tetragon::proto::AddTracingPolicyRequest;
+use tetragon_learner::tetragon::connection::messages::EventBatch;
+use tetragon_learner::tetragon::observe::enforcing::OwnPolicy;
+use tetragon_learner::tetragon::proto::lean;
 
 mod common;
 
@@ -31,72 +34,150 @@ static GLOBAL: tetragon_learner::GlobalAllocator = tetragon_learner::GLOBAL_ALLO
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-const SCENARIO: &str = r#"
-node_name: bench-node
-containers:
-  - namespace: shop
-    pod: web-0
-    workload: web
-    workload_kind: Deployment
-    labels: {tetragon-learner.io/workload: web}
-    container: app
-    running: [{binary: /usr/bin/sleep, arguments: 1d}]
-"#;
+const POLICY: &str = "deployment-web";
+const BOOT: i64 = 1_800_000_000;
 
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn recorded(agent: &Agent, key: &LearnerKey) -> (usize, u64) {
+fn ts(ms: i64) -> lean::Timestamp {
+    lean::Timestamp {
+        seconds: BOOT + ms / 1_000,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    }
+}
+
+fn process(i: u64, binary: &str) -> lean::Process {
+    lean::Process {
+        exec_id: b(&format!("bench:{i}")),
+        pid: Some(lean::UInt32Value {
+            value: 10_000 + i as u32,
+        }),
+        binary: b(binary),
+        flags: b("execve clone"),
+        start_time: Some(ts(i as i64)),
+        pod: Some(lean::Pod {
+            namespace: b("shop"),
+            name: b("web-5d8f7c6b9d-abcde"),
+            container: Some(lean::Container {
+                id: b("containerd://0123456789abcdef"),
+                name: b("app"),
+                start_time: Some(ts(0)),
+                maybe_exec_probe: false,
+            }),
+            pod_labels: vec![lean::LabelEntry {
+                key: b("app"),
+                value: b("web"),
+            }],
+            workload: b("web"),
+            workload_kind: b("Deployment"),
+        }),
+        parent_exec_id: b("bench:parent"),
+        in_init_tree: Some(lean::BoolValue { value: true }),
+    }
+}
+
+fn event(e: lean::get_events_response::Event, ms: i64) -> lean::GetEventsResponse {
+    lean::GetEventsResponse {
+        event: Some(e),
+        node_name: b("bench-node"),
+        time: Some(ts(ms)),
+    }
+}
+
+/// Exec `i`, its policy's Sigkill event (monitor mode), its normal exit.
+fn flood_events(i: u64) -> [lean::GetEventsResponse; 3] {
+    use lean::get_events_response::Event;
+    let path = format!("/tmp/flood/bin-{i:06}");
+    let p = process(i, &path);
+    let tp = lean::ProcessTracepoint {
+        process: Some(p.clone()),
+        subsys: b("sched"),
+        event: b("sched_process_exec"),
+        args: vec![lean::KprobeArgument {
+            linux_binprm_arg: Some(lean::KprobeLinuxBinprm { path: b(&path) }),
+        }],
+        policy_name: b(POLICY),
+        action: 3,
+    };
+    [
+        event(
+            Event::ProcessExec(lean::ProcessExec {
+                process: Some(p.clone()),
+            }),
+            i as i64,
+        ),
+        event(Event::ProcessTracepoint(tp), i as i64),
+        event(
+            Event::ProcessExit(lean::ProcessExit {
+                process: Some(p),
+                signal: Bytes::new(),
+            }),
+            i as i64 + 1,
+        ),
+    ]
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// (violations kept, violations seen: counts + evicted, executables).
+fn recorded(agent: &Agent, key: &LearnerKey) -> (usize, u64, usize) {
     agent
         .durable_profiles()
         .into_iter()
         .find(|p| &p.key == key)
         .map(|p| {
             let seen: u64 = p.violations.by_id.values().map(|v| v.count).sum();
-            (p.violations.by_id.len(), seen + p.violations.evicted)
+            (
+                p.violations.by_id.len(),
+                seen + p.violations.evicted,
+                p.executables.len(),
+            )
         })
-        .unwrap_or((0, 0))
+        .unwrap_or((0, 0, 0))
 }
 
-async fn flood(fake: &FakeTetragon, agent: &Agent, from: u64, to: u64) -> BenchResult<()> {
-    let key = LearnerKey::new("shop", "Deployment", "web", "app");
+async fn flood(agent: &Agent, key: &LearnerKey, from: u64, to: u64) -> BenchResult<()> {
+    let mut batch = Vec::with_capacity(256);
     for i in from..to {
-        let spec = ExecSpec {
-            binary: format!("/tmp/flood/bin-{i:06}"),
-            ..Default::default()
-        };
-        fake.exec_spec_in(0, &spec, false);
-        if i % 500 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        batch.extend(flood_events(i));
+        if batch.len() >= 255 || i + 1 == to {
+            agent
+                .ingester
+                .send(EventBatch(std::mem::take(&mut batch)))
+                .await?;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    // Each exec is one would-deny violation (decided at its exit).
-    while recorded(agent, &key).1 < to {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while recorded(agent, key).1 < to {
         if Instant::now() > deadline {
             return Err(format!(
                 "only {:?} of {to} violations recorded",
-                recorded(agent, &key)
+                recorded(agent, key)
             )
             .into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
 
 fn main() -> BenchResult<()> {
+    // SAFETY: no other thread runs yet.
     unsafe { tetragon_learner::tune_allocator() };
     let events: u64 = std::env::var("VIOLATIONS_BENCH_EVENTS")
         .ok()
@@ -104,84 +185,73 @@ fn main() -> BenchResult<()> {
         .unwrap_or(100_000);
     tetragon_learner::cli::actor_system().block_on(async move {
         let dir = tempfile::tempdir()?;
-        let scenario = Scenario::from_yaml(SCENARIO, "bench")?;
-        let addr = TetragonAddress::Unix(dir.path().join("tetragon.sock"));
-        let fake = FakeTetragon::start(&addr, FakeSource::Scenario(scenario), None).await?;
         let db = dir.path().join("db");
-        let agent = Agent::start(demo_agent_config(fake.address.clone(), db.clone())).await?;
-        let key = LearnerKey::new("shop", "Deployment", "web", "app");
-        fake.exec_spec_in(
-            0,
-            &ExecSpec {
-                binary: "/usr/bin/true".into(),
-                ..Default::default()
+        // The agent as `run` configures it (nothing listens at the address:
+        // the connection retries, the events come from here).
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        let run = Run::try_parse_from([
+            "run",
+            "--tetragon-address",
+            "unix:///nonexistent/tetragon.sock",
+            "--db",
+            db.to_str().ok_or("tempdir is not UTF-8")?,
+            "--snapshot-source",
+            "none",
+            "--hook-view",
+            "off",
+        ])?;
+        let agent = Agent::start(run.args.agent_config()).await?;
+        agent.own_policies.write().insert(
+            POLICY.to_string(),
+            OwnPolicy {
+                name: POLICY.into(),
+                namespace: "shop".into(),
+                state: "enabled".into(),
+                mode: "monitor".into(),
+                error: String::new(),
+                kernel_memory_bytes: 0,
+                enforced: 0,
+                monitored: 0,
             },
-            false,
         );
-        while !agent.durable_profiles().iter().any(|p| p.key == key) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = agent
-            .durable_profiles()
-            .into_iter()
-            .find(|p| p.key == key)
-            .ok_or("no profile")?;
-        let opts = ExportOptions {
-            mode: PolicyMode::Monitor,
-            hook: PolicyHook::Tracepoint,
-            ..Default::default()
-        };
-        let exported = policies(std::slice::from_ref(&profile), &opts)?;
-        let mut api = client(connect(&fake.address, Duration::from_secs(5)).await?, 1 << 20);
-        api.add_tracing_policy(AddTracingPolicyRequest {
-            yaml: serde_yaml::to_string(&exported.policies[0])?,
-            domain: String::new(),
-        })
-        .await?;
-        while !agent
-            .own_policies
-            .read()
-            .values()
-            .any(|p| p.state == "enabled")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-
+        let key = LearnerKey::new("shop", "Deployment", "web", "app");
         let rss0 = vm_rss_kib();
         let first = 1_000.min(events);
         let t = Instant::now();
-        flood(&fake, &agent, 0, first).await?;
-        let (kept1, seen1) = recorded(&agent, &key);
+        flood(&agent, &key, 0, first).await?;
+        let (kept1, seen1, exes1) = recorded(&agent, &key);
         let rss1 = vm_rss_kib();
         let db1 = dir_bytes(&db);
         println!(
-            "after {seen1} violations: {kept1} kept, RSS +{} MiB, database {} KiB",
-            rss1.saturating_sub(rss0) / 1024,
+            "after {seen1} violations: {kept1} kept, {exes1} executables; RSS +{:.1} MiB; database {} KiB",
+            rss1.saturating_sub(rss0) as f64 / 1024.0,
             db1 / 1024
         );
-        flood(&fake, &agent, first, events).await?;
-        let (kept, seen) = recorded(&agent, &key);
+        flood(&agent, &key, first, events).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let (kept, seen, exes) = recorded(&agent, &key);
         let rss = vm_rss_kib();
         let db2 = dir_bytes(&db);
-        let p = agent
+        let evicted = agent
             .durable_profiles()
             .into_iter()
             .find(|p| p.key == key)
-            .ok_or("no profile")?;
+            .map(|p| p.violations.evicted)
+            .unwrap_or(0);
         println!(
-            "after {seen} violations ({:.1} s, {:.0}/s through the fake and the agent): {kept} kept, {} evicted, \
-             {} executables in the profile (partial: {:?}); RSS +{} MiB now, peak {} MiB; database {} KiB \
-             (was {} KiB after {seen1})",
-            t.elapsed().as_secs_f64(),
-            seen as f64 / t.elapsed().as_secs_f64(),
-            p.violations.evicted,
-            p.executables.len(),
-            p.partial_reasons,
-            rss.saturating_sub(rss0) / 1024,
+            "after {seen} violations ({secs:.1} s, {:.0} violation events/s): {kept} kept, {evicted} evicted, \
+             {exes} executables; RSS +{:.1} MiB (+{:.1} MiB over the first 1,000), peak {} MiB; \
+             database {} KiB (+{} KiB over the first 1,000)",
+            seen as f64 / secs,
+            rss.saturating_sub(rss0) as f64 / 1024.0,
+            rss.saturating_sub(rss1) as f64 / 1024.0,
             vm_hwm_kib() / 1024,
             db2 / 1024,
-            db1 / 1024,
+            db2.saturating_sub(db1) / 1024,
         );
         agent.shutdown().await?;
         Ok(())
