@@ -1,7 +1,9 @@
 //! A flood of violations from one workload: the agent's memory and database
 //! stay bounded. The agent runs as `run` does (its own sled directory), and
 //! is fed, as the connection would feed it, `VIOLATIONS_BENCH_EVENTS` (default
-//! 100,000) execs of distinct unlisted paths by one workload, each followed by
+//! 100,000) execs of unlisted paths by one workload — twice, with a fresh agent
+//! each: 50 paths over and over (a denied cron job), then every path distinct
+//! (the worst case) — each followed by
 //! the raw-tracepoint `Sigkill` event of that workload's policy (one of the
 //! agent's, listed in monitor mode) and the process's normal exit: each one a
 //! `would-deny` violation, and (monitor mode: the exec ran) a new executable.
@@ -86,10 +88,12 @@ fn event(e: lean::get_events_response::Event, ms: i64) -> lean::GetEventsRespons
     }
 }
 
-/// Exec `i`, its policy's Sigkill event (monitor mode), its normal exit.
-fn flood_events(i: u64) -> [lean::GetEventsResponse; 3] {
+/// Exec `i`, its policy's Sigkill event (monitor mode), its normal exit;
+/// `paths` distinct paths in turn (0: every one distinct).
+fn flood_events(i: u64, paths: u64) -> [lean::GetEventsResponse; 3] {
     use lean::get_events_response::Event;
-    let path = format!("/tmp/flood/bin-{i:06}");
+    let n = if paths == 0 { i } else { i % paths };
+    let path = format!("/tmp/flood/bin-{n:06}");
     let p = process(i, &path);
     let tp = lean::ProcessTracepoint {
         process: Some(p.clone()),
@@ -151,10 +155,10 @@ fn recorded(agent: &Agent, key: &LearnerKey) -> (usize, u64, usize) {
         .unwrap_or((0, 0, 0))
 }
 
-async fn flood(agent: &Agent, key: &LearnerKey, from: u64, to: u64) -> BenchResult<()> {
+async fn flood(agent: &Agent, key: &LearnerKey, from: u64, to: u64, paths: u64) -> BenchResult<()> {
     let mut batch = Vec::with_capacity(256);
     for i in from..to {
-        batch.extend(flood_events(i));
+        batch.extend(flood_events(i, paths));
         if batch.len() >= 255 || i + 1 == to {
             agent
                 .ingester
@@ -183,6 +187,14 @@ fn main() -> BenchResult<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    for (what, paths) in [("50 paths over and over", 50), ("every path distinct", 0)] {
+        println!("{events} violation events, {what}:");
+        run(events, paths)?;
+    }
+    Ok(())
+}
+
+fn run(events: u64, paths: u64) -> BenchResult<()> {
     tetragon_learner::cli::actor_system().block_on(async move {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("db");
@@ -222,7 +234,7 @@ fn main() -> BenchResult<()> {
         let rss0 = vm_rss_kib();
         let first = 1_000.min(events);
         let t = Instant::now();
-        flood(&agent, &key, 0, first).await?;
+        flood(&agent, &key, 0, first, paths).await?;
         let (kept1, seen1, exes1) = recorded(&agent, &key);
         let rss1 = vm_rss_kib();
         let db1 = dir_bytes(&db);
@@ -231,7 +243,7 @@ fn main() -> BenchResult<()> {
             rss1.saturating_sub(rss0) as f64 / 1024.0,
             db1 / 1024
         );
-        flood(&agent, &key, first, events).await?;
+        flood(&agent, &key, first, events, paths).await?;
         let secs = t.elapsed().as_secs_f64();
         let (kept, seen, exes) = recorded(&agent, &key);
         let rss = vm_rss_kib();

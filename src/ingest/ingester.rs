@@ -617,6 +617,11 @@ impl EventIngester {
             }
             // The kprobe/LSM hook names the caller before the exec.
             HookView::Opened => {
+                // A caller outside pods execs outside pods: never tied when
+                // host processes are not learned (most of a node's execs).
+                if process.pod.is_none() && !self.cfg.learn_host_processes {
+                    return Err(SkipReason::HostProcess);
+                }
                 let (pid, Some(time)) = (process.pid, p.time) else {
                     return Err(SkipReason::PolicyEventIncomplete);
                 };

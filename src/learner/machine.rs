@@ -375,7 +375,7 @@ pub fn step(
             let mode = seen.mode;
             match profile.violations.record(seen) {
                 (id, Recorded::New) => effects.push(Effect::NewViolation { id, mode }),
-                (_, Recorded::Again) => effects.push(Effect::Touched),
+                (_, Recorded::NewEvicting | Recorded::Again) => effects.push(Effect::Touched),
             }
         }
         LearnerInput::Allow { path, now } => {

@@ -92,6 +92,10 @@ pub fn violation_id(policy: &str, path: &str, mode: ViolationMode) -> String {
 pub enum Recorded {
     /// A violation not held before (news: made durable, counted).
     New,
+    /// A violation not held before that evicted the oldest: the learner is at
+    /// its bound, under a flood; written lazily (with the next checkpoint), so
+    /// a flood of distinct violations costs no flush each.
+    NewEvicting,
     /// Counted on one held already.
     Again,
 }
@@ -120,12 +124,21 @@ impl Violations {
                 acknowledged: false,
             },
         );
-        self.bound();
-        (id, Recorded::New)
+        let evicted = self.bound();
+        (
+            id,
+            if evicted {
+                Recorded::NewEvicting
+            } else {
+                Recorded::New
+            },
+        )
     }
 
-    /// Keeps the newest `MAX_VIOLATIONS` (by last sighting, then id).
-    fn bound(&mut self) {
+    /// Keeps the newest `MAX_VIOLATIONS` (by last sighting, then id); true
+    /// when one was evicted.
+    fn bound(&mut self) -> bool {
+        let before = self.evicted;
         while self.by_id.len() > MAX_VIOLATIONS {
             let oldest = self
                 .by_id
@@ -140,6 +153,7 @@ impl Violations {
                 None => break,
             }
         }
+        self.evicted != before
     }
 
     /// `admin ack`: true when `id` was held and not yet acknowledged.

@@ -20,9 +20,11 @@ use crate::telemetry::events::{Emit, HookViewChanged, OwnPoliciesListed};
 use crate::telemetry::metrics::{Metrics, PolicyGauge};
 use crate::tetragon::address::TetragonAddress;
 use crate::tetragon::client::{client, connect};
+use crate::tetragon::proto::fine_guidance_sensors_client::FineGuidanceSensorsClient;
 use crate::tetragon::proto::{
     AddTracingPolicyRequest, ListTracingPoliciesRequest, TracingPolicyState, TracingPolicyStatus,
 };
+use tonic::transport::Channel;
 
 /// Each view's status, shared with `/readyz` and the admin status.
 pub type HookViewStatus = Arc<RwLock<BTreeMap<HookView, ViewStatus>>>;
@@ -58,8 +60,18 @@ pub async fn run(
         );
     }
     let mut failed_adds: BTreeMap<ObserveShape, String> = BTreeMap::new();
+    // One connection, kept across rounds; made again after any failure.
+    let mut api: Option<Api> = None;
     loop {
-        let settled = round(&cfg, &status, &enforcing, &metrics, &mut failed_adds).await;
+        let settled = round(
+            &cfg,
+            &mut api,
+            &status,
+            &enforcing,
+            &metrics,
+            &mut failed_adds,
+        )
+        .await;
         let wait = if settled {
             cfg.interval
         } else {
@@ -76,23 +88,28 @@ pub async fn run(
 }
 
 /// One look at Tetragon; true when no view is pending.
+type Api = FineGuidanceSensorsClient<Channel>;
+
 async fn round(
     cfg: &ObserveConfig,
+    cached: &mut Option<Api>,
     status: &HookViewStatus,
     enforcing: &EnforcingWatch,
     metrics: &Metrics,
     failed_adds: &mut BTreeMap<ObserveShape, String>,
 ) -> bool {
-    let channel = match connect(&cfg.address, cfg.connect_timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            // The connection actor reports Tetragon being away; the views keep
-            // their last status until it answers again.
-            tracing::debug!(error = %e, "observe policies: Tetragon not reachable");
-            return false;
-        }
+    let mut api = match cached.take() {
+        Some(api) => api,
+        None => match connect(&cfg.address, cfg.connect_timeout).await {
+            Ok(c) => client(c, 16 * 1024 * 1024),
+            Err(e) => {
+                // The connection actor reports Tetragon being away; the views
+                // keep their last status until it answers again.
+                tracing::debug!(error = %e, "observe policies: Tetragon not reachable");
+                return false;
+            }
+        },
     };
-    let mut api = client(channel, 16 * 1024 * 1024);
     let listed = match api
         .list_tracing_policies(ListTracingPoliciesRequest::default())
         .await
@@ -104,6 +121,7 @@ async fn round(
                 s.message()
             );
             publish(status, metrics, all_unavailable(cfg.choice, &reason));
+            *cached = Some(api);
             return true;
         }
         Err(s) => {
@@ -130,6 +148,7 @@ async fn round(
         })
         .collect();
     if cfg.choice == HookViewChoice::Off {
+        *cached = Some(api);
         return true;
     }
     let planned = plan(cfg.choice, &listed, failed_adds);
@@ -151,6 +170,7 @@ async fn round(
             }
         }
     }
+    *cached = Some(api);
     planned.add.is_empty()
         && planned
             .views
