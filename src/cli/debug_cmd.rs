@@ -413,6 +413,23 @@ fn profile_table(p: &Profile) -> String {
         ),
     ]);
     head.push(&["drift", &p.drift_count.to_string()]);
+    let u = unverified_counts(p);
+    head.push(&[
+        "unverified".to_string(),
+        format!(
+            "opened {} loaded {} (never seen through that hook view)",
+            u.opened, u.loaded
+        ),
+    ]);
+    let acknowledged = p.violations.by_id.len() - p.violations.active();
+    head.push(&[
+        "violations".to_string(),
+        format!(
+            "{} active, {acknowledged} acknowledged, {} evicted (see `debug violations`)",
+            p.violations.active(),
+            p.violations.evicted
+        ),
+    ]);
     head.push(&["created", &rfc3339_ms(p.created_at)]);
     head.push(&["learning since", &rfc3339_ms(p.learning_since)]);
     head.push(&["last new", &rfc3339_ms(p.last_new_at)]);
