@@ -171,7 +171,8 @@ pub fn rollout_hint(profiles: &[Profile]) -> String {
     }
     out.push_str(
         "  1. tetragon-learner export --admin-socket /run/tetragon-learner/admin.sock --format tracingpolicy --mode monitor --output policies.yaml\n\
-         \x20 2. kubectl apply -f policies.yaml, then watch each policy's events: tetra getevents -o compact --policy-names <name>\n\
+         \x20 2. kubectl apply -f policies.yaml, then read what they would deny, per workload: tetragon-learner debug violations --admin-socket /run/tetragon-learner/admin.sock\n\
+         \x20    (legitimate: admin allow KEY PATH and re-export; not: admin ack KEY ID)\n\
          \x20 3. when nothing legitimate shows up: tetra tracingpolicy set-mode --namespace <ns> <name> enforce (per node), or re-export with --mode enforce and apply\n",
     );
     out

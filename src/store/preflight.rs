@@ -628,10 +628,8 @@ mod tests {
         }
         let bytes = tree_size(&db).unwrap();
         assert!(bytes > 0);
-        Checker::Thread
-            .check_dir(&db, &db, bytes, Where::InPlace)
-            .unwrap();
-        let store = Store::open(&db).unwrap();
+        when_unlocked(|| Checker::Thread.check_dir(&db, &db, bytes, Where::InPlace)).unwrap();
+        let store = when_unlocked(|| Store::open(&db)).unwrap();
         assert_eq!(store.get(&key).unwrap().map(|p| p.key), Some(key));
     }
 
@@ -646,6 +644,22 @@ mod tests {
                     reason: e.to_string(),
                 },
             })
+        }
+    }
+
+    /// Runs `f` again while it meets the database locked: sled releases its
+    /// lock a moment after a `Db` is dropped (its file is freed by deferred
+    /// reclamation), so an open right after a drop can meet `Locked` on a
+    /// loaded machine, as `tests/common`'s `store_when_unlocked` knows.
+    fn when_unlocked<T>(mut f: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match f() {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => return other,
+            }
         }
     }
 
@@ -664,7 +678,8 @@ mod tests {
         let db = tmp.path().join("db");
         drop(healthy_database(&db));
         let full = failing_copy(libc::ENOSPC);
-        check_original_with(&Checker::Thread, &db, Some(tmp.path()), &full).unwrap();
+        when_unlocked(|| check_original_with(&Checker::Thread, &db, Some(tmp.path()), &full))
+            .unwrap();
         // The same when only one of the two places lacked room.
         let calls = std::cell::Cell::new(0);
         let mixed = |o: &Path, p: Option<&Path>| {
@@ -676,7 +691,12 @@ mod tests {
             };
             failing_copy(errno)(o, p)
         };
-        check_original_with(&Checker::Thread, &db, Some(tmp.path()), mixed).unwrap();
+        // Counted per check: a retry on the lock starts the count again.
+        when_unlocked(|| {
+            calls.set(0);
+            check_original_with(&Checker::Thread, &db, Some(tmp.path()), mixed)
+        })
+        .unwrap();
         assert_eq!(
             calls.get(),
             2,
