@@ -26,7 +26,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::tetragon::connection::actor::{
     ConnectionConfig, ConnectionStatus, Shutdown, TetragonConnection,
 };
-use crate::tetragon::observe::enforcing::EnforcingModes;
+use crate::tetragon::observe::enforcing::OwnPolicies;
 use crate::tetragon::observe::policy::HookViewChoice;
 use crate::tetragon::observe::runner::{EnforcingWatch, HookViewStatus, ObserveConfig};
 use crate::time::now_ms;
@@ -83,7 +83,7 @@ pub struct Agent {
     /// Each hook view's observe policy: loaded, pending, or why not.
     pub hook_views: HookViewStatus,
     /// The agent's exported policies Tetragon lists on this node.
-    pub own_policies: EnforcingModes,
+    pub own_policies: OwnPolicies,
     stop_observe: tokio::sync::watch::Sender<bool>,
 }
 
@@ -126,7 +126,7 @@ impl Agent {
             cfg.lazy_checkpoint,
         )
         .start();
-        let enforcing_modes = EnforcingModes::default();
+        let enforcing_modes = OwnPolicies::default();
         let (enforcing_names, followed_names) = tokio::sync::watch::channel(Vec::new());
         let ingester = EventIngester::new(
             cfg.ingest.clone(),

@@ -38,7 +38,7 @@ use crate::store::checkpointer::DurableView;
 use crate::store::inspect::DbScan;
 use crate::store::Store;
 use crate::tetragon::connection::actor::ConnectionStatus;
-use crate::tetragon::observe::enforcing::{EnforcingModes, OwnPolicy};
+use crate::tetragon::observe::enforcing::{OwnPolicies, OwnPolicy};
 use crate::time::now_ms;
 
 #[derive(Clone)]
@@ -51,7 +51,7 @@ pub struct AdminState {
     pub connection_status: Arc<RwLock<ConnectionStatus>>,
     pub snapshot_status: Arc<RwLock<SnapshotStatus>>,
     /// The agent's exported policies Tetragon lists on this node.
-    pub policies: EnforcingModes,
+    pub policies: OwnPolicies,
 }
 
 #[derive(Debug, Error)]
@@ -228,12 +228,15 @@ async fn policies(State(s): State<AdminState>) -> Json<serde_json::Value> {
             if k.namespace.is_empty() || k.workload_kind == "Host" {
                 continue;
             }
-            let expected = crate::export::names::object_name(&k.workload_kind, &k.workload);
-            let by_namespace = format!("namespace-{}", k.namespace);
-            let covered = names.contains(&(k.namespace.clone(), expected))
-                || names
-                    .iter()
-                    .any(|(ns, n)| ns == &k.namespace && n == &by_namespace);
+            // The export's two names for it: its own policy, its namespace's.
+            let own = crate::export::names::object_name(&k.workload_kind, &k.workload);
+            let packed = crate::export::names::object_name(
+                crate::export::packing::NAMESPACE_KIND,
+                &k.namespace,
+            );
+            let covered = [own, packed]
+                .into_iter()
+                .any(|n| names.contains(&(k.namespace.clone(), n)));
             if !covered {
                 unenforced.insert(format!(
                     "{}/{}/{}",

@@ -22,7 +22,7 @@ pub struct HealthState {
     /// Each hook view's observe policy (`None`: not reported).
     pub hook_views: Option<crate::tetragon::observe::runner::HookViewStatus>,
     /// The agent's exported policies on this node (`None`: not reported).
-    pub policies: Option<crate::tetragon::observe::enforcing::EnforcingModes>,
+    pub policies: Option<crate::tetragon::observe::enforcing::OwnPolicies>,
 }
 
 async fn healthz() -> &'static str {

@@ -43,7 +43,7 @@ use crate::learner::hook_view::HookView;
 use crate::learner::violation::{ViolationMode, ViolationSeen};
 use crate::telemetry::events::HookPathsSeen;
 use crate::telemetry::events::PolicyViolationSeen;
-use crate::tetragon::observe::enforcing::EnforcingModes;
+use crate::tetragon::observe::enforcing::OwnPolicies;
 use crate::tetragon::observe::policy::ObserveShape;
 
 mod backfill;
@@ -103,7 +103,7 @@ pub struct EventIngester {
     /// `opened` hook events waiting for their exec, and execs for their hook.
     hooks: HookTie<LearnerId>,
     /// The agent's exported policies loaded on this node, and their modes.
-    enforcing: EnforcingModes,
+    enforcing: OwnPolicies,
     /// Their events, until what followed tells what they did.
     outcomes: PolicyOutcomes<LearnerId>,
 }
@@ -150,7 +150,7 @@ impl EventIngester {
             stopping: false,
             backfill: backfill::BackfillMemory::default(),
             hooks: HookTie::default(),
-            enforcing: EnforcingModes::default(),
+            enforcing: OwnPolicies::default(),
             outcomes: PolicyOutcomes::default(),
         };
         for p in resumed {
@@ -160,7 +160,7 @@ impl EventIngester {
     }
 
     /// Where the modes of the agent's own loaded policies are kept current.
-    pub fn with_enforcing(mut self, modes: EnforcingModes) -> Self {
+    pub fn with_enforcing(mut self, modes: OwnPolicies) -> Self {
         self.enforcing = modes;
         self
     }

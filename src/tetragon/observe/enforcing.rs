@@ -87,7 +87,7 @@ impl OwnPolicy {
 }
 
 /// The agent's loaded policies, by name.
-pub type EnforcingModes = Arc<RwLock<BTreeMap<String, OwnPolicy>>>;
+pub type OwnPolicies = Arc<RwLock<BTreeMap<String, OwnPolicy>>>;
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use super::enforcing::{is_agents_policy, EnforcingModes, OwnPolicy};
+use super::enforcing::{is_agents_policy, OwnPolicies, OwnPolicy};
 use super::plan::{all_unavailable, plan, Listed, ListedState, ViewStatus};
 use super::policy::{HookViewChoice, ObserveShape};
 use crate::learner::hook_view::HookView;
@@ -42,7 +42,7 @@ pub struct ObserveConfig {
 /// policies: their modes (for the ingester) and their names (the stream
 /// re-subscribes when they change).
 pub struct EnforcingWatch {
-    pub modes: EnforcingModes,
+    pub modes: OwnPolicies,
     pub names: watch::Sender<Vec<String>>,
 }
 
